@@ -1,0 +1,235 @@
+"""Simulator: paired AIFs, tissue model and the 4D phantom's ground truth."""
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.linalg import expm
+
+from AIAIFLib import constants as K
+from AIAIFLib import simulation as sim
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return sim.simulate_aif_pairs(3000, n_frames=70, seed=11)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return sim.simulate_phantom(seed=5, field_strength_t=3.0, ischemic="RCA")
+
+
+# --- paired AIFs -----------------------------------------------------------------
+
+def test_same_seed_same_pairs_and_other_seed_differs():
+    a = sim.simulate_aif_pairs(200, seed=3)
+    b = sim.simulate_aif_pairs(200, seed=3)
+    c = sim.simulate_aif_pairs(200, seed=4)
+    np.testing.assert_array_equal(a.saturated, b.saturated)
+    np.testing.assert_array_equal(a.times_s, b.times_s)
+    assert not np.allclose(a.saturated, c.saturated)
+
+
+def test_chunking_does_not_change_results():
+    a = sim.simulate_aif_pairs(300, seed=9, chunk_size=1000)
+    b = sim.simulate_aif_pairs(300, seed=9, chunk_size=7)
+    np.testing.assert_array_equal(a.reference, b.reference)
+
+
+def test_parameters_cover_the_documented_ranges(pairs):
+    p = pairs.params
+    ranges = sim.AIF_PAIR_RANGES
+    for key in ("heart_rate_bpm", "peak_conc_mM", "flip_angle_factor", "saturation_efficiency", "arrival_s"):
+        low, high = ranges[key]
+        assert p[key].min() >= low and p[key].max() <= high
+        assert p[key].min() < low + 0.05 * (high - low) and p[key].max() > high - 0.05 * (high - low)
+    assert set(np.unique(p["field_strength_t"])) == {1.5, 3.0}
+    assert set(np.unique(p["family"])) == set(range(len(sim.AIF_FAMILIES)))
+    assert np.any(p["pulses_to_centre"] == 1) and np.any(p["pulses_to_centre"] > 10)
+
+
+def test_frame_times_follow_the_heart_rate(pairs):
+    intervals = np.diff(pairs.times_s, axis=1)
+    assert np.all(intervals > 0)
+    median_rr = np.median(intervals, axis=1)
+    expected_rr = 60.0 / pairs.params["heart_rate_bpm"]
+    np.testing.assert_allclose(median_rr, expected_rr, rtol=0.15)
+    assert np.std(intervals / median_rr[:, None]) > 0.01  # beat-to-beat variation exists
+
+
+def test_peak_concentration_is_the_drawn_peak():
+    p = sim.draw_aif_parameters(np.random.default_rng(1), 60)
+    fine = p["arrival_s"][:, None] + np.linspace(0.0, 40.0, 8001)[None, :]
+    conc = sim.aif_concentration_mM(fine, p)
+    np.testing.assert_allclose(conc.max(axis=1), p["peak_conc_mM"], rtol=1e-3)
+    before = sim.aif_concentration_mM(p["arrival_s"][:, None] - np.array([[3.0]]), p)
+    assert np.all(before < 0.05 * p["peak_conc_mM"][:, None])
+
+
+def test_reference_is_linear_in_concentration_with_shared_baseline(pairs):
+    r1t1 = K.R1_RELAXIVITY_PER_S_PER_MM * pairs.params["t1_blood_s"][:, None]
+    np.testing.assert_allclose(pairs.reference / pairs.baseline_signal[:, None] - 1.0, r1t1 * pairs.conc_mM,
+                               rtol=1e-10, atol=1e-10)
+    pre = pairs.times_s < pairs.params["arrival_s"][:, None] - 1.0
+    np.testing.assert_allclose(pairs.saturated_noiseless[pre], np.broadcast_to(
+        pairs.baseline_signal[:, None], pre.shape)[pre], rtol=0.02)
+
+
+def test_saturated_curve_underestimates_the_peak_more_at_high_concentration(pairs):
+    ratio = pairs.reference.max(axis=1) / pairs.saturated_noiseless.max(axis=1)
+    assert np.all(ratio > 1.2)
+    peak = pairs.conc_mM.max(axis=1)
+    high, low = ratio[peak > 12], ratio[peak < 5]
+    assert np.median(high) > 1.5 * np.median(low)
+
+
+def test_noise_level_is_as_drawn(pairs):
+    residual = pairs.saturated - pairs.saturated_noiseless
+    expected_sd = pairs.params["relative_noise_sd"] * pairs.saturated_noiseless.max(axis=1)
+    ratio = residual.std(axis=1) / expected_sd
+    assert 0.9 < np.median(ratio) < 1.1
+
+
+# --- tissue model --------------------------------------------------------------------
+
+def test_two_compartment_residue_matches_matrix_exponential():
+    fb, ps, vb, ve, hct = 0.05, 0.02, 0.11, 0.2, K.HAEMATOCRIT
+    fp, vp = fb * (1 - hct), vb * (1 - hct)
+    system = np.array([[-(fp + ps) / vp, ps / vp], [ps / ve, -ps / ve]])
+    for t in (0.0, 0.3, 2.0, 15.0):
+        expected = np.array([vp, ve]) @ expm(system * t) @ np.array([1.0 / vp, 0.0])
+        assert sim.two_compartment_residue(t, fb, ps, vb, ve) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+def test_truth_aif_convolved_with_truth_response_gives_tissue_curves(phantom):
+    """Independent check: adaptive quadrature of Fb * C(s - delay) * R(t - s)."""
+    truth = phantom.truth
+    fine_t, fine_c = truth["aif_fine_times_s"], truth["aif_fine_mM"]
+    times = phantom.frame_times_s
+    rng = np.random.default_rng(0)
+    for pixel in rng.choice(truth["tissue_mM"].shape[0], 4, replace=False):
+        fb = truth["tissue_blood_flow_per_s"][pixel]
+        args = (truth["tissue_permeability_surface_per_s"][pixel], truth["tissue_blood_volume_fraction"][pixel],
+                truth["tissue_interstitial_volume_fraction"][pixel])
+        delay = truth["tissue_delay_s"][pixel]
+        for frame in (10, 25, 40, 59):
+            t = times[frame]
+
+            def integrand(s):
+                return np.interp(s - delay, fine_t, fine_c, left=0.0) * sim.two_compartment_residue(t - s, fb, *args)
+
+            value, _ = integrate.quad(integrand, 0.0, t, limit=400, points=[delay + truth["aif_fine_times_s"][
+                np.argmax(fine_c)]])
+            assert truth["tissue_mM"][pixel, frame] == pytest.approx(fb * value, rel=5e-3, abs=1e-4)
+
+
+# --- phantom -------------------------------------------------------------------------
+
+def test_phantom_shapes_and_classes(phantom):
+    n_frames = phantom.frame_times_s.size
+    assert phantom.frames.shape == (n_frames, 3, sim.PHANTOM_MATRIX, sim.PHANTOM_MATRIX)
+    assert phantom.frames.dtype == np.float32 and np.all(np.isfinite(phantom.frames))
+    assert 55 <= n_frames <= 65
+    for k in range(3):
+        assert phantom.lv_blood_mask[k].sum() > 100 and phantom.myocardium_mask[k].sum() > 200
+    assert np.all(np.isnan(phantom.mbf_ml_min_g[~phantom.myocardium_mask]))
+    assert np.all(phantom.aha_segments[~phantom.myocardium_mask] == 0)
+
+
+def test_every_aha_segment_present_on_its_level(phantom):
+    expected = {"basal": set(range(1, 7)), "mid": set(range(7, 13)), "apical": set(range(13, 17))}
+    for k, level in enumerate(phantom.levels):
+        assert set(np.unique(phantom.aha_segments[k])) - {0} == expected[level]
+
+
+def test_wall_thickness_is_realistic(phantom):
+    for geometry in phantom.acquisition["slices"]:
+        thickness = geometry["epicardial_radius_mm"] - geometry["lv_radius_mm"]
+        assert 6.0 <= thickness <= 12.0
+
+
+def test_ischaemic_territory_and_healthy_ranges(phantom):
+    segment_mbf = phantom.segment_mbf_ml_min_g()
+    for territory, segments in K.CORONARY_TERRITORIES.items():
+        values = segment_mbf[np.array(segments) - 1]
+        if territory == "RCA":
+            assert np.all((values > 0.5) & (values < 1.4))
+        else:
+            assert np.all((values >= 2.5) & (values <= 4.0))
+
+
+def test_subendocardial_gradient_lowers_inner_layer_flow(phantom):
+    truth = phantom.truth
+    myo = phantom.myocardium_mask
+    inner = np.zeros_like(myo)
+    for k in range(3):
+        lv = phantom.lv_blood_mask[k]
+        grown = lv.copy()
+        for _ in range(2):  # two-pixel band next to the blood pool
+            grown = grown | np.roll(grown, 1, 0) | np.roll(grown, -1, 0) | np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
+        inner[k] = grown & myo[k]
+    ischaemic = np.isin(phantom.aha_segments, K.CORONARY_TERRITORIES["RCA"])
+    mbf = phantom.mbf_ml_min_g
+    assert np.mean(mbf[inner & ischaemic]) < 0.95 * np.mean(mbf[~inner & myo & ischaemic])
+    assert truth["ischaemic_segments"].sum() == len(K.CORONARY_TERRITORIES["RCA"])
+
+
+def test_rv_enhances_before_lv_and_lies_on_the_septal_side(phantom):
+    truth = phantom.truth
+    times = phantom.frame_times_s
+    rv_onset = times[np.argmax(truth["rv_blood_mM"] > 0.1)]
+    lv_onset = times[np.argmax(truth["aif_mM"] > 0.1)]
+    assert rv_onset < lv_onset
+    _, anterior, septal = sim.heart_axes_ras()
+    rv = phantom.labels == sim.TISSUE_LABELS["rv blood"]
+    _, lv_centres, _ = sim.phantom_geometry()
+    for k in range(3):
+        ji = np.argwhere(rv[k])
+        ras = (phantom.ijk_to_ras @ np.c_[ji[:, 1], ji[:, 0], np.full(len(ji), k), np.ones(len(ji))].T)[:3].T
+        assert np.mean((ras - lv_centres[k]) @ septal) > 10.0
+
+
+def test_rv_insertion_points_lie_on_the_epicardium(phantom):
+    _, lv_centres, _ = sim.phantom_geometry()
+    long_axis = sim.heart_axes_ras()[0]
+    for k, geometry in enumerate(phantom.acquisition["slices"]):
+        for name in ("anterior", "inferior"):
+            offset = phantom.rv_insertion_ras[name][k] - lv_centres[k]
+            assert abs(offset @ long_axis) < 1e-9
+            assert np.linalg.norm(offset) == pytest.approx(geometry["epicardial_radius_mm"])
+
+
+def test_apex_first_and_mirrored_storage_keep_the_anatomy():
+    base = sim.simulate_phantom(seed=2, ischemic="LAD", n_frames=30, matrix=64, pixel_mm=3.0)
+    flipped = sim.simulate_phantom(seed=2, ischemic="LAD", n_frames=30, matrix=64, pixel_mm=3.0, apex_first=True,
+                                   mirrored=True)
+    assert flipped.levels == ("apical", "mid", "basal")
+    assert np.linalg.det(flipped.ijk_to_ras[:3, :3]) * np.linalg.det(base.ijk_to_ras[:3, :3]) > 0
+    # The same anatomy stored differently: reverse the slices and flip the columns back.
+    np.testing.assert_array_equal(flipped.aha_segments[::-1, :, ::-1], base.aha_segments)
+    # The mirrored geometry maps the flipped voxel to the same RAS point.
+    voxel = np.array([10, 20, 0, 1.0])
+    mirrored_voxel = np.array([63 - 10, 20, 2, 1.0])
+    np.testing.assert_allclose(base.ijk_to_ras @ voxel, flipped.ijk_to_ras @ mirrored_voxel, atol=1e-9)
+
+
+def test_phantom_is_reproducible_and_seed_dependent():
+    a = sim.simulate_phantom(seed=8, n_frames=20, matrix=48, pixel_mm=4.0)
+    b = sim.simulate_phantom(seed=8, n_frames=20, matrix=48, pixel_mm=4.0)
+    c = sim.simulate_phantom(seed=9, n_frames=20, matrix=48, pixel_mm=4.0)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_phantom_records_every_acquisition_parameter(phantom):
+    required = {"saturation_time_s", "repetition_time_s", "echo_time_s", "flip_angle_nominal_deg",
+                "flip_angle_factor", "kspace_ordering", "pulses_to_centre", "t1_blood_s", "t1_myocardium_s",
+                "saturation_efficiency", "field_strength_t", "noise_sd"}
+    assert required <= set(phantom.acquisition)
+    assert phantom.acquisition["t1_blood_s"] == K.T1_BLOOD_S[3.0]
+
+
+def test_phantom_blood_signal_is_the_sequence_model_of_the_truth_aif(phantom):
+    lv = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
+    np.testing.assert_allclose(lv, phantom.truth["lv_blood_signal_noiseless"], rtol=0.03)
