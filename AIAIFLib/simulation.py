@@ -987,6 +987,9 @@ PHANTOM_FILES = {
     "truth_description": "ground_truth.json",
 }
 
+#: Name of the phantom's RV insertion point list in Slicer.
+RV_INSERTION_NODE_NAME = "RV insertion points"
+
 #: Segment colours (RGB 0-1) of the phantom's segmentation.
 SEGMENT_COLOURS = {K.LV_BLOOD_POOL_SEGMENT_NAME: (0.85, 0.25, 0.25), K.MYOCARDIUM_SEGMENT_NAME: (0.95, 0.85, 0.35)}
 
@@ -1029,7 +1032,7 @@ def write_phantom(phantom, output_dir):
         phantom.ijk_to_ras)
     slicer_files.write_markups_points(
         path["rv_insertion"], phantom.rv_insertion_ras["anterior"],
-        ["RV insertion anterior {}".format(level) for level in phantom.levels])
+        ["RV insertion anterior {}".format(level) for level in phantom.levels], name=RV_INSERTION_NODE_NAME)
     arrays = dict(phantom.truth)
     arrays.update(mbf_ml_min_g=phantom.mbf_ml_min_g, aha_segments=phantom.aha_segments, tissue_labels=phantom.labels,
                   ijk_to_ras=phantom.ijk_to_ras, rv_insertion_anterior_ras=phantom.rv_insertion_ras["anterior"],
