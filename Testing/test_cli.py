@@ -1,0 +1,207 @@
+"""Command line: what each command writes, and how bad input ends (exit 2, one sentence, nothing left behind)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from AIAIFLib import cli
+from AIAIFLib.simulation import PHANTOM_FILES
+
+#: A small phantom keeps the command tests fast; the full-size one runs in the demo.
+SMALL_PHANTOM = ["--frames", "22"]
+
+
+def run(argv, capsys):
+    """Run ``python -m AIAIFLib`` in-process; return (exit code, stdout, stderr)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse exits on bad arguments
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def leftovers(parent):
+    """Staging directories the command may have left in ``parent``."""
+    return [name for name in os.listdir(parent) if ".partial-" in name]
+
+
+def assert_one_sentence_error(code, err):
+    assert code == cli.EXIT_USAGE
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and "Traceback" not in err
+
+
+# --- phantom ---------------------------------------------------------------------------
+
+def test_phantom_writes_the_slicer_files_and_the_ground_truth(tmp_path, capsys):
+    out = tmp_path / "study"
+    code, stdout, _ = run(["phantom", "--output-dir", str(out), "--seed", "4", "--field-strength", "1.5",
+                           "--ischemic", "RCA"] + SMALL_PHANTOM, capsys)
+    assert code == 0
+    assert sorted(os.listdir(out)) == sorted(PHANTOM_FILES.values())
+    assert "1.5 T" in stdout and "RCA" in stdout
+    with open(out / PHANTOM_FILES["truth_description"]) as handle:
+        description = json.load(handle)
+    assert description["acquisition"]["field_strength_t"] == 1.5
+    assert description["acquisition"]["ischemic_territory"] == "RCA"
+    assert description["acquisition"]["seed"] == 4
+    rca = [row["mbf_true_ml_min_g"] for row in description["segments"] if row["territory"] == "RCA"]
+    others = [row["mbf_true_ml_min_g"] for row in description["segments"] if row["territory"] != "RCA"]
+    assert max(rca) < 1.4 < min(others)
+    assert leftovers(tmp_path) == []
+
+
+def test_phantom_is_reproducible_from_the_seed(tmp_path, capsys):
+    truths = []
+    for name, seed in (("a", "9"), ("b", "9"), ("c", "10")):
+        assert run(["phantom", "--output-dir", str(tmp_path / name), "--seed", seed] + SMALL_PHANTOM, capsys)[0] == 0
+        truths.append(np.load(tmp_path / name / PHANTOM_FILES["truth_arrays"]))
+    np.testing.assert_array_equal(truths[0]["tissue_mM"], truths[1]["tissue_mM"])
+    assert not np.array_equal(truths[0]["aif_mM"], truths[2]["aif_mM"])
+
+
+@pytest.mark.parametrize("arguments, phrase", [
+    (["--field-strength", "2"], "field strength must be 3 or 1.5"),
+    (["--seed", "-1"], "non-negative integer"),
+    (["--ischemic", "LM"], "invalid choice"),
+    (["--frames", "0"], "positive integer"),
+])
+def test_phantom_rejects_bad_arguments_without_creating_anything(tmp_path, capsys, arguments, phrase):
+    out = tmp_path / "new" / "study"
+    code, _, err = run(["phantom", "--output-dir", str(out)] + arguments, capsys)
+    assert_one_sentence_error(code, err)
+    assert phrase in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_phantom_refuses_a_non_empty_directory_and_keeps_its_files(tmp_path, capsys):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run(["phantom", "--output-dir", str(out)] + SMALL_PHANTOM, capsys)
+    assert_one_sentence_error(code, err)
+    assert "--overwrite" in err
+    assert os.listdir(out) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_written_files_and_keeps_the_others(tmp_path, capsys):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / PHANTOM_FILES["truth_description"]).write_text("stale")
+    assert run(["phantom", "--output-dir", str(out), "--overwrite"] + SMALL_PHANTOM, capsys)[0] == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / PHANTOM_FILES["truth_description"]).read_text())["files"] == PHANTOM_FILES
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "study"
+    target.write_text("a file")
+    code, _, err = run(["phantom", "--output-dir", str(target)] + SMALL_PHANTOM, capsys)
+    assert_one_sentence_error(code, err)
+    assert "is a file" in err and target.read_text() == "a file"
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+def test_demo_writes_the_phantom_and_the_saturation_figure(tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "demo_output"
+    code, stdout, _ = run(["demo", "--output-dir", str(out)], capsys)
+    assert code == 0
+    assert sorted(os.listdir(out)) == ["aif_saturation.png", "phantom"]
+    assert sorted(os.listdir(out / "phantom")) == sorted(PHANTOM_FILES.values())
+    image = matplotlib.image.imread(str(out / "aif_saturation.png"))
+    assert image.shape[0] > 300 and image.std() > 0.01
+    for territory in ("LAD", "RCA", "LCX"):
+        assert territory in stdout
+    # The README runs the demo with --overwrite so that it can be repeated.
+    assert run(["demo", "--output-dir", str(out), "--overwrite"], capsys)[0] == 0
+
+
+# --- failure inside a command ----------------------------------------------------------------
+
+def test_a_failing_command_leaves_no_partial_output_directory(tmp_path, capsys):
+    out = tmp_path / "deep" / "results"
+    code, _, err = run(["evaluate", "--aif-csv", str(tmp_path / "missing.csv"), "--output-dir", str(out)], capsys)
+    assert_one_sentence_error(code, err)
+    assert "missing.csv" in err
+    assert os.listdir(tmp_path) == []  # neither the directory nor its new parent, nor a staging folder
+
+
+def test_evaluate_with_mbf_csv_and_simulated_is_refused(tmp_path, capsys):
+    code, _, err = run(["evaluate", "--simulated", "--mbf-csv", "x.csv", "--output-dir", str(tmp_path / "e")],
+                       capsys)
+    assert_one_sentence_error(code, err)
+    assert not (tmp_path / "e").exists()
+
+
+def test_unknown_command_and_missing_output_dir(tmp_path, capsys):
+    code, _, err = run(["quantise"], capsys)
+    assert_one_sentence_error(code, err)
+    code, _, err = run(["phantom"], capsys)
+    assert_one_sentence_error(code, err)
+    assert "--output-dir" in err
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+def test_evaluate_on_simulated_data_writes_the_table_and_figures(tmp_path, capsys):
+    out = tmp_path / "evaluation"
+    code, stdout, _ = run(["evaluate", "--simulated", "--n-curves", "30", "--n-phantoms", "2", "--seed", "3",
+                           "--output-dir", str(out)], capsys)
+    assert code == 0
+    assert sorted(os.listdir(out)) == ["aif_metrics.png", "example_aifs.png", "mbf_agreement.png", "results.txt"]
+    table = (out / "results.txt").read_text()
+    assert table.strip() in stdout
+    for phrase in ("NMSE", "FWHM", "Bland", "True AIF", "Saturated AIF"):
+        assert phrase in table
+
+
+def test_evaluate_reads_user_csv_files(tmp_path, capsys):
+    times = np.arange(40) * 0.9
+    rows = ["case,time_s,reference,test"]
+    for case in range(6):
+        reference = np.exp(-0.5 * ((times - 10.0 - case) / 2.5) ** 2) + 0.1
+        test = reference * (1.0 + 0.02 * np.sin(times + case))
+        rows += ["{},{!r},{!r},{!r}".format(case, float(t), float(r), float(s)) for t, r, s in zip(times, reference, test)]
+    (tmp_path / "aif.csv").write_text("\n".join(rows) + "\n")
+    rows = ["patient,segment,reference,test"]
+    rng = np.random.default_rng(1)
+    for patient in range(4):
+        for segment in range(1, 17):
+            value = rng.uniform(0.8, 3.5)
+            rows.append("P{},{},{:.4f},{:.4f}".format(patient, segment, value, value + rng.normal(0.0, 0.1)))
+    (tmp_path / "mbf.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "results"
+    code, stdout, _ = run(["evaluate", "--aif-csv", str(tmp_path / "aif.csv"), "--mbf-csv", str(tmp_path / "mbf.csv"),
+                           "--output-dir", str(out)], capsys)
+    assert code == 0
+    assert "Reference" in stdout and "NMSE" in stdout
+    assert (out / "mbf_agreement.png").stat().st_size > 0
+
+
+# --- the real entry point --------------------------------------------------------------------
+
+def test_python_dash_m_exits_2_with_one_sentence_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "AIAIFLib", "phantom", "--output-dir", str(tmp_path / "x"),
+                             "--field-strength", "7"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "field strength must be 3 or 1.5" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_output_directory_gets_ordinary_permissions(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert run(["phantom", "--output-dir", str(out)] + SMALL_PHANTOM, capsys)[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~umask
