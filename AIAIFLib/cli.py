@@ -14,6 +14,7 @@ import tempfile
 
 from . import constants as K
 from .errors import AIAIFInputError
+from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 
 EXIT_USAGE = 2
 
@@ -131,6 +132,8 @@ def build_parser():
     phantom.add_argument("--ischemic", choices=("LAD", "RCA", "LCX", "none"), default="none",
                          help="coronary territory with ischaemic stress MBF (default none)")
     phantom.add_argument("--frames", type=_positive_int, default=60, help="heartbeats / frames (default 60)")
+    phantom.add_argument("--tissue-model", choices=sorted(TISSUE_MODELS), default=DEFAULT_TISSUE_MODEL,
+                         help="myocardial tissue model (default {})".format(DEFAULT_TISSUE_MODEL))
 
     demo = commands.add_parser("demo", help="the main job on the built-in phantom",
                                description="Write the built-in phantom and a figure of saturated versus "
@@ -162,7 +165,7 @@ def _run_phantom(args, out):
     from .simulation import simulate_phantom, write_phantom
 
     phantom = simulate_phantom(seed=args.seed, field_strength_t=args.field_strength, ischemic=args.ischemic,
-                               n_frames=args.frames)
+                               n_frames=args.frames, tissue_model=args.tissue_model)
     write_phantom(phantom, out)
     return "Wrote a {} T phantom (seed {}, ischaemic territory: {}) to {}.".format(
         args.field_strength, args.seed, args.ischemic, os.path.abspath(args.output_dir))

@@ -51,10 +51,23 @@ def test_phantom_writes_the_slicer_files_and_the_ground_truth(tmp_path, capsys):
     assert description["acquisition"]["field_strength_t"] == 1.5
     assert description["acquisition"]["ischemic_territory"] == "RCA"
     assert description["acquisition"]["seed"] == 4
+    assert description["acquisition"]["tissue_model"] == "capillary-transit"
+    assert "tissue_capillary_transit_cv" in np.load(out / PHANTOM_FILES["truth_arrays"]).files
     rca = [row["mbf_true_ml_min_g"] for row in description["segments"] if row["territory"] == "RCA"]
     others = [row["mbf_true_ml_min_g"] for row in description["segments"] if row["territory"] != "RCA"]
     assert max(rca) < 1.4 < min(others)
     assert leftovers(tmp_path) == []
+
+
+def test_phantom_tissue_model_can_be_chosen(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert run(["phantom", "--output-dir", str(out), "--tissue-model", "two-compartment"] + SMALL_PHANTOM,
+               capsys)[0] == 0
+    description = json.loads((out / PHANTOM_FILES["truth_description"]).read_text())
+    assert description["acquisition"]["tissue_model"] == "two-compartment"
+    assert "tissue_capillary_transit_cv" not in np.load(out / PHANTOM_FILES["truth_arrays"]).files
+    code, _, err = run(["phantom", "--output-dir", str(tmp_path / "x"), "--tissue-model", "fermi"], capsys)
+    assert_one_sentence_error(code, err)
 
 
 def test_phantom_is_reproducible_from_the_seed(tmp_path, capsys):

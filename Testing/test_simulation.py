@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy import integrate
+from scipy import integrate, stats
 from scipy.linalg import expm
 
 from AIAIFLib import constants as K
@@ -101,23 +101,65 @@ def test_two_compartment_residue_matches_matrix_exponential():
         assert sim.two_compartment_residue(t, fb, ps, vb, ve) == pytest.approx(expected, rel=1e-10)
 
 
+def aath_averaged_over_transit_times(t, fb, ps, vb, ve, cv, n_capillaries=4000):
+    """Independent route to the capillary-transit residue: AATH capillaries at gamma quantiles of Tc."""
+    fp = fb * (1.0 - K.HAEMATOCRIT)
+    extraction = 1.0 - np.exp(-ps / fp)
+    k_ep = extraction * fp / ve
+    shape = 1.0 / cv ** 2
+    transit = stats.gamma.ppf((np.arange(n_capillaries) + 0.5) / n_capillaries, shape, scale=vb / fb / shape)
+    t = np.asarray(t, dtype=float)[..., None]
+    capillaries = np.where(t < transit, 1.0, extraction * np.exp(-k_ep * np.maximum(t - transit, 0.0)))
+    return capillaries.mean(axis=-1)
+
+
+@pytest.mark.parametrize("fb, ps, vb, ve, cv", [(0.055, 0.018, 0.11, 0.20, 0.4), (0.0105, 0.025, 0.13, 0.15, 0.3),
+                                                (0.07, 0.012, 0.09, 0.25, 0.7)])
+def test_capillary_transit_residue_is_the_aath_averaged_over_gamma_transit_times(fb, ps, vb, ve, cv):
+    t = np.linspace(0.0, 60.0, 241)
+    closed_form = sim.capillary_transit_residue(t, fb, ps, vb, ve, cv)
+    assert closed_form[0] == 1.0
+    np.testing.assert_allclose(closed_form, aath_averaged_over_transit_times(t, fb, ps, vb, ve, cv), atol=3e-4)
+
+
+def test_capillary_transit_residue_keeps_a_shoulder_where_the_compartment_model_falls():
+    fb, ps, vb, ve = 0.055, 0.018, 0.11, 0.2
+    mean_transit_s = vb / fb
+    shoulder = sim.capillary_transit_residue(0.3 * mean_transit_s, fb, ps, vb, ve, 0.3)
+    compartment = sim.two_compartment_residue(0.3 * mean_transit_s, fb, ps, vb, ve)
+    assert shoulder > 0.99 and compartment < 0.9
+    # Once every capillary has been passed, what is left is the extracted
+    # fraction washing out of the interstitium at k_ep = E Fp / ve.
+    fp = fb * (1.0 - K.HAEMATOCRIT)
+    extraction = 1.0 - np.exp(-ps / fp)
+    late = sim.capillary_transit_residue(np.array([20.0, 40.0]), fb, ps, vb, ve, 0.3)
+    assert np.all(late < extraction)
+    assert late[1] / late[0] == pytest.approx(np.exp(-extraction * fp / ve * 20.0), rel=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
-def test_truth_aif_convolved_with_truth_response_gives_tissue_curves(phantom):
+@pytest.mark.parametrize("tissue_model", sorted(sim.TISSUE_MODELS))
+def test_truth_aif_convolved_with_truth_response_gives_tissue_curves(tissue_model):
     """Independent check: adaptive quadrature of Fb * C(s - delay) * R(t - s)."""
+    phantom = sim.simulate_phantom(seed=5, field_strength_t=3.0, ischemic="RCA", matrix=64, pixel_mm=3.2,
+                                   tissue_model=tissue_model)
+    assert phantom.acquisition["tissue_model"] == tissue_model
     truth = phantom.truth
+    residue = sim.TISSUE_MODELS[tissue_model]
+    names = ["permeability_surface_per_s", "blood_volume_fraction", "interstitial_volume_fraction"]
+    names += ["capillary_transit_cv"] if tissue_model == "capillary-transit" else []
     fine_t, fine_c = truth["aif_fine_times_s"], truth["aif_fine_mM"]
     times = phantom.frame_times_s
     rng = np.random.default_rng(0)
     for pixel in rng.choice(truth["tissue_mM"].shape[0], 4, replace=False):
         fb = truth["tissue_blood_flow_per_s"][pixel]
-        args = (truth["tissue_permeability_surface_per_s"][pixel], truth["tissue_blood_volume_fraction"][pixel],
-                truth["tissue_interstitial_volume_fraction"][pixel])
+        args = [truth["tissue_" + name][pixel] for name in names]
         delay = truth["tissue_delay_s"][pixel]
         for frame in (10, 25, 40, 59):
             t = times[frame]
 
             def integrand(s):
-                return np.interp(s - delay, fine_t, fine_c, left=0.0) * sim.two_compartment_residue(t - s, fb, *args)
+                return np.interp(s - delay, fine_t, fine_c, left=0.0) * residue(t - s, fb, *args)
 
             value, _ = integrate.quad(integrand, 0.0, t, limit=400, points=[delay + truth["aif_fine_times_s"][
                 np.argmax(fine_c)]])
