@@ -44,13 +44,13 @@ capillary transit time, as the Fermi shoulder assumes; the 2CXM residue falls
 at once, which a fit on one frame per heartbeat cannot resolve, so it reads a
 lower flow.  Measured with the per-curve reference fit
 (``deconvolution.fit_fermi_curves``) on the noise-free segment-mean curves of
-8 phantoms with the true AIF (``Testing/benchmarks/fermi_vs_tissue_model.py``): fitting the whole ~60-beat curve, the fitted /
-true flow ratio falls with flow (median 1.06 below 1.4 mL/min/g, 0.74 at
-2.4-3.2, 0.63 at 3.2-4.1) because the Fermi roll-off also has to follow the
-slow interstitial washout; fitting the first pass only (frames up to 6 s
-after the AIF peak) gives ratios 1.04, 1.05, 0.94 and a segment bias of
--0.03 mL/min/g (SD 0.26).  The 2CXM gives 0.91, 0.73, 0.67 with the same
-window.
+8 phantoms with the true AIF (``Testing/benchmarks/fermi_vs_tissue_model.py``):
+fitting the whole ~60-beat curve, the fitted / true flow ratio falls with
+flow (median 1.06 below 1.4 mL/min/g, 0.74 at 2.4-3.2, 0.63 at 3.2-4.1)
+because the Fermi roll-off also has to follow the slow interstitial washout;
+fitting the first pass only (frames up to 6 s after the AIF peak) gives
+ratios 1.04, 1.05, 0.94 and a segment bias of -0.03 mL/min/g (SD 0.26).  The
+2CXM gives 0.91, 0.73, 0.67 with the same window.
 """
 
 import numpy as np

@@ -185,7 +185,8 @@ def test_evaluate_reads_user_csv_files(tmp_path, capsys):
     for case in range(6):
         reference = np.exp(-0.5 * ((times - 10.0 - case) / 2.5) ** 2) + 0.1
         test = reference * (1.0 + 0.02 * np.sin(times + case))
-        rows += ["{},{!r},{!r},{!r}".format(case, float(t), float(r), float(s)) for t, r, s in zip(times, reference, test)]
+        rows += ["{},{!r},{!r},{!r}".format(case, float(t), float(r), float(s))
+                 for t, r, s in zip(times, reference, test)]
     (tmp_path / "aif.csv").write_text("\n".join(rows) + "\n")
     rows = ["patient,segment,reference,test"]
     rng = np.random.default_rng(1)
