@@ -604,6 +604,13 @@ def two_compartment_residue(times_s, blood_flow_per_s, permeability_surface_per_
 #: residue's keyword arguments are the keys of ``response_params`` in
 #: ``tissue_concentration_mM``.
 TISSUE_MODELS = {"capillary-transit": capillary_transit_residue, "two-compartment": two_compartment_residue}
+#: Parameters each tissue model takes after the blood flow, in the order of
+#: its residue function's arguments (also the per-segment draws it uses).
+TISSUE_MODEL_PARAMETERS = {
+    "capillary-transit": ("permeability_surface_per_s", "blood_volume_fraction", "interstitial_volume_fraction",
+                          "capillary_transit_cv"),
+    "two-compartment": ("permeability_surface_per_s", "blood_volume_fraction", "interstitial_volume_fraction"),
+}
 #: One line on each tissue model, for the ground-truth description.
 TISSUE_MODEL_DESCRIPTIONS = {
     "capillary-transit": "tissue homogeneity (AATH) with gamma-distributed capillary transit times (Schabel 2012)",
@@ -999,11 +1006,8 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         steep = ischaemic_segments[pix_seg]
         pix_mbf = np.where(steep, pix_mbf * (1.0 + gradient * (transmural[myo] - 0.5)), pix_mbf)
     flow = pix_mbf * K.TISSUE_DENSITY_G_PER_ML / 60.0
-    model_keys = ["permeability_surface_per_s", "blood_volume_fraction", "interstitial_volume_fraction"]
-    if tissue_model == "capillary-transit":
-        model_keys.append("capillary_transit_cv")
     pix_params = {"blood_flow_per_s": flow}
-    pix_params.update({key: seg_params[key][pix_seg] for key in model_keys})
+    pix_params.update({key: seg_params[key][pix_seg] for key in TISSUE_MODEL_PARAMETERS[tissue_model]})
     pix_delay = seg_params["tissue_delay_s"][pix_seg]
     tissue = tissue_concentration_mM(fine_t, aif_fine, pix_params, pix_delay, times, tissue_model)
     # Skeletal muscle and other tissue around the heart: slow, compartmental uptake.

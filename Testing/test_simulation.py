@@ -146,8 +146,7 @@ def test_truth_aif_convolved_with_truth_response_gives_tissue_curves(tissue_mode
     assert phantom.acquisition["tissue_model"] == tissue_model
     truth = phantom.truth
     residue = sim.TISSUE_MODELS[tissue_model]
-    names = ["permeability_surface_per_s", "blood_volume_fraction", "interstitial_volume_fraction"]
-    names += ["capillary_transit_cv"] if tissue_model == "capillary-transit" else []
+    names = sim.TISSUE_MODEL_PARAMETERS[tissue_model]
     fine_t, fine_c = truth["aif_fine_times_s"], truth["aif_fine_mM"]
     times = phantom.frame_times_s
     rng = np.random.default_rng(0)
