@@ -14,7 +14,7 @@ from . import constants as K
 from .aif import arrival_index_from_time, network_window
 from .conversion import baseline_signal, linear_concentration_mM
 from .deconvolution import fit_fermi_curves
-from .simulation import simulate_aif_pairs, simulate_phantom
+from .simulation import DEFAULT_TISSUE_MODEL, simulate_aif_pairs, simulate_phantom
 
 #: Purpose tags mixed into seeds, keeping test sets disjoint from other uses.
 _AIF_TEST_TAG = 0xA1F
@@ -52,6 +52,50 @@ def simulated_aif_test_set(n_curves, seed, n_frames=90):
     return {"times_s": times, "reference": reference / scale, "saturated": saturated / scale, "pairs": pairs}
 
 
+def segment_tissue_curves(phantom):
+    """True segment-mean tissue concentration curves of a phantom.
+
+    Parameters
+    ----------
+    phantom : simulation.Phantom
+        A simulated study.
+
+    Returns
+    -------
+    numpy.ndarray, (16, n_frames)
+        Mean noise-free tissue concentration of AHA segments 1-16, mM.
+    """
+    truth = phantom.truth
+    voxels = truth["myocardium_voxels_kji"]
+    segment_of_voxel = phantom.aha_segments[voxels[:, 0], voxels[:, 1], voxels[:, 2]]
+    return np.stack([truth["tissue_mM"][segment_of_voxel == s].mean(axis=0) for s in K.AHA_SEGMENTS])
+
+
+def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
+    """Simulated patients of a validation study, from seeds disjoint from other uses.
+
+    Parameters
+    ----------
+    n_phantoms : int
+        Number of simulated patients: field strength alternating 3 T / 1.5 T,
+        ischaemic territory cycling none, LAD, RCA, LCX.
+    seed : int
+        Study seed.
+    tissue_model : str, optional
+        Myocardial tissue model (``simulation.TISSUE_MODELS``).
+
+    Yields
+    ------
+    simulation.Phantom
+        One phantom at a time (each is tens of MB).
+    """
+    territories = ("none",) + tuple(K.CORONARY_TERRITORIES)
+    for index in range(n_phantoms):
+        yield simulate_phantom(seed=_derived_seed(seed, _PHANTOM_TEST_TAG, index),
+                               field_strength_t=K.SUPPORTED_FIELD_STRENGTHS_T[index % 2 - 1],
+                               ischemic=territories[index % len(territories)], tissue_model=tissue_model)
+
+
 def phantom_mbf_comparison(phantom):
     """Segment MBF of one phantom with the true AIF and with the saturated AIF.
 
@@ -72,9 +116,7 @@ def phantom_mbf_comparison(phantom):
     """
     truth = phantom.truth
     times = phantom.frame_times_s
-    voxels = truth["myocardium_voxels_kji"]
-    segment_of_voxel = phantom.aha_segments[voxels[:, 0], voxels[:, 1], voxels[:, 2]]
-    tissue = np.stack([truth["tissue_mM"][segment_of_voxel == s].mean(axis=0) for s in K.AHA_SEGMENTS])
+    tissue = segment_tissue_curves(phantom)
     lv_signal = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
     n_baseline = max(int(np.sum(times < phantom.acquisition["aif_parameters"]["arrival_s"] - 1.0)), 1)
     lv_baseline = baseline_signal(lv_signal, n_baseline)
@@ -103,13 +145,7 @@ def simulated_mbf_study(n_phantoms, seed):
     dict of numpy.ndarray, each (n_phantoms, 16)
         ``truth``, ``reference`` and ``saturated`` segment MBF, mL/min/g.
     """
-    territories = ("none",) + tuple(K.CORONARY_TERRITORIES)
-    rows = []
-    for index in range(n_phantoms):
-        phantom = simulate_phantom(seed=_derived_seed(seed, _PHANTOM_TEST_TAG, index),
-                                   field_strength_t=K.SUPPORTED_FIELD_STRENGTHS_T[index % 2 - 1],
-                                   ischemic=territories[index % len(territories)])
-        rows.append(phantom_mbf_comparison(phantom))
+    rows = [phantom_mbf_comparison(phantom) for phantom in validation_phantoms(n_phantoms, seed)]
     return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
 
 

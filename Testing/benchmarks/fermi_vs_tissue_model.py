@@ -8,8 +8,8 @@ peak), fits the noise-free segment-mean tissue curves with the true AIF using
 the per-curve reference fit, and prints the fitted / true MBF ratio in three
 flow bands and the segment bias (SD) in mL/min/g.  Phantoms cycle through
 3 T / 1.5 T and no / LAD / RCA / LCX ischaemia, from seeds disjoint from other
-uses (``studies``).  The figures quoted in ``simulation``'s docstring come
-from the default run.
+uses (``studies.validation_phantoms``).  The figures quoted in
+``simulation``'s docstring come from the default run.
 """
 
 import argparse
@@ -17,21 +17,12 @@ import time
 
 import numpy as np
 
-from AIAIFLib import constants as K
 from AIAIFLib import studies
 from AIAIFLib.deconvolution import fit_fermi_curves
-from AIAIFLib.simulation import TISSUE_MODELS, simulate_phantom
+from AIAIFLib.simulation import TISSUE_MODELS
 
 #: Ground-truth MBF bands in which ratios are reported, mL/min/g.
 FLOW_BANDS = ((0.0, 1.4), (2.4, 3.2), (3.2, 4.1))
-
-
-def segment_curves(phantom):
-    """True segment-mean tissue concentration, (16, n_frames) mM."""
-    truth = phantom.truth
-    voxels = truth["myocardium_voxels_kji"]
-    segment_of_voxel = phantom.aha_segments[voxels[:, 0], voxels[:, 1], voxels[:, 2]]
-    return np.stack([truth["tissue_mM"][segment_of_voxel == s].mean(axis=0) for s in K.AHA_SEGMENTS])
 
 
 def main():
@@ -41,24 +32,21 @@ def main():
     parser.add_argument("--first-pass-s", type=float, default=6.0,
                         help="end of the first-pass window after the AIF peak, s (default 6)")
     args = parser.parse_args()
-    territories = ("none",) + tuple(K.CORONARY_TERRITORIES)
     print("Fermi fit with the true AIF vs ground-truth segment MBF ({} phantoms per model)".format(args.phantoms))
     print("{:<18} {:<12} {:>22} {:>22} {:>8}".format("tissue model", "window", "fitted/true by band",
                                                        "bias (SD) mL/min/g", "time s"))
     for model in sorted(TISSUE_MODELS):
-        phantoms = [simulate_phantom(seed=studies._derived_seed(args.seed, studies._PHANTOM_TEST_TAG, index),
-                                     field_strength_t=K.SUPPORTED_FIELD_STRENGTHS_T[index % 2 - 1],
-                                     ischemic=territories[index % len(territories)], tissue_model=model)
-                    for index in range(args.phantoms)]
+        phantoms = [(phantom, studies.segment_tissue_curves(phantom))
+                    for phantom in studies.validation_phantoms(args.phantoms, args.seed, model)]
         for window in ("whole curve", "first pass"):
             start = time.perf_counter()
             truth, fitted = [], []
-            for phantom in phantoms:
+            for phantom, tissue in phantoms:
                 times, aif = phantom.frame_times_s, phantom.truth["aif_mM"]
                 n = times.size
                 if window == "first pass":
                     n = int(np.searchsorted(times, times[np.argmax(aif)] + args.first_pass_s))
-                fitted.append(fit_fermi_curves(times[:n], aif[:n], segment_curves(phantom)[:, :n]).mbf_ml_min_g)
+                fitted.append(fit_fermi_curves(times[:n], aif[:n], tissue[:, :n]).mbf_ml_min_g)
                 truth.append(phantom.segment_mbf_ml_min_g())
             truth, fitted = np.concatenate(truth), np.concatenate(fitted)
             ratios = []
