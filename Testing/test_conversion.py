@@ -1,12 +1,34 @@
-"""The paper's linear signal-to-concentration conversion."""
+"""Signal-to-concentration conversion: the paper's linear one and the sequence-model inversion."""
 
 import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
-from AIAIFLib.conversion import baseline_signal, linear_concentration_mM
+from AIAIFLib.conversion import (
+    MODEL_MAX_CONCENTRATION_MM,
+    SequenceParameters,
+    aif_concentration_mM,
+    baseline_signal,
+    linear_concentration_mM,
+    linear_ordering_pulses_to_centre,
+    model_concentration_mM,
+    relaxation_parameters,
+    tissue_concentration_mM,
+)
 from AIAIFLib.errors import AIAIFInputError
-from AIAIFLib.sequence import linear_reference_signal
+from AIAIFLib.sequence import linear_reference_signal, saturation_recovery_flash_signal
+
+R1 = K.R1_RELAXIVITY_PER_S_PER_MM
+TISSUE_CONC = np.linspace(0.0, 3.0, 121)
+
+
+def sequence_signal(conc_mM, t1_native_s, sequence, proton_density=1000.0):
+    """Noise-free signal of the forward model (sequence.py), independent of the inversion's code."""
+    return saturation_recovery_flash_signal(
+        1.0 / np.asarray(t1_native_s) + R1 * np.asarray(conc_mM),
+        saturation_time_s=sequence.saturation_time_s, repetition_time_s=sequence.repetition_time_s,
+        flip_angle_deg=sequence.flip_angle_deg, pulses_to_centre=sequence.pulses_to_centre,
+        saturation_efficiency=sequence.saturation_efficiency, echo_time_s=0.0, proton_density=proton_density)
 
 
 def test_linear_conversion_inverts_the_reference_curve():
@@ -29,3 +51,178 @@ def test_bad_baseline_inputs_are_rejected():
         baseline_signal(np.ones(5), 0)
     with pytest.raises(AIAIFInputError, match="LV blood-pool signal must be positive"):
         linear_concentration_mM(np.ones(5), 1.0, 0.0, 1.7)
+
+
+# --- sequence parameters ---------------------------------------------------------------------------
+
+
+def test_pulses_to_centre_from_matrix_acceleration_and_partial_fourier():
+    assert linear_ordering_pulses_to_centre(128) == 65  # full k-space: the centre line is the 65th
+    assert linear_ordering_pulses_to_centre(144, 1.8, 0.75) == 21  # 144 * 0.25 / 1.8 = 20 lines before it
+    assert linear_ordering_pulses_to_centre(160, 2.0, 0.5) == 1  # half k-space starts at the centre
+    assert SequenceParameters().pulses_to_centre == linear_ordering_pulses_to_centre(144, 1.8, 0.75)
+    for bad in ({"phase_encoding_lines": 0}, {"phase_encoding_lines": 128, "acceleration": 0.5},
+                {"phase_encoding_lines": 128, "partial_fourier": 0.4}):
+        with pytest.raises(AIAIFInputError):
+            linear_ordering_pulses_to_centre(**bad)
+
+
+def test_sequence_defaults_are_the_papers_acquisition():
+    sequence = SequenceParameters()
+    assert (sequence.saturation_time_s, sequence.repetition_time_s, sequence.flip_angle_deg) == (0.1, 0.0022, 15.0)
+    assert sequence.saturation_efficiency == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"flip_angle_deg": 0.0}, "flip angle"),
+    ({"saturation_time_s": -0.1}, "saturation time must be positive"),
+    ({"repetition_time_s": float("nan")}, "repetition time"),
+    ({"saturation_efficiency": 1.2}, "saturation efficiency"),
+    ({"pulses_to_centre": 2.5}, "whole number"),
+    ({"pulses_to_centre": 0}, "whole number"),
+    ({"pulses_to_centre": 60}, "take longer than"),
+])
+def test_bad_sequence_parameters_are_rejected(overrides, message):
+    with pytest.raises(AIAIFInputError, match=message):
+        SequenceParameters(**overrides)
+
+
+# --- model inversion ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", K.SUPPORTED_FIELD_STRENGTHS_T)
+@pytest.mark.parametrize("sequence", [
+    SequenceParameters(),
+    SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.93, flip_angle_deg=12.0),
+    SequenceParameters(saturation_time_s=0.09, repetition_time_s=0.0027, pulses_to_centre=32, flip_angle_deg=19.0),
+])
+def test_model_inversion_round_trip(field, sequence):
+    t1 = K.T1_MYOCARDIUM_S[field]
+    signal = sequence_signal(TISSUE_CONC, t1, sequence, proton_density=731.0)
+    conc, clipped = tissue_concentration_mM(signal[None, :], signal[0], None, method="model", field_strength_t=field,
+                                            sequence=sequence)
+    np.testing.assert_allclose(conc[0], TISSUE_CONC, rtol=1e-6, atol=1e-9)
+    assert not clipped.any()
+
+
+def test_model_inversion_is_exact_up_to_the_concentration_ceiling():
+    t1 = K.T1_MYOCARDIUM_S[3.0]
+    conc_true = np.array([0.0, 5.0, 10.0, 15.0, 19.5])
+    signal = sequence_signal(conc_true, t1, SequenceParameters())
+    conc, clipped = model_concentration_mM(signal, signal[0], t1)
+    np.testing.assert_allclose(conc, conc_true, rtol=1e-6, atol=1e-9)
+    assert not clipped.any()
+
+
+def test_model_inversion_per_curve_t1_matches_separate_calls():
+    t1_map = np.array([[0.9, 1.1], [1.3, 1.6]])
+    conc_true = np.linspace(0.0, 2.0, 9) * np.array([1.0, 0.5, 1.5, 0.8])[:, None]
+    signal = sequence_signal(conc_true, t1_map.reshape(-1, 1), SequenceParameters()).reshape(2, 2, -1) * 3.0
+    conc, _ = model_concentration_mM(signal, signal[..., 0], t1_map)
+    np.testing.assert_allclose(conc.reshape(4, -1), conc_true, rtol=1e-6, atol=1e-9)
+    single, _ = model_concentration_mM(signal[1, 0], signal[1, 0, 0], 1.3)
+    np.testing.assert_allclose(conc[1, 0], single, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("field", K.SUPPORTED_FIELD_STRENGTHS_T)
+def test_linear_underestimates_high_tissue_concentration_and_model_does_not(field):
+    # Equal proton density in blood and myocardium, the assumption behind the paper's conversion.
+    sequence = SequenceParameters()
+    tissue = sequence_signal(TISSUE_CONC, K.T1_MYOCARDIUM_S[field], sequence)
+    lv_baseline = sequence_signal(0.0, K.T1_BLOOD_S[field], sequence)
+    linear, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, "linear", field)
+    model, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, "model", field)
+    fraction = linear[1:] / TISSUE_CONC[1:]
+    assert np.all(np.diff(fraction) < 0), "the linear conversion's shortfall must grow with concentration"
+    assert fraction[-1] < 0.75
+    np.testing.assert_allclose(model, TISSUE_CONC, rtol=1e-6, atol=1e-9)
+
+
+def test_signals_outside_the_model_range_are_clipped_and_flagged():
+    t1 = K.T1_MYOCARDIUM_S[3.0]
+    sequence = SequenceParameters()
+    base = sequence_signal(0.0, t1, sequence)
+    fully_recovered = 1000.0 * np.sin(np.radians(sequence.flip_angle_deg))
+    signal = np.array([base, 0.97 * base, 1.01 * fully_recovered, 5.0 * fully_recovered, 0.0, -3.0, np.nan])
+    conc, clipped = model_concentration_mM(signal, base, t1, sequence=sequence)
+    np.testing.assert_array_equal(clipped, [False, False, True, True, True, True, False])
+    assert conc[0] == pytest.approx(0.0, abs=1e-12)
+    assert -0.1 < conc[1] < 0.0, "a signal a little below baseline is noise: small negative value, not clipped"
+    np.testing.assert_allclose(conc[2:4], MODEL_MAX_CONCENTRATION_MM)
+    np.testing.assert_allclose(conc[4:6], -1.0 / (t1 * R1))  # R1 = 0, the model's lower end
+    assert np.isnan(conc[6])
+    _, linear_clipped = tissue_concentration_mM(signal[None, :6], base, base)
+    assert linear_clipped.shape == (1, 6) and not linear_clipped.any()
+
+
+# --- entry points and their errors ----------------------------------------------------------------
+
+
+def test_tissue_linear_entry_point_uses_the_papers_t1b_and_overrides():
+    tissue = np.array([[20.0, 20.0, 29.0], [10.0, 12.0, 11.0]])
+    for field in K.SUPPORTED_FIELD_STRENGTHS_T:
+        conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, field_strength_t=field)
+        np.testing.assert_allclose(conc, linear_concentration_mM(tissue, tissue[:, 0], 40.0, K.T1_BLOOD_S[field]))
+    conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, field_strength_t=7.0, t1_blood_s=2.0,
+                                      r1_per_s_per_mM=5.0)
+    np.testing.assert_allclose(conc[0], [0.0, 0.0, 9.0 / (5.0 * 2.0 * 40.0)])
+
+
+def test_aif_conversion_is_linear_with_its_own_baseline():
+    conc_true = np.array([0.0, 0.0, 2.0, 12.0, 4.0])
+    for field in K.SUPPORTED_FIELD_STRENGTHS_T:
+        signal = linear_reference_signal(80.0, conc_true, K.T1_BLOOD_S[field], R1)
+        np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, field), conc_true, atol=1e-12)
+    signal = linear_reference_signal(80.0, conc_true, 2.1, 5.2)
+    np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, 7.0, t1_blood_s=2.1, r1_per_s_per_mM=5.2),
+                               conc_true, atol=1e-12)
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(AIAIFInputError, match="Unknown conversion method 'pixelwise'"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, method="pixelwise")
+
+
+def test_unknown_field_strength_needs_explicit_t1():
+    with pytest.raises(AIAIFInputError, match="no default native blood T1 at 7.0 T.*--t1-blood"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, field_strength_t=7.0)
+    with pytest.raises(AIAIFInputError, match="no default native myocardial T1 at 7.0 T.*--t1-myocardium"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", field_strength_t=7.0)
+    with pytest.raises(AIAIFInputError, match="--t1-blood"):
+        aif_concentration_mM(np.ones(5), 1.0, field_strength_t=7.0)
+    conc, _ = tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", field_strength_t=7.0,
+                                      t1_myocardium_s=1.5)
+    np.testing.assert_allclose(conc, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["linear", "model"])
+def test_non_positive_baselines_are_rejected(method):
+    with pytest.raises(AIAIFInputError, match="pre-contrast signal must be positive"):
+        tissue_concentration_mM(np.ones((2, 5)), np.array([1.0, 0.0]), 1.0, method=method)
+    with pytest.raises(AIAIFInputError, match="one pre-contrast value per curve"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(3), 1.0, method=method)
+    with pytest.raises(AIAIFInputError, match="pre-contrast signal must be positive"):
+        aif_concentration_mM(np.ones(5), -1.0)
+
+
+def test_linear_needs_a_positive_lv_baseline():
+    with pytest.raises(AIAIFInputError, match="LV blood-pool signal must be positive"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 0.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"r1_per_s_per_mM": 0.0}, "relaxivity"),
+    ({"t1_myocardium_s": -1.0}, "native myocardial T1"),
+    ({"t1_myocardium_s": np.array([1.2, 0.0])}, "T1 map must be positive"),
+    ({"sequence": {"flip_angle_deg": 15.0}}, "SequenceParameters"),
+])
+def test_bad_model_parameters_are_rejected(overrides, message):
+    with pytest.raises(AIAIFInputError, match=message):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", **overrides)
+
+
+def test_relaxation_parameters_resolve_defaults_and_defer_missing_ones():
+    assert relaxation_parameters(1.5) == (K.T1_BLOOD_S[1.5], K.T1_MYOCARDIUM_S[1.5], R1)
+    assert relaxation_parameters(7.0, t1_blood_s=2.1, r1_per_s_per_mM=5.0) == (2.1, None, 5.0)
+    with pytest.raises(AIAIFInputError, match="native blood T1"):
+        relaxation_parameters(3.0, t1_blood_s=-1.0)
