@@ -31,15 +31,30 @@ function) and the AIF as its **exact integral over each cell**
 * the delay ``tau_d`` sits inside the residue and moves its onset
   continuously: a cell mean is an integral, so the model is a continuous
   function of ``tau_d`` even where ``tau_d`` crosses a cell edge, and the
-  least-squares cost has no steps;
+  least-squares cost has no steps (its slope in ``tau_d`` does jump there,
+  so a local solver may stop with the delay on a cell edge);
 * one matrix per AIF serves every pixel: tissue curves of many pixels are
   ``cell_means @ matrix.T``, which is what a batched solver needs.
 
-The per-curve fit here (``fit_fermi_curve``, ``fit_fermi_curves``) uses
-``scipy.optimize.least_squares`` and is the slow reference for faster solvers.
+Fits
+----
+* ``fit_fermi_batched`` fits every curve of a map at once (variable
+  projection of F, analytic Jacobian, bounded Levenberg-Marquardt vectorised
+  over curves); a 10 000-pixel, 60-frame map takes 0.6-0.85 s on two shared
+  cores, 250-400 times less than ``scipy.optimize.curve_fit`` per pixel, with
+  the same MBF to 1 % in 99-100 % of pixels
+  (``Testing/benchmarks/fermi_batched_speed.py``).
+* ``fit_fermi_curve`` and ``fit_fermi_curves`` use
+  ``scipy.optimize.least_squares`` per curve: the slow reference.
+
+Both fit the frames up to ``fit_end_s``.  The batched fit defaults to the end
+of the bolus's first pass, found from the AIF by ``first_pass_end_s``: the
+Fermi shape models neither the recirculation nor the slow interstitial
+washout, and fitting them lowers the fitted flow.  The reference defaults to
+the whole curve.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import integrate, optimize, special
@@ -65,6 +80,10 @@ MAX_ACQUISITION_SPAN_S = 600.0
 #: Fewest frames a curve must have.
 MIN_FRAMES = 3
 
+#: Fewest frames a fit window (``fit_end_s``) must hold: the four Fermi
+#: parameters plus one degree of freedom for the residual (project choice).
+MIN_FIT_FRAMES = 5
+
 #: Order of the Fermi parameters in parameter vectors and bounds.
 FERMI_PARAMETERS = ("flow_per_s", "tau0_s", "k_per_s", "delay_s")
 
@@ -88,8 +107,9 @@ DELAY_STARTS_S = (0.0, 1.0, 2.5)
 #: Fraction of a parameter's range within which it counts as at a bound.
 AT_BOUND_TOLERANCE = 1e-3
 
-#: Typical magnitude of each parameter, the ``x_scale`` of the solver.
-_PARAMETER_SCALE = (0.02, 2.0, 0.5, 1.0)
+#: Typical magnitude of each parameter in ``FERMI_PARAMETERS`` order, the
+#: ``x_scale`` of the solvers (steps and tolerances are measured in these units).
+FERMI_PARAMETER_SCALE = (0.02, 2.0, 0.5, 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -382,8 +402,9 @@ class FermiFit:
         The solver reported convergence and the parameters are finite.
     at_bound
         A parameter ended at one of its bounds (within ``AT_BOUND_TOLERANCE``
-        times its range), except the delay at 0: no delay is ordinary, not a
-        sign of a failed fit.
+        times its range), except the delay and the shoulder tau0 at 0: no
+        delay, and a response falling from onset, are ordinary, not signs of
+        a failed fit.
     fitted_mM
         Model tissue curve at the frame times, shape (n_frames,) or
         (n_curves, n_frames).
@@ -438,11 +459,17 @@ def initial_guess(times_s, aif_mM, tissue_mM):
 
 
 def _at_bound(params):
+    """``FermiFit.at_bound`` for parameters (..., 4); False where a parameter is NaN."""
     lower, upper = np.asarray(FERMI_LOWER_BOUNDS), np.asarray(FERMI_UPPER_BOUNDS)
     tolerance = AT_BOUND_TOLERANCE * (upper - lower)
-    near_lower = params - lower <= tolerance
-    near_lower[FERMI_PARAMETERS.index("delay_s")] = False
-    return bool(np.any(near_lower) or np.any(upper - params <= tolerance))
+    with np.errstate(invalid="ignore"):
+        near_lower = np.asarray(params) - lower <= tolerance
+        near_upper = upper - np.asarray(params) <= tolerance
+    # No delay and no shoulder (tau0 = 0: the response falls from onset, as a
+    # compartment's does) are ordinary shapes, not signs of a failed fit.
+    near_lower[..., FERMI_PARAMETERS.index("delay_s")] = False
+    near_lower[..., FERMI_PARAMETERS.index("tau0_s")] = False
+    return np.any(near_lower, axis=-1) | np.any(near_upper, axis=-1)
 
 
 def _fit_one(matrix, edges, tissue, start):
@@ -457,7 +484,7 @@ def _fit_one(matrix, edges, tissue, start):
         x0 = np.array(start, dtype=float)
         x0[3] = delay
         result = optimize.least_squares(residual, np.clip(x0, lower, upper), bounds=(lower, upper),
-                                        x_scale=_PARAMETER_SCALE, method="trf")
+                                        x_scale=FERMI_PARAMETER_SCALE, method="trf")
         if best is None or result.cost < best.cost:
             best = result
     params = best.x
@@ -467,10 +494,32 @@ def _fit_one(matrix, edges, tissue, start):
     return FermiFit(flow_per_s=float(params[0]), tau0_s=float(params[1]), k_per_s=float(params[2]),
                     delay_s=float(params[3]), nrmse=float(nrmse),
                     converged=bool(best.success and np.all(np.isfinite(params))),
-                    at_bound=_at_bound(params), fitted_mM=fitted)
+                    at_bound=bool(_at_bound(params)), fitted_mM=fitted)
 
 
-def fit_fermi_curve(times_s, aif_mM, tissue_mM, step_s=INTEGRATION_STEP_S):
+def _window_frames(times, fit_end_s, aif):
+    """Number of leading frames at or before ``fit_end_s`` (all frames for None), validated."""
+    if fit_end_s is None:
+        return times.size
+    try:
+        end = float(fit_end_s)
+    except (TypeError, ValueError):
+        end = np.nan
+    if np.isnan(end):
+        raise AIAIFInputError("The end of the fit window must be a time in seconds (or None), got {!r}; "
+                              "pass e.g. first_pass_end_s(times_s, aif_mM).".format(fit_end_s))
+    n_window = int(np.searchsorted(times, end, side="right"))
+    if n_window < MIN_FIT_FRAMES:
+        raise AIAIFInputError("The fit window ending at {:.1f} s holds {} frames, fewer than {}; end it later "
+                              "(the frames run from {:.1f} to {:.1f} s).".format(end, n_window, MIN_FIT_FRAMES,
+                                                                                 times[0], times[-1]))
+    if not np.any(aif[:n_window] != 0):
+        raise AIAIFInputError("The AIF is zero at every frame of the fit window ending at {:.1f} s; end the "
+                              "window after contrast arrival.".format(end))
+    return n_window
+
+
+def fit_fermi_curve(times_s, aif_mM, tissue_mM, step_s=INTEGRATION_STEP_S, fit_end_s=None):
     """Fit the Fermi model to one tissue curve (reference implementation).
 
     Bounded ``scipy.optimize.least_squares`` (trust-region reflective) within
@@ -487,23 +536,47 @@ def fit_fermi_curve(times_s, aif_mM, tissue_mM, step_s=INTEGRATION_STEP_S):
         Tissue concentration, mM.
     step_s : float, optional
         Lag cell width of the convolution, s.
+    fit_end_s : float, optional
+        Fit only the frames at or before this time, s (same clock as
+        ``times_s``), e.g. ``first_pass_end_s(times_s, aif_mM)``; the window
+        must hold at least ``MIN_FIT_FRAMES`` frames.  None (default) fits
+        the whole curve.
 
     Returns
     -------
     FermiFit
-        Scalars; ``mbf_ml_min_g`` gives MBF.
+        Scalars; ``mbf_ml_min_g`` gives MBF.  ``nrmse`` is computed over the
+        fit window; ``fitted_mM`` is the model at every frame.
     """
     times, aif, matrix, edges = _validated_convolution(times_s, aif_mM, step_s)
     tissue = _validate_curves("tissue curve", tissue_mM, times.size, 1)
-    return _fit_one(matrix, edges, tissue, initial_guess(times, aif, tissue))
+    n_window = _window_frames(times, fit_end_s, aif)
+    window_matrix, window_edges = _window_convolution(times, matrix, edges, n_window)
+    fit = _fit_one(window_matrix, window_edges, tissue[:n_window],
+                   initial_guess(times[:n_window], aif[:n_window], tissue[:n_window]))
+    if n_window == times.size:
+        return fit
+    fitted = fermi_tissue_curves(matrix, edges, fit.flow_per_s, fit.tau0_s, fit.k_per_s, fit.delay_s)
+    return replace(fit, fitted_mM=fitted)
 
 
-def fit_fermi_curves(times_s, aif_mM, tissue_mM_2d, step_s=INTEGRATION_STEP_S):
+def _window_convolution(times, matrix, edges, n_window):
+    """``convolution_matrix`` and ``lag_cell_edges`` of the first ``n_window`` frames.
+
+    Row ``i`` of the full matrix only sees lags up to ``t_i - t_0`` and only
+    AIF samples up to ``t_i``, so the window's matrix is the full one cut to
+    its rows and to the cells its span needs.
+    """
+    n_cells = _cell_edges(times[:n_window], edges[1] - edges[0]).size - 1
+    return matrix[:n_window, :n_cells], edges[:n_cells + 1]
+
+
+def fit_fermi_curves(times_s, aif_mM, tissue_mM_2d, step_s=INTEGRATION_STEP_S, fit_end_s=None):
     """Fit every row of ``tissue_mM_2d`` with ``fit_fermi_curve`` (slow reference).
 
     Parameters
     ----------
-    times_s, aif_mM, step_s
+    times_s, aif_mM, step_s, fit_end_s
         As for ``fit_fermi_curve``; one AIF serves all curves.
     tissue_mM_2d : array_like, shape (n_curves, n_frames)
         Tissue curves, mM.
@@ -515,10 +588,661 @@ def fit_fermi_curves(times_s, aif_mM, tissue_mM_2d, step_s=INTEGRATION_STEP_S):
     """
     times, aif, matrix, edges = _validated_convolution(times_s, aif_mM, step_s)
     tissue = _validate_curves("tissue curves", tissue_mM_2d, times.size, 2)
-    starts = initial_guess(times, aif, tissue)
-    fits = [_fit_one(matrix, edges, row, start) for row, start in zip(tissue, starts)]
+    n_window = _window_frames(times, fit_end_s, aif)
+    window_matrix, window_edges = _window_convolution(times, matrix, edges, n_window)
+    window = tissue[:, :n_window]
+    starts = initial_guess(times[:n_window], aif[:n_window], window)
+    fits = [_fit_one(window_matrix, window_edges, row, start) for row, start in zip(window, starts)]
     fields = {"flow_per_s": float, "tau0_s": float, "k_per_s": float, "delay_s": float, "nrmse": float,
               "converged": bool, "at_bound": bool}
     columns = {name: np.array([getattr(fit, name) for fit in fits], dtype=dtype) for name, dtype in fields.items()}
-    fitted = np.array([fit.fitted_mM for fit in fits]).reshape(tissue.shape)
+    if n_window == times.size:
+        fitted = np.array([fit.fitted_mM for fit in fits]).reshape(tissue.shape)
+    else:
+        fitted = fermi_tissue_curves(matrix, edges, columns["flow_per_s"], columns["tau0_s"], columns["k_per_s"],
+                                     columns["delay_s"]).reshape(tissue.shape)
     return FermiFit(fitted_mM=fitted, **columns)
+
+
+# ---------------------------------------------------------------------------
+# First-pass fit window
+# ---------------------------------------------------------------------------
+
+def _half_maximum_crossings(times, aif, peak):
+    """Interpolated times at which the AIF crosses half its peak before and after ``peak``."""
+    half = 0.5 * aif[peak]
+    below_before = np.flatnonzero(aif[:peak] < half)
+    if below_before.size:
+        i = below_before[-1]
+        rise = times[i] + (half - aif[i]) * (times[i + 1] - times[i]) / (aif[i + 1] - aif[i])
+    else:
+        rise = times[0]
+    below_after = np.flatnonzero(aif[peak:] < half)
+    if not below_after.size:
+        return rise, None, None
+    j = peak + below_after[0]
+    fall = times[j - 1] + (aif[j - 1] - half) * (times[j] - times[j - 1]) / (aif[j - 1] - aif[j])
+    return rise, fall, j
+
+
+def first_pass_end_s(times_s, aif_mM):
+    """End of the AIF's first pass, s: where a Fermi fit should stop.
+
+    Fermi-constrained deconvolution is fitted over the first pass of the bolus
+    only, cutting the curves before the recirculation [JeroschHerold1998]: the
+    Fermi shape models neither the second pass nor the slow late washout of
+    contrast from the interstitium, and fitting them drags the fitted flow
+    down.  The rule here reads the end of the first pass off the AIF alone:
+
+    1. Find the AIF's peak and the times ``t_rise`` and ``t_fall`` at which it
+       crosses half of its peak before and after it (linear interpolation
+       between frames), so ``width = t_fall - t_rise`` is its full width at
+       half maximum (FWHM).
+    2. The AIF's first pass ends at its lowest frame between ``t_fall`` and
+       ``t_fall + width``: the trough before the recirculation when the
+       recirculation begins within that span, otherwise (the AIF still
+       falling) the frame at ``t_fall + width``.
+    3. The window ends at that frame or at the first frame at least
+       ``FERMI_UPPER_BOUNDS`` delay (5 s) after the AIF's peak, whichever is
+       later.
+
+    The search span of step 2 is one FWHM after the half-maximum fall: for a
+    symmetric bolus, ``t_fall + FWHM`` is the peak + 1.5 FWHM (3.5 standard
+    deviations of a Gaussian bolus), by which time a lone first pass has all
+    but returned to baseline, so anything after it is recirculation or
+    washout.  Taking the lowest frame in the span (not the first frame that
+    rises) keeps the rule stable against noise on the AIF.  Step 3 keeps the
+    window consistent with the fit's own delay bound: a tissue curve lags the
+    AIF by up to that delay, so for a narrow bolus whose trough comes only
+    a beat or two after its peak, the tissue's response to the peak is still
+    inside the window.  The rule uses only the AIF, so it applies unchanged
+    to measured and corrected AIFs.
+
+    With the true AIF on the noise-free segment curves of the simulator's
+    phantoms (8 per tissue model, the protocol of
+    ``Testing/benchmarks/fermi_vs_tissue_model.py``), the reference fit over
+    this window gives fitted / true MBF of 1.04, 1.03, 0.91 below 1.4, at
+    2.4-3.2 and at 3.2-4.1 mL/min/g for the capillary-transit tissue model
+    (whole curves: 1.06, 0.74, 0.63) and 0.89, 0.73, 0.66 for the
+    two-compartment model (whole curves: 0.79, 0.55, 0.48).  The window is
+    longer for broad boluses, whose fits then read flows lower.
+
+    Parameters
+    ----------
+    times_s : array_like, shape (n_frames,)
+        Frame times, s, strictly increasing.
+    aif_mM : array_like, shape (n_frames,)
+        Arterial concentration, mM, 0 before contrast arrival.
+
+    Returns
+    -------
+    float
+        Time of the last frame of the first pass, s (on the clock of
+        ``times_s``); the last frame time if the AIF has not fallen below half
+        its peak by the end of the acquisition.
+
+    Raises
+    ------
+    AIAIFInputError
+        For invalid frame times or AIF (see ``convolution_matrix``), or an AIF
+        whose peak is not positive.
+    """
+    times, aif = _validate_aif(times_s, aif_mM)
+    peak = int(np.argmax(aif))
+    if aif[peak] <= 0:
+        raise AIAIFInputError("The AIF has no positive peak; pass the arterial concentration in mM, rising "
+                              "after contrast arrival.")
+    rise, fall, first_below = _half_maximum_crossings(times, aif, peak)
+    if fall is None:
+        return float(times[-1])
+    search = np.flatnonzero((times >= fall) & (times <= fall + (fall - rise)))
+    if not search.size:
+        search = np.array([first_below])
+    trough = times[search[np.argmin(aif[search])]]
+    latest_response = np.flatnonzero(times >= times[peak] + FERMI_UPPER_BOUNDS[FERMI_PARAMETERS.index("delay_s")])
+    if latest_response.size:
+        return float(max(trough, times[latest_response[0]]))
+    return float(times[-1])
+
+
+# ---------------------------------------------------------------------------
+# Batched fit: all curves of one AIF at once
+# ---------------------------------------------------------------------------
+
+#: Lag cell width of the batched fit, s.  Project choice: the convolution's
+#: error grows as ``step**2`` (3e-4 of the tissue peak at 0.2 s, 2e-5 at
+#: 0.05 s) and the fit's time with the number of cells.  On the benchmark map
+#: (Testing/benchmarks/fermi_batched_speed.py) 0.1 s instead of the
+#: reference's 0.05 s changes MBF by 0.09 % (median; 95th percentile 0.25 %,
+#: every pixel within 1 %) and halves the time.
+BATCHED_STEP_S = 0.1
+
+#: Starting grid of the batched fit in (tau0 s, k 1/s, delay s), spanning the
+#: bounds: every curve starts from the grid point with the lowest cost (flow
+#: eliminated), which also plays the part of the reference's several starting
+#: delays.  Project choice: tau0 from its lower bound 0 in steps growing with
+#: tau0, k geometrically (ratio ~1.6) over its bounds, the delay every 0.5 s
+#: (about a frame spacing at stress heart rates) over its bounds.  A grid half
+#: as dense in tau0 and k was 15 % faster but left curves whose shoulder
+#: outlasts the fit window in poorer local minima
+#: (Testing/test_deconvolution.py, batched versus reference).
+BATCHED_START_TAU0_S = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 18.0)
+BATCHED_START_K_PER_S = (0.01, 0.025, 0.05, 0.1, 0.16, 0.25, 0.4, 0.63, 1.0, 1.6, 2.5, 4.0, 6.3, 10.0)
+BATCHED_START_DELAY_S = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+
+#: Stopping rules of the batched Levenberg-Marquardt iteration (per curve), in
+#: scaled parameters: the undamped Gauss-Newton step promises to lower the
+#: cost by at most ``BATCHED_FTOL`` of it (tested on the model, not on the
+#: damped step, which in a long flat valley lowers the cost only a little at
+#: a time long before the minimum); the step taken is at most ``BATCHED_XTOL``
+#: of the parameters; or the largest gradient is at most ``BATCHED_GTOL`` of
+#: the cost.  Project choice: on the benchmark maps
+#: (Testing/benchmarks/fermi_batched_speed.py, seeds 11 and 5) 1e-6 instead of
+#: SciPy's customary 1e-8 changes MBF by less than 0.11 % in 99 % of pixels
+#: (1 pixel in 10 000 by more than 1 %) and saves 12-17 % of the time.
+BATCHED_FTOL = 1e-6
+BATCHED_XTOL = 1e-6
+BATCHED_GTOL = 1e-10
+
+#: Most model evaluations per curve; a curve that has not met a stopping
+#: rule by then is returned as not converged (NaN parameters).
+BATCHED_MAX_EVALUATIONS = 200
+
+#: Curves evaluated together: keeps the working arrays (curves x cells)
+#: within the CPU cache (project choice, measured on a 2-core CPU).
+BATCHED_CHUNK_CURVES = 256
+
+#: The nonlinear parameters of the batched fit (F is eliminated), their
+#: bounds and typical magnitudes (``FERMI_PARAMETERS`` without the flow).
+_SHAPE_LOWER = np.asarray(FERMI_LOWER_BOUNDS[1:])
+_SHAPE_UPPER = np.asarray(FERMI_UPPER_BOUNDS[1:])
+_SHAPE_SCALE = np.asarray(FERMI_PARAMETER_SCALE[1:])
+#: Levenberg-Marquardt damping at the start, relative to the largest diagonal
+#: element of the Gauss-Newton matrix (Nielsen's customary 1e-3).
+_INITIAL_DAMPING = 1e-3
+
+
+def _lag_operator(matrix, step_s):
+    """Operator from the response's antiderivative at the cell edges to the tissue curve.
+
+    ``tissue = sum_j M[:, j] (P[j + 1] - P[j]) / step = sum_j D[:, j] P[j]``
+    (summation by parts) with ``P`` the antiderivative at the edges; returns
+    ``D.T``, shape (n_cells + 1, n_frames).
+    """
+    padded = np.zeros((matrix.shape[0], matrix.shape[1] + 2))
+    padded[:, 1:-1] = matrix
+    return np.ascontiguousarray(((padded[:, :-1] - padded[:, 1:]) / step_s).T)
+
+
+def _unit_fermi_antiderivative(edges, tau0, k, delay, derivatives, out=None):
+    """Antiderivative of the Fermi response with F = 1 at the lag-cell edges, and its derivatives.
+
+    ``P(u) = A [v - (softplus(k (v - tau0)) - softplus(-k tau0)) / k]`` with
+    ``v = max(u - delay, 0)`` and ``A = 1 + exp(-k tau0)`` (see
+    ``fermi_residue_integral``).  With ``sigma`` the logistic function and
+    ``x = k (v - tau0)``, its derivatives are::
+
+        dP/dtau0  = A (sigma(x) - sigma(-k tau0)) - k exp(-k tau0) P / A
+        dP/dk     = (A / k) [v - P / A - sigma(x) (v - tau0) - sigma(-k tau0) tau0]
+                    - tau0 exp(-k tau0) P / A
+        dP/ddelay = -A (1 - sigma(x))  where u > delay, else 0.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray, shape (n_edges,)
+        Lag-cell edges, s.
+    tau0, k, delay : numpy.ndarray, shape (n,)
+        Shape parameters of each curve (s, 1/s, s).
+    derivatives : bool
+        Also return the three derivatives.
+    out : numpy.ndarray, shape (4, n, n_edges), optional
+        Where to write (reused between calls; the work is done in place to
+        keep it in the CPU cache).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``P`` (n, n_edges) or, with ``derivatives``, ``out`` holding ``P`` and
+        its derivatives by tau0, k and delay.
+    """
+    tau0, k, delay = tau0[:, None], k[:, None], delay[:, None]
+    inverse_k = 1.0 / k
+    onset_decay = np.exp(-k * tau0)  # k tau0 >= 0
+    scale = 1.0 + onset_decay
+    onset_softplus = np.log1p(onset_decay)  # softplus(-k tau0)
+    v = np.subtract(edges[None, :], delay)
+    np.maximum(v, 0.0, out=v)
+    w = v - tau0
+    x = w * k
+    decay = np.abs(x)
+    np.negative(decay, out=decay)
+    np.exp(decay, out=decay)  # exp(-|x|)
+    change = np.maximum(x, 0.0)
+    change += np.log1p(decay)  # softplus(x)
+    change -= onset_softplus
+    change *= inverse_k  # (softplus(x) - softplus(-k tau0)) / k
+    inner = np.subtract(v, change)  # P / A
+    if not derivatives:
+        inner *= scale
+        return inner
+    if out is None:
+        out = np.empty((4,) + inner.shape)
+    np.multiply(inner, scale, out=out[0])
+    # sigma(x) from exp(-|x|): sigma(-|x|) = e / (1 + e), and 1 minus it where x >= 0.
+    sigma = decay + 1.0
+    np.divide(decay, sigma, out=sigma)
+    np.subtract(1.0, sigma, out=sigma, where=x >= 0.0)
+    onset_sigma = onset_decay / scale  # sigma(-k tau0)
+    d_tau0, d_k, d_delay = out[1], out[2], out[3]
+    np.multiply(sigma, scale, out=d_tau0)
+    d_tau0 -= scale * onset_sigma
+    scratch = np.multiply(inner, k * onset_decay)
+    d_tau0 -= scratch
+    # dP/dk, with change = v - P / A.
+    np.copyto(d_k, change)
+    np.multiply(sigma, w, out=scratch)
+    d_k -= scratch
+    d_k -= onset_sigma * tau0
+    d_k *= scale * inverse_k
+    np.multiply(inner, tau0 * onset_decay, out=scratch)
+    d_k -= scratch
+    # dP/ddelay, 0 before the onset (where v = 0).
+    np.subtract(sigma, 1.0, out=d_delay)
+    d_delay *= scale
+    d_delay[v <= 0.0] = 0.0
+    return out
+
+
+#: Most multiply-adds per matrix product of the batched fit.  Project choice:
+#: products this small run from the CPU cache, and OpenBLAS runs them on one
+#: thread; on a 2-core CPU shared with other work, the same products in
+#: blocks large enough for OpenBLAS to use two threads were measured 2-20
+#: times slower (thread hand-over).
+_PRODUCT_SIZE = 2 ** 19
+
+
+def _blocked_matmul(a, b, out):
+    """``out[:] = a @ b`` in row blocks of at most ``_PRODUCT_SIZE`` multiply-adds."""
+    rows = max(1, _PRODUCT_SIZE // max(a.shape[1] * b.shape[1], 1))
+    for row in range(0, a.shape[0], rows):
+        np.matmul(a[row:row + rows], b, out=out[row:row + rows])
+    return out
+
+
+def _unit_model(edges, operator, shape_params, derivatives, chunk=BATCHED_CHUNK_CURVES):
+    """Tissue curves for F = 1 (n, n_frames) and, with ``derivatives``, their derivatives (3, n, n_frames)."""
+    n = shape_params.shape[0]
+    n_frames = operator.shape[1]
+    curves = np.empty((n, n_frames))
+    jacobian = np.empty((3, n, n_frames)) if derivatives else None
+    work = np.empty((4, min(chunk, n), edges.size)) if derivatives else None
+    projected = np.empty((4 * min(chunk, n), n_frames))
+    for start in range(0, n, chunk):
+        block = slice(start, min(start + chunk, n))
+        size = block.stop - block.start
+        tau0, k, delay = shape_params[block].T
+        if derivatives:
+            buffer = work if size == work.shape[1] else np.empty((4, size, edges.size))
+            values = _unit_fermi_antiderivative(edges, tau0, k, delay, True, buffer).reshape(4 * size, -1)
+        else:
+            values = _unit_fermi_antiderivative(edges, tau0, k, delay, False)
+        result = _blocked_matmul(values, operator, projected[:values.shape[0]])
+        if derivatives:
+            result = result.reshape(4, size, n_frames)
+            curves[block] = result[0]
+            jacobian[:, block] = result[1:]
+        else:
+            curves[block] = result
+    return curves, jacobian
+
+
+def _projected_flow(curves, tissue):
+    """Least-squares flow for each unit curve, clipped to its bounds; also the unclipped mask."""
+    energy = np.einsum("ij,ij->i", curves, curves)
+    overlap = np.einsum("ij,ij->i", curves, tissue)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        free = np.where(energy > 0, overlap / energy, 0.0)
+    flow = np.clip(free, FERMI_LOWER_BOUNDS[0], FERMI_UPPER_BOUNDS[0])
+    return flow, energy, (free > FERMI_LOWER_BOUNDS[0]) & (free < FERMI_UPPER_BOUNDS[0]) & (energy > 0)
+
+
+def _rowwise_dot(a, b):
+    """Dot product of matching rows, (n, m) x (n, m) -> (n,)."""
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _evaluate(edges, operator, shape_params, tissue):
+    """Cost, gradient and Gauss-Newton matrix in scaled shape parameters, and the flow (variable projection).
+
+    With the flow eliminated, ``r(theta) = y - F*(theta) g(theta)`` with
+    ``F* = <g, y> / <g, g>`` (clipped to its bounds).  Its exact Jacobian is
+    ``-F* dg - g dF*`` where F* is free, ``-F* dg`` where it is clipped.
+    """
+    curves, dcurves = _unit_model(edges, operator, shape_params, True)
+    flow, energy, free = _projected_flow(curves, tissue)
+    residual = tissue - flow[:, None] * curves
+    cost = 0.5 * _rowwise_dot(residual, residual)
+    safe_energy = np.where(free, energy, 1.0)
+    jacobian = np.empty_like(dcurves)
+    for p in range(3):
+        dflow = np.where(free, (_rowwise_dot(dcurves[p], tissue)
+                                - 2.0 * flow * _rowwise_dot(dcurves[p], curves)) / safe_energy, 0.0)
+        np.multiply(dcurves[p], -flow[:, None] * _SHAPE_SCALE[p], out=jacobian[p])
+        jacobian[p] -= curves * (dflow * _SHAPE_SCALE[p])[:, None]
+    gradient = np.stack([_rowwise_dot(jacobian[p], residual) for p in range(3)], axis=1)
+    hessian = np.empty((tissue.shape[0], 3, 3))
+    for p in range(3):
+        for q in range(p, 3):
+            hessian[:, p, q] = hessian[:, q, p] = _rowwise_dot(jacobian[p], jacobian[q])
+    return cost, gradient, hessian, flow
+
+
+#: Grid points whose Fermi roll-off begins more than this many 1/k after the
+#: last lag the data see are left out of the starting grid (project choice):
+#: their response is flat to within exp(-3) = 5 % over the fit window, so
+#: the cost has no slope in tau0 and k there and the iteration could not move
+#: them; a grid point with its roll-off inside the window reaches the same
+#: flat solutions if they are the best.
+_FLAT_START_ROLL_OFFS = 3.0
+
+#: A Fermi roll-off counts as gradual when its 10-90 % fall, 2 ln(9) / k =
+#: 4.4 / k, is longer than the lags the data see; otherwise it is a distinct
+#: drop inside the window.  With a short window the cost often has a local
+#: minimum of each kind (a slow decline, or a plateau that drops), so the
+#: batched fit starts from the best grid point of each kind where both are
+#: plausible (``BATCHED_SECOND_START``).
+_GRADUAL_ROLL_OFF = 2.0 * np.log(9.0)
+
+#: The batched fit also iterates from the best grid point of the other kind
+#: of roll-off when its cost is within this fraction of the best grid
+#: point's, and for every curve whose first iteration did not converge; the
+#: lower cost wins.  Project choice: on a 40-frame ischaemic phantom with a
+#: short first-pass window (1686 pixels), 0.02 gave 29 % of the pixels a
+#: second start, rescued the 6 that had not converged and cut the fits that
+#: stop in a poorer local minimum than per-pixel curve_fit from 6.2 % to 3.2 %
+#: of pixels (0.05: 2.8 %); on the 60-frame benchmark maps it costs 4-10 %
+#: more time.
+BATCHED_SECOND_START = 0.02
+
+
+def _starting_shapes(edges, operator, tissue):
+    """Starting shape parameters from a grid: the best of each kind of roll-off.
+
+    Returns
+    -------
+    first, second : numpy.ndarray, shape (n, 3)
+        The grid point whose best non-negative flow leaves the lowest cost,
+        and the best grid point of the other kind of roll-off
+        (``_GRADUAL_ROLL_OFF``).
+    second_cost_ratio : numpy.ndarray, shape (n,)
+        Cost at ``second`` over cost at ``first`` (inf without a second kind).
+    """
+    grid = np.stack(np.meshgrid(BATCHED_START_TAU0_S, BATCHED_START_K_PER_S, BATCHED_START_DELAY_S,
+                                indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = np.clip(grid, _SHAPE_LOWER, _SHAPE_UPPER)
+    # Longest lag the data see: the last edge whose row of the operator is not
+    # negligible (the AIF is ~0 before its arrival).
+    weight = np.max(np.abs(operator), axis=1)
+    last_lag = edges[np.flatnonzero(weight > 1e-3 * np.max(weight))[-1]]
+    tau0, k, delay = grid.T
+    grid = grid[k * (tau0 + delay - last_lag) <= _FLAT_START_ROLL_OFFS]
+    atoms, _ = _unit_model(edges, operator, grid, False)
+    norms = np.sqrt(np.einsum("ij,ij->i", atoms, atoms))
+    atoms = atoms[norms > 0] / norms[norms > 0, None]
+    grid = grid[norms > 0]
+    # Cost after the best flow >= 0 is |y|^2 - max(<y, g>, 0)^2 / |g|^2: the
+    # largest projection wins.
+    energy = np.einsum("ij,ij->i", tissue, tissue)
+    gradual = grid[:, 1] * last_lag < _GRADUAL_ROLL_OFF
+    best, costs = [], []
+    for kind in (gradual, ~gradual):
+        if not np.any(kind):
+            best.append(grid[np.zeros(tissue.shape[0], dtype=int)])
+            costs.append(np.full(tissue.shape[0], np.inf))
+            continue
+        kind_atoms = np.ascontiguousarray(atoms[kind].T)
+        index = np.empty(tissue.shape[0], dtype=int)
+        projection = np.empty(tissue.shape[0])
+        products = np.empty((min(BATCHED_CHUNK_CURVES, tissue.shape[0]), kind_atoms.shape[1]))
+        for start in range(0, tissue.shape[0], BATCHED_CHUNK_CURVES):
+            block = slice(start, min(start + BATCHED_CHUNK_CURVES, tissue.shape[0]))
+            product = _blocked_matmul(tissue[block], kind_atoms, products[:block.stop - block.start])
+            index[block] = np.argmax(product, axis=1)
+            projection[block] = product[np.arange(index[block].size), index[block]]
+        best.append(grid[kind][index])
+        costs.append(energy - np.maximum(projection, 0.0) ** 2)
+    first_is_gradual = costs[0] <= costs[1]
+    first = np.where(first_is_gradual[:, None], best[0], best[1])
+    second = np.where(first_is_gradual[:, None], best[1], best[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.maximum(costs[0], costs[1]) / np.minimum(costs[0], costs[1])
+    return first, second, np.where(np.isnan(ratio), 1.0, ratio)
+
+
+def _solve_3x3(matrices, vectors):
+    """Solve many 3 x 3 systems by the adjugate: (n, 3, 3), (n, 3) -> (n, 3).
+
+    Never raises: a singular or non-finite system gives a non-finite
+    solution, which the iteration rejects like any failed trial.
+    """
+    a = matrices
+    cofactor = np.stack([np.cross(a[:, 1], a[:, 2]), np.cross(a[:, 2], a[:, 0]), np.cross(a[:, 0], a[:, 1])], axis=1)
+    determinant = np.einsum("ij,ij->i", a[:, 0], cofactor[:, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.einsum("ipj,ip->ij", cofactor, vectors) / determinant[:, None]
+
+
+def _levenberg_marquardt(edges, operator, tissue, shape_params, report):
+    """Bounded Levenberg-Marquardt on the shape parameters of all curves at once.
+
+    Per-curve damping (Nielsen's update), a step on the free parameters only
+    (a parameter at a bound whose gradient points outward is held), the trial
+    point projected onto the box, and per-curve stopping rules; converged
+    curves leave the active set.  Returns the shape parameters, flow, cost
+    and a converged flag per curve.
+    """
+    n = tissue.shape[0]
+    theta = shape_params.copy()
+    cost, gradient, hessian, flow = _evaluate(edges, operator, theta, tissue)
+    damping = _INITIAL_DAMPING * np.max(np.diagonal(hessian, axis1=1, axis2=2), axis=1)
+    growth = np.full(n, 2.0)
+    evaluations = np.ones(n, dtype=int)
+    converged = np.zeros(n, dtype=bool)
+    active = np.flatnonzero(np.isfinite(cost) & np.all(np.isfinite(gradient), axis=1))
+    identity = np.eye(3)
+    while active.size:
+        th, g, h = theta[active], gradient[active], hessian[active]
+        held = ((th <= _SHAPE_LOWER) & (g > 0)) | ((th >= _SHAPE_UPPER) & (g < 0))
+        free_gradient = np.where(held, 0.0, g)
+        keep = (~held)[:, :, None] & (~held)[:, None, :]
+        free_hessian = np.where(keep, h, 0.0)
+        # Converged without a trial: no free parameter can lower the cost
+        # (e.g. F = 0 makes the shape irrelevant), or the undamped
+        # Gauss-Newton step promises less than BATCHED_FTOL of the cost.
+        newton = _solve_3x3(free_hessian + (1e-12 * np.max(np.abs(h), axis=(1, 2)) + 1e-300)[:, None, None]
+                            * identity, -free_gradient)
+        promised = -0.5 * np.einsum("ip,ip->i", free_gradient, newton)
+        stationary = (np.max(np.abs(free_gradient), axis=1) <= BATCHED_GTOL * cost[active]) | (cost[active] <= 0)
+        stationary |= (promised >= 0) & (promised <= BATCHED_FTOL * cost[active])
+        converged[active[stationary]] = True
+        moving = ~stationary
+        active, th, g, h = active[moving], th[moving], g[moving], h[moving]
+        held, free_gradient, free_hessian = held[moving], free_gradient[moving], free_hessian[moving]
+        if not active.size:
+            break
+        # Damped normal equations on the free parameters; a held parameter
+        # keeps only the damping on its diagonal and a zero right-hand side,
+        # so its step is 0.  The damping has a floor so that a zero
+        # Gauss-Newton matrix still gives a solvable system.
+        system = free_hessian + np.maximum(damping[active], 1e-300)[:, None, None] * identity
+        step = _solve_3x3(system, -free_gradient)
+        trial = np.clip(th + step * _SHAPE_SCALE, _SHAPE_LOWER, _SHAPE_UPPER)
+        taken = (trial - th) / _SHAPE_SCALE
+        predicted = -(np.einsum("ip,ip->i", g, taken) + 0.5 * np.einsum("ip,ipq,iq->i", taken, h, taken))
+        trial = np.where(np.isfinite(trial), trial, th)
+        trial_cost, trial_gradient, trial_hessian, trial_flow = _evaluate(edges, operator, trial, tissue[active])
+        evaluations[active] += 1
+        decrease = cost[active] - trial_cost
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(predicted > 0, decrease / predicted, -1.0)
+        accept = (ratio > 1e-4) & np.isfinite(trial_cost) & np.all(np.isfinite(trial_gradient), axis=1)
+        accept &= np.all(np.isfinite(taken), axis=1)
+        scaled_norm = np.sqrt(np.sum((th / _SHAPE_SCALE) ** 2, axis=1))
+        small_step = np.sqrt(np.sum(taken ** 2, axis=1)) <= BATCHED_XTOL * (BATCHED_XTOL + scaled_norm)
+        # Accepted curves move and relax their damping (Nielsen); the others
+        # stay and raise it ever faster.
+        rows = active[accept]
+        theta[rows] = trial[accept]
+        cost[rows] = trial_cost[accept]
+        gradient[rows] = trial_gradient[accept]
+        hessian[rows] = trial_hessian[accept]
+        flow[rows] = trial_flow[accept]
+        damping[rows] *= np.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio[accept] - 1.0) ** 3)
+        growth[rows] = 2.0
+        rejected = active[~accept]
+        damping[rejected] *= growth[rejected]
+        growth[rejected] *= 2.0
+        done = small_step & np.all(np.isfinite(taken), axis=1)
+        converged[active[done]] = True
+        failed = (evaluations[active] >= BATCHED_MAX_EVALUATIONS) | ~np.isfinite(damping[active])
+        active = active[~done & ~failed]
+        report(active.size)
+    return theta, flow, cost, converged
+
+
+def fit_fermi_batched(times_s, aif_mM, tissue_mM_2d, step_s=BATCHED_STEP_S, fit_end_s=None, progress=None):
+    """Fit the Fermi model to many tissue curves of one AIF at once (fast solver).
+
+    Minimises the same least-squares cost as ``fit_fermi_curves`` within the
+    same bounds, vectorised over curves:
+
+    * **Variable projection.**  The model is linear in F, so for given shape
+      parameters (tau0, k, delay) the best F is ``<g, y> / <g, g>`` with
+      ``g`` the model curve for F = 1, clipped to the flow bounds; the
+      iteration runs on the three shape parameters only, with the exact
+      Jacobian of the projected residual.
+    * **Analytic Jacobian.**  The model is ``P @ D`` with ``P`` the closed-form
+      antiderivative of the Fermi response at the lag-cell edges and ``D``
+      one operator per AIF (``convolution_matrix`` by summation by parts);
+      the derivatives of ``P`` by tau0, k and delay are closed-form too, so
+      values and Jacobians of a block of curves cost one matrix product.
+    * **Global start.**  Each curve starts from the point of a grid over the
+      shape bounds (``BATCHED_START_*``) with the lowest projected cost, one
+      matrix product for all curves; this replaces the reference's several
+      starting delays.  Where the best grid point with the other kind of
+      roll-off (gradual or a distinct drop) is nearly as good, or the first
+      iteration does not converge, the curve is fitted again from there and
+      the lower cost wins (``BATCHED_SECOND_START``).
+    * **Bounded Levenberg-Marquardt.**  Per-curve damping (Nielsen's update)
+      and stopping rules (``BATCHED_FTOL``, ``BATCHED_XTOL``,
+      ``BATCHED_GTOL``); bounds by projection: a parameter at a bound whose
+      gradient points outward is held for that step, the trial point is
+      clipped onto the box and the gain ratio uses the step actually taken.
+      Projection keeps solutions that lie on a bound (F = 0.2 /s with a
+      saturated AIF, tau0 = 0, delay 0) exact and flaggable, which a bounded
+      reparametrisation would only approach.  Converged curves leave the
+      active set, so late iterations only touch the few slow curves.
+
+    The cost can have several local minima, mostly when a curve's shoulder
+    or roll-off lies near or beyond the end of the window (low flow, short
+    window): there the two solvers may stop in different minima.  On the
+    benchmark maps 99-100 % of pixels agree with per-pixel ``curve_fit`` to
+    1 % in MBF; on a 40-frame ischaemic phantom, 94 %.
+
+    Parameters
+    ----------
+    times_s : array_like, shape (n_frames,)
+        Frame times, s, strictly increasing (non-uniform spacing allowed).
+    aif_mM : array_like, shape (n_frames,)
+        Arterial input function, mM.
+    tissue_mM_2d : array_like, shape (n_curves, n_frames)
+        Tissue curves, mM.  Curves with a non-finite value, or all zero,
+        inside the fit window are not fitted (see Returns).
+    step_s : float, optional
+        Lag cell width of the convolution, s (default ``BATCHED_STEP_S``).
+    fit_end_s : float, optional
+        Fit only the frames at or before this time, s.  None (default) uses
+        ``first_pass_end_s(times_s, aif_mM)``; pass ``numpy.inf`` to fit the
+        whole curves.
+    progress : callable, optional
+        Called as ``progress(fraction, message)`` with fraction 0-1 as the fit
+        advances.
+
+    Returns
+    -------
+    FermiFit
+        Arrays of shape (n_curves,) and ``fitted_mM`` (n_curves, n_frames),
+        the model at every frame.  ``nrmse`` is computed over the fit window;
+        ``converged`` and ``at_bound`` mean what they mean for
+        ``fit_fermi_curves``.  Curves that were not fitted (non-finite or
+        all-zero in the window) or whose fit failed (no convergence within
+        ``BATCHED_MAX_EVALUATIONS``, non-finite result) have NaN parameters,
+        NaN ``nrmse`` and ``fitted_mM``, ``converged`` False and ``at_bound``
+        False; they never raise.
+
+    Raises
+    ------
+    AIAIFInputError
+        For invalid frame times, AIF, step, fit window, or a tissue array of
+        the wrong shape.
+    """
+    def report(fraction, message):
+        if progress is not None:
+            progress(float(fraction), message)
+
+    times, aif, matrix, edges = _validated_convolution(times_s, aif_mM, step_s)
+    tissue = np.asarray(tissue_mM_2d, dtype=float)
+    if tissue.ndim != 2 or tissue.shape[1] != times.size:
+        raise AIAIFInputError("The tissue curves must have shape (n_curves, n_frames) with {} frames like the "
+                              "frame times, got shape {}; pass one row per curve.".format(times.size, tissue.shape))
+    n_window = _window_frames(times, first_pass_end_s(times, aif) if fit_end_s is None else fit_end_s, aif)
+    window_matrix, window_edges = _window_convolution(times, matrix, edges, n_window)
+    operator = _lag_operator(window_matrix, float(step_s))
+    window = tissue[:, :n_window]
+    valid = np.all(np.isfinite(window), axis=1) & np.any(window != 0, axis=1)
+    y = np.ascontiguousarray(window[valid])
+    report(0.0, "Fermi fit: starting values")
+
+    n_valid = y.shape[0]
+    params = np.full((tissue.shape[0], 4), np.nan)
+    nrmse = np.full(tissue.shape[0], np.nan)
+    converged = np.zeros(tissue.shape[0], dtype=bool)
+    if n_valid:
+        def iteration_report(low, high, n_curves, stage):
+            def callback(n_active):
+                report(low + (high - low) * (1.0 - n_active / n_curves), "Fermi fit, {}: {} of {} curves done".format(
+                    stage, n_curves - n_active, n_curves))
+            return callback
+
+        # A curve whose fit overflows or divides by zero fails on its own
+        # (non-finite cost, rejected steps); it must not warn for the map.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            first, second, second_cost_ratio = _starting_shapes(window_edges, operator, y)
+            report(0.1, "Fermi fit: iterating")
+            shape, flow, cost, ok = _levenberg_marquardt(window_edges, operator, y, first,
+                                                         iteration_report(0.1, 0.8, n_valid, "first start"))
+            again = np.flatnonzero((second_cost_ratio <= 1.0 + BATCHED_SECOND_START) | ~ok)
+            if again.size:
+                other = _levenberg_marquardt(window_edges, operator, y[again], second[again],
+                                             iteration_report(0.8, 0.95, again.size, "second start"))
+                better = other[3] & (~ok[again] | (other[2] < cost[again]))
+                rows = again[better]
+                shape[rows], flow[rows], cost[rows] = other[0][better], other[1][better], other[2][better]
+                ok[rows] = True
+            curve_nrmse = np.sqrt(2.0 * cost / n_window) / np.sqrt(np.mean(y ** 2, axis=1))
+        fitted_params = np.column_stack([flow, shape])
+        ok &= np.all(np.isfinite(fitted_params), axis=1) & np.isfinite(cost)
+        rows = np.flatnonzero(valid)
+        params[rows[ok]] = fitted_params[ok]
+        converged[rows[ok]] = True
+        nrmse[rows[ok]] = curve_nrmse[ok]
+    report(0.95, "Fermi fit: model curves")
+    fitted = np.full(tissue.shape, np.nan)
+    if np.any(converged):
+        full_operator = _lag_operator(matrix, float(step_s))
+        unit, _ = _unit_model(edges, full_operator, params[converged, 1:], False)
+        fitted[converged] = params[converged, :1] * unit
+    at_bound = converged & _at_bound(params)
+    report(1.0, "Fermi fit: done")
+    return FermiFit(flow_per_s=params[:, 0], tau0_s=params[:, 1], k_per_s=params[:, 2], delay_s=params[:, 3],
+                    nrmse=nrmse, converged=converged, at_bound=at_bound, fitted_mM=fitted)
