@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
+from AIAIFLib import conversion
 from AIAIFLib.conversion import (
     MODEL_MAX_CONCENTRATION_MM,
     SequenceParameters,
@@ -226,3 +227,26 @@ def test_relaxation_parameters_resolve_defaults_and_defer_missing_ones():
     assert relaxation_parameters(7.0, t1_blood_s=2.1, r1_per_s_per_mM=5.0) == (2.1, None, 5.0)
     with pytest.raises(AIAIFInputError, match="native blood T1"):
         relaxation_parameters(3.0, t1_blood_s=-1.0)
+
+
+# --- calibration of the sequence model on the blood pool ---------------------------------
+
+def test_blood_pool_calibration_recovers_an_unknown_saturation_and_flip_angle():
+    true_sequence = conversion.SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0)
+    t1_blood = 1.736
+    aif = np.concatenate([np.zeros(5), 6.0 * np.exp(-0.5 * ((np.arange(40) - 10.0) / 3.0) ** 2) + 0.5])
+    blood = 700.0 * true_sequence.normalised_signal(1.0 / t1_blood + 4.5 * aif)
+    fitted, rms = conversion.calibrate_sequence_on_blood(blood, blood[0], aif, t1_blood)
+    assert rms < 1e-6
+    # The myocardium (another native T1, lower concentrations) is then converted exactly.
+    tissue_mM = np.concatenate([np.zeros(5), np.linspace(0.0, 1.2, 40)])
+    tissue = 300.0 * true_sequence.normalised_signal(1.0 / 1.2 + 4.5 * tissue_mM)
+    default, _ = conversion.model_concentration_mM(tissue, tissue[0], 1.2)
+    calibrated, _ = conversion.model_concentration_mM(tissue, tissue[0], 1.2, sequence=fitted)
+    np.testing.assert_allclose(calibrated, tissue_mM, atol=2e-3)
+    assert np.max(np.abs(default - tissue_mM)) > 0.1  # the uncalibrated default was visibly wrong
+
+
+def test_blood_pool_calibration_rejects_mismatched_curves():
+    with pytest.raises(AIAIFInputError, match="same frames"):
+        conversion.calibrate_sequence_on_blood(np.ones(10), 1.0, np.zeros(9), 1.736)
