@@ -114,6 +114,69 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("expected a positive number, got {!r}".format(text))
+    return value
+
+
+def _slice_levels(text):
+    levels = tuple(part.strip().lower() for part in text.split(","))
+    if any(level not in K.SLICE_LEVELS for level in levels):
+        raise argparse.ArgumentTypeError("slice levels must be a comma-separated list of {}, got {!r}".format(
+            ", ".join(K.SLICE_LEVELS), text))
+    return levels
+
+
+def _add_quantify_parser(commands):
+    quantify = commands.add_parser(
+        "quantify", help="pixelwise stress MBF of a Slicer perfusion study",
+        description="Quantify pixelwise stress myocardial blood flow (mL/min/g) by Fermi-constrained "
+                    "deconvolution, per AHA segment and coronary territory, from a Slicer volume sequence and "
+                    "segmentation. Writes mbf.nrrd, segments.csv, aif.csv, summary.json and report.png.")
+    quantify.add_argument("perfusion", metavar="PERFUSION.seq.nrrd",
+                          help="Slicer volume sequence of the short-axis slices; index values = frame times in s")
+    quantify.add_argument("segmentation", metavar="SEGMENTATION.seg.nrrd",
+                          help="Slicer segmentation with segments 'LV blood pool' and 'Myocardium'")
+    _add_output_options(quantify)
+    quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="{3.0,1.5}",
+                          help="field strength in tesla (default 3.0); other values need --t1-blood-s")
+    quantify.add_argument("--aif", default="ai", metavar="{ai,saturated,PATH.csv}",
+                          help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
+                               "with columns time_s,signal (e.g. a dual-sequence AIF)")
+    quantify.add_argument("--rv-insertion", metavar="PATH.mrk.json",
+                          help="Slicer point list with the anterior RV insertion point of each slice")
+    quantify.add_argument("--tissue-conversion", choices=("linear", "model"), default="linear",
+                          help="myocardial signal to concentration: 'linear' (the paper's, default) or 'model' "
+                               "(inverts the saturation-recovery signal equation)")
+    quantify.add_argument("--t1-blood-s", type=_positive_float, metavar="S",
+                          help="native T1 of blood in s (default by field strength: 1.736 s at 3 T, 1.435 s "
+                               "at 1.5 T)")
+    quantify.add_argument("--t1-myocardium-s", type=_positive_float, metavar="S",
+                          help="native T1 of myocardium in s, for --tissue-conversion model")
+    quantify.add_argument("--r1", type=_positive_float, metavar="PER_S_PER_MM",
+                          help="relaxivity in 1/s/mM (default {})".format(K.R1_RELAXIVITY_PER_S_PER_MM))
+    quantify.add_argument("--frame-interval", type=_positive_float, metavar="S",
+                          help="time between frames in s, when the sequence index values are frame numbers")
+    quantify.add_argument("--threshold", type=_positive_float, default=K.ISCHAEMIA_THRESHOLD_ML_MIN_G,
+                          metavar="ML_MIN_G", help="ischaemia threshold in mL/min/g (default {})".format(
+                              K.ISCHAEMIA_THRESHOLD_ML_MIN_G))
+    quantify.add_argument("--slice-levels", type=_slice_levels, metavar="LEVELS",
+                          help="level of each stored slice, e.g. 'apical,mid,basal' (default: from the RV point "
+                               "labels or the LV cavity size)")
+    quantify.add_argument("--lv-segment", default=K.LV_BLOOD_POOL_SEGMENT_NAME, metavar="NAME",
+                          help="name of the LV blood-pool segment (default {!r})".format(
+                              K.LV_BLOOD_POOL_SEGMENT_NAME))
+    quantify.add_argument("--myocardium-segment", default=K.MYOCARDIUM_SEGMENT_NAME, metavar="NAME",
+                          help="name of the myocardium segment (default {!r})".format(K.MYOCARDIUM_SEGMENT_NAME))
+    quantify.add_argument("--weights", metavar="PATH.npz", help="network weights (default: the shipped model)")
+    quantify.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser():
     """The argument parser of ``python -m AIAIFLib``."""
     parser = _Parser(prog="python -m AIAIFLib", description=(
@@ -158,6 +221,19 @@ def build_parser():
                           help="simulated patients for the MBF analysis (default 10)")
     evaluate.add_argument("--seed", type=_non_negative_int, default=7,
                           help="seed of the simulated test set (default 7)")
+    _add_quantify_parser(commands)
+
+    correct = commands.add_parser(
+        "correct", help="correct saturated AIFs with the network",
+        description="Replace each saturated AIF signal curve of a CSV file by the network's unsaturated AIF, in "
+                    "the same signal units and with the input's pre-contrast baseline, so that "
+                    "(S - S0) / S0 / (r1 T1b) is the AIF concentration.")
+    correct.add_argument("input", metavar="INPUT.csv",
+                         help="header row; first column time_s (s), each further column one saturated AIF signal")
+    correct.add_argument("--output", required=True, metavar="OUTPUT.csv",
+                         help="file to write: same header and rows, each curve corrected")
+    correct.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    correct.add_argument("--weights", metavar="PATH.npz", help="network weights (default: the shipped model)")
     return parser
 
 
@@ -218,15 +294,118 @@ def _run_evaluate(args, out):
     return table + "\nWrote results.txt and figures to {}.".format(os.path.abspath(args.output_dir))
 
 
-_COMMANDS = {"phantom": _run_phantom, "demo": _run_demo, "evaluate": _run_evaluate}
+class TerminalProgress(object):
+    """A one-line progress bar on standard error: ``progress(fraction, message)``."""
+
+    WIDTH = 30
+
+    def __init__(self, stream=None, enabled=True):
+        self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = enabled and bool(isatty and isatty())  # no carriage-return clutter in logs
+        self._last = None
+
+    def __call__(self, fraction, message=""):
+        if not self.enabled:
+            return
+        filled = int(round(self.WIDTH * min(max(fraction, 0.0), 1.0)))
+        line = "[{}{}] {:3.0f}% {}".format("#" * filled, "." * (self.WIDTH - filled), 100 * fraction, message)
+        if line != self._last:
+            self.stream.write("\r" + line[:100].ljust(100))
+            self.stream.flush()
+            self._last = line
+
+    def close(self):
+        if self.enabled and self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def quantification_parameters(args):
+    """``pipeline.QuantificationParameters`` from the ``quantify`` arguments."""
+    from .aif import read_aif_csv
+    from .pipeline import QuantificationParameters
+
+    aif_mode, ext_times, ext_signal = args.aif, None, None
+    if args.aif not in ("ai", "saturated"):
+        ext_times, names, curves = read_aif_csv(args.aif)
+        if len(names) != 1:
+            raise AIAIFInputError("The AIF file {} has {} signal columns but --aif needs exactly one (time_s, "
+                                  "signal); keep one AIF per file.".format(args.aif, len(names)))
+        aif_mode, ext_signal = "external", curves[0]
+    return QuantificationParameters(
+        field_strength_t=args.field_strength, aif_mode=aif_mode, external_aif_times_s=ext_times,
+        external_aif_signal=ext_signal, tissue_conversion=args.tissue_conversion, t1_blood_s=args.t1_blood_s,
+        t1_myocardium_s=args.t1_myocardium_s, r1_per_s_per_mM=args.r1, slice_levels=args.slice_levels,
+        threshold_ml_min_g=args.threshold, weights_path=args.weights)
+
+
+def _run_quantify(args, out):
+    from . import mrml
+
+    parameters = quantification_parameters(args)
+    progress = TerminalProgress(enabled=not args.quiet)
+    try:
+        result = mrml.quantify_files(args.perfusion, args.segmentation, out, parameters,
+                                     rv_insertion_path=args.rv_insertion, frame_interval_s=args.frame_interval,
+                                     blood_pool_segment_name=args.lv_segment,
+                                     myocardium_segment_name=args.myocardium_segment, progress=progress)
+    finally:
+        progress.close()
+    results = result.summary["results"]
+    lines = ["Global stress MBF {:.2f} mL/min/g (median of {} pixels).".format(
+        results["global_mbf_ml_min_g"]["median"], results["global_mbf_ml_min_g"]["n"])]
+    for row in results["territories"]:
+        lines.append("  {}  {:.2f} mL/min/g{}".format(row["territory"], row["mbf_ml_min_g"],
+                                                      "  ischaemic" if row["ischemic"] else ""))
+    lines.extend("Warning: " + text for text in result.summary["warnings"])
+    lines.append("Wrote {} to {}.".format(", ".join(sorted(os.listdir(out))), os.path.abspath(args.output_dir)))
+    return "\n".join(lines)
+
+
+_COMMANDS = {"phantom": _run_phantom, "demo": _run_demo, "evaluate": _run_evaluate, "quantify": _run_quantify}
+
+
+def _run_correct(args):
+    from .aif import read_aif_csv, write_aif_csv
+    from .network import correct_aifs
+
+    target = os.path.abspath(args.output)
+    if os.path.isdir(target):
+        raise AIAIFInputError("Output path {} is a directory; give a file name such as corrected.csv.".format(target))
+    if os.path.exists(target) and not args.overwrite:
+        raise AIAIFInputError("Output file {} already exists; choose a new name or pass --overwrite.".format(target))
+    if os.path.exists(target) and os.path.samefile(target, args.input):
+        raise AIAIFInputError("The output file is the input file; choose another output name so the input is kept.")
+    times, names, curves = read_aif_csv(args.input)
+    corrected = correct_aifs(times, curves, weights=args.weights)
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise AIAIFInputError("The folder {} does not exist; create it or choose another output path.".format(parent))
+    handle, staging = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".partial-", dir=parent)
+    os.close(handle)
+    try:
+        write_aif_csv(staging, times, names, corrected)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)  # mkstemp's private 0600 would carry over to the result
+        os.replace(staging, target)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return "Corrected {} AIF curve{} of {} frames; wrote {}.".format(
+        len(names), "" if len(names) == 1 else "s", times.size, target)
 
 
 def main(argv=None):
     """Run the command line; returns the exit code (0 success, 2 bad input)."""
     args = build_parser().parse_args(argv)
     try:
-        with staged_output_dir(args.output_dir, args.overwrite) as out:
-            message = _COMMANDS[args.command](args, out)
+        if args.command == "correct":
+            message = _run_correct(args)
+        else:
+            with staged_output_dir(args.output_dir, args.overwrite) as out:
+                message = _COMMANDS[args.command](args, out)
     except AIAIFInputError as error:
         sys.stderr.write("{}: error: {}\n".format(args.command, error))
         return EXIT_USAGE

@@ -6,10 +6,14 @@ console) reaches the science through ``quantify_study``; the MRML adapter
 into nodes.
 """
 
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import numpy as np
+
+from . import constants as K
+from .errors import AIAIFInputError
 
 
 @dataclass
@@ -46,3 +50,559 @@ class PerfusionStudy:
     rv_insertion_ras: Optional[np.ndarray] = None
     rv_insertion_labels: Optional[Tuple[str, ...]] = None
     source: dict = field(default_factory=dict)
+
+
+#: AIF modes: the network-corrected AIF, the uncorrected saturated AIF, or an
+#: AIF the user supplies (e.g. from a dual-sequence acquisition).
+AIF_MODES = ("ai", "saturated", "external")
+
+#: How each AIF mode is named in figures and tables.
+AIF_MODE_LABELS = {"ai": "AI-corrected", "saturated": "saturated (uncorrected)", "external": "external AIF"}
+
+#: Signal-to-concentration methods for the myocardium (see ``conversion``).
+TISSUE_CONVERSIONS = ("linear", "model")
+
+#: Share of myocardial pixels whose fit failed above which the summary warns.
+FAILED_FIT_WARNING_FRACTION = 0.05
+
+
+@dataclass
+class QuantificationParameters:
+    """Every choice of one quantification, with the paper's defaults.
+
+    Attributes
+    ----------
+    field_strength_t : float
+        1.5 or 3.0 T; selects the native T1 of blood and myocardium unless
+        given explicitly.
+    aif_mode : str
+        One of ``AIF_MODES``.
+    external_aif_times_s, external_aif_signal : numpy.ndarray, optional
+        The external AIF (``aif_mode="external"``): times (s) and signal (any
+        units, with a pre-contrast baseline; converted linearly).
+    tissue_conversion : str
+        One of ``TISSUE_CONVERSIONS``.
+    t1_blood_s, t1_myocardium_s : float, optional
+        Native T1 overrides, s.
+    r1_per_s_per_mM : float, optional
+        Relaxivity override, 1/s/mM.
+    sequence : conversion.SequenceParameters, optional
+        Sequence parameters of the ``model`` tissue conversion; when omitted
+        they are calibrated on the LV blood pool (``calibrate_sequence``) or
+        take ``conversion.SequenceParameters()``'s defaults.
+    calibrate_sequence : bool
+        With the ``model`` conversion and an AIF that is not the saturated
+        signal itself (``ai``, ``external``), fit the saturation efficiency
+        and flip angle to the blood pool
+        (``conversion.calibrate_sequence_on_blood``) unless ``sequence`` is
+        given.
+    slice_levels : tuple of str, optional
+        Level of each stored slice ('basal', 'mid', 'apical'), overriding the
+        automatic rules of ``segments``.
+    septum_direction : str, optional
+        Override of the septum side (see ``segments.aha_segment_map``).
+    threshold_ml_min_g : float
+        Ischaemia threshold, mL/min/g.
+    weights_path : str, optional
+        Network weights (``aif_mode="ai"``); the shipped weights by default.
+    """
+
+    field_strength_t: float = 3.0
+    aif_mode: str = "ai"
+    external_aif_times_s: Optional[np.ndarray] = None
+    external_aif_signal: Optional[np.ndarray] = None
+    tissue_conversion: str = "linear"
+    t1_blood_s: Optional[float] = None
+    t1_myocardium_s: Optional[float] = None
+    r1_per_s_per_mM: Optional[float] = None
+    sequence: object = None
+    calibrate_sequence: bool = True
+    slice_levels: Optional[Tuple[str, ...]] = None
+    septum_direction: Optional[str] = None
+    threshold_ml_min_g: float = K.ISCHAEMIA_THRESHOLD_ML_MIN_G
+    weights_path: Optional[str] = None
+
+
+@dataclass
+class QuantificationResult:
+    """Everything one quantification produces.
+
+    Attributes
+    ----------
+    mbf_ml_min_g : numpy.ndarray, shape (n_slices, rows, columns)
+        Pixelwise stress MBF, mL/min/g; NaN outside the myocardium and where
+        the fit failed.
+    fit_nrmse, fit_converged, fit_at_bound, conversion_clipped : numpy.ndarray
+        Per-pixel fit quality on the same grid (NaN / False outside the
+        myocardium): residual RMS over tissue RMS, solver convergence, a
+        parameter at its bound, a signal clipped by the ``model`` conversion.
+    aha_labels : numpy.ndarray of int, shape (n_slices, rows, columns)
+        AHA segment 1-16 of each myocardial pixel, 0 elsewhere.
+    segments : dict of str -> list
+        Table of AHA segments 1-16 (column name -> 16 values).
+    territories : dict of str -> list
+        Table of the coronary territories LAD, RCA, LCX.
+    aif : dict of str -> numpy.ndarray
+        ``time_s``; ``saturated`` and ``corrected`` signal (signal units);
+        ``saturated_mM`` the saturated AIF converted linearly and ``used_mM``
+        the AIF concentration the fit used, mM.
+    summary : dict
+        JSON-ready account of inputs, parameters, results, quality, timings.
+    """
+
+    mbf_ml_min_g: np.ndarray
+    fit_nrmse: np.ndarray
+    fit_converged: np.ndarray
+    fit_at_bound: np.ndarray
+    conversion_clipped: np.ndarray
+    aha_labels: np.ndarray
+    segments: dict
+    territories: dict
+    aif: dict
+    summary: dict
+
+
+def _report(progress, fraction, message):
+    if progress is not None:
+        progress(float(fraction), message)
+
+
+def validate_study(study):
+    """Check a ``PerfusionStudy`` and return it with float frames and bool masks.
+
+    Raises ``AIAIFInputError`` for mismatched shapes, fewer than
+    ``aif.MIN_AIF_FRAMES`` frames, non-finite frames, non-increasing frame
+    times, an empty myocardium or LV blood pool.
+    """
+    from .aif import MIN_AIF_FRAMES
+
+    frames = np.asarray(study.frames, dtype=float)
+    if frames.ndim != 4:
+        raise AIAIFInputError("The perfusion frames must be a 4D array (frame, slice, row, column), got {} "
+                              "dimensions; pass a sequence of short-axis volumes.".format(frames.ndim))
+    n_frames = frames.shape[0]
+    if n_frames < MIN_AIF_FRAMES:
+        raise AIAIFInputError("The perfusion series has {} frames but at least {} are needed; load the whole "
+                              "first-pass acquisition.".format(n_frames, MIN_AIF_FRAMES))
+    bad = ~np.isfinite(frames).reshape(n_frames, -1).all(axis=1)
+    if bad.any():
+        raise AIAIFInputError("Frame {} of the perfusion series contains NaN or infinite values; remove or "
+                              "repair that frame.".format(int(np.argmax(bad))))
+    times = np.asarray(study.frame_times_s, dtype=float)
+    if times.shape != (n_frames,) or not np.all(np.isfinite(times)):
+        raise AIAIFInputError("Give one finite frame time per frame ({} frames, got shape {}); check the "
+                              "sequence index values.".format(n_frames, times.shape))
+    if np.any(np.diff(times) <= 0):
+        raise AIAIFInputError("The frame times must increase strictly (frame {} is not after the one before); "
+                              "check the sequence index values or the frame interval.".format(
+                                  int(np.argmax(np.diff(times) <= 0)) + 1))
+    masks = []
+    for name, mask in (("LV blood pool", study.blood_pool_mask), ("myocardium", study.myocardium_mask)):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != frames.shape[1:]:
+            raise AIAIFInputError("The {} mask has shape {} but the frames have {}; resample the segmentation "
+                                  "onto the perfusion frames.".format(name, mask.shape, frames.shape[1:]))
+        if not mask.any():
+            raise AIAIFInputError("The {} segment is empty on the perfusion frames; draw it on the images (or "
+                                  "check that the segmentation overlaps them).".format(name))
+        masks.append(mask)
+    return PerfusionStudy(frames=frames, frame_times_s=times, ijk_to_ras=np.asarray(study.ijk_to_ras, dtype=float),
+                          blood_pool_mask=masks[0], myocardium_mask=masks[1],
+                          rv_insertion_ras=study.rv_insertion_ras, rv_insertion_labels=study.rv_insertion_labels,
+                          source=dict(study.source))
+
+
+def validate_parameters(parameters):
+    """Check ``QuantificationParameters``; raise ``AIAIFInputError`` naming the fix."""
+    if parameters.aif_mode not in AIF_MODES:
+        raise AIAIFInputError("Unknown AIF mode {!r}; use one of {}.".format(parameters.aif_mode,
+                                                                            ", ".join(AIF_MODES)))
+    if parameters.tissue_conversion not in TISSUE_CONVERSIONS:
+        raise AIAIFInputError("Unknown tissue conversion {!r}; use one of {}.".format(
+            parameters.tissue_conversion, ", ".join(TISSUE_CONVERSIONS)))
+    if parameters.aif_mode == "external" and (parameters.external_aif_times_s is None
+                                              or parameters.external_aif_signal is None):
+        raise AIAIFInputError("The external AIF mode needs the AIF's times and signal; give an AIF file or "
+                              "table, or choose the AI or saturated AIF.")
+    if not (np.isfinite(parameters.threshold_ml_min_g) and parameters.threshold_ml_min_g > 0):
+        raise AIAIFInputError("The ischaemia threshold must be a positive number of mL/min/g, got {!r}.".format(
+            parameters.threshold_ml_min_g))
+
+
+def _external_aif_mM(parameters, times_s, t1_blood_s, r1):
+    """The user's AIF converted linearly and sampled at the frame times (mM), and a note for the summary."""
+    from .aif import detect_arrival_index, validate_aif_curves
+    from .conversion import aif_concentration_mM
+
+    ext_times, ext_signal = validate_aif_curves(parameters.external_aif_times_s, parameters.external_aif_signal)
+    ext_times, ext_signal = ext_times[0], ext_signal[0]
+    if ext_times[-1] < times_s[0] or ext_times[0] > times_s[-1]:
+        raise AIAIFInputError("The external AIF ({:.1f}-{:.1f} s) does not overlap the perfusion frames "
+                              "({:.1f}-{:.1f} s); give its times on the same clock.".format(
+                                  ext_times[0], ext_times[-1], times_s[0], times_s[-1]))
+    # Frames outside the AIF's time range take its first or last value (np.interp); the summary counts them.
+    outside = int(np.count_nonzero((times_s < ext_times[0]) | (times_s > ext_times[-1])))
+    arrival = int(detect_arrival_index(ext_times, ext_signal)[0])
+    baseline = ext_signal[:max(arrival, 1)].mean()
+    conc = aif_concentration_mM(ext_signal, baseline, parameters.field_strength_t, t1_blood_s=t1_blood_s,
+                                r1_per_s_per_mM=r1)
+    return np.interp(times_s, ext_times, conc), {"n_samples": int(ext_times.size), "arrival_index": arrival,
+                                                 "time_range_s": [float(ext_times[0]), float(ext_times[-1])],
+                                                 "frames_outside_time_range": outside}
+
+
+def quantify_study(study, parameters=None, progress=None):
+    """Quantify pixelwise stress MBF of one study.
+
+    Steps: AIF from the LV blood pool (mean of its brightest quarter of
+    pixels, ``aif.extract_aif_signal``); contrast arrival and the pre-contrast
+    frames; AIF correction by the network (``aif_mode="ai"``), none
+    (``"saturated"``) or the user's AIF (``"external"``); AIF to mM by the
+    paper's linear conversion; myocardium to mM (``tissue_conversion``);
+    batched Fermi deconvolution over the first pass; AHA segments,
+    territories and diagnosis at the threshold.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+        Frames, frame times (s), geometry, masks and RV insertion points.
+    parameters : QuantificationParameters, optional
+        Choices; the paper's defaults when omitted.
+    progress : callable, optional
+        ``progress(fraction, message)`` with fraction 0-1.
+
+    Returns
+    -------
+    QuantificationResult
+        MBF map (mL/min/g), fit quality, AHA labels, segment and territory
+        tables, AIF curves and a summary.
+    """
+    from . import aif as aif_module
+    from . import conversion, deconvolution, segments
+
+    parameters = parameters or QuantificationParameters()
+    validate_parameters(parameters)
+    timings = {}
+    started = clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    _report(progress, 0.0, "Checking inputs")
+    study = validate_study(study)
+    times = study.frame_times_s
+    t1_blood_s, t1_myocardium_s, r1 = conversion.relaxation_parameters(
+        parameters.field_strength_t, parameters.t1_blood_s, parameters.t1_myocardium_s,
+        parameters.r1_per_s_per_mM)
+    labelling = segments.aha_segment_map(study.myocardium_mask, study.blood_pool_mask, study.ijk_to_ras,
+                                         study.rv_insertion_ras, study.rv_insertion_labels,
+                                         slice_levels=parameters.slice_levels,
+                                         septum_direction=parameters.septum_direction)
+    lap("segments_s")
+
+    _report(progress, 0.05, "Extracting the AIF")
+    saturated = aif_module.extract_aif_signal(study.frames, study.blood_pool_mask)
+    arrival = int(aif_module.detect_arrival_index(times, saturated)[0])
+    if arrival < 1:
+        raise AIAIFInputError("Contrast arrives in the first frame, so there is no pre-contrast signal; include "
+                              "the frames before the bolus.")
+    lv_baseline = saturated[:arrival].mean()
+    external = None
+    if parameters.aif_mode == "ai":
+        from .network import correct_aifs
+        corrected = correct_aifs(times, saturated, weights=parameters.weights_path)[0]
+        aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, parameters.field_strength_t,
+                                                 t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+    elif parameters.aif_mode == "saturated":
+        corrected = saturated.copy()
+        aif_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
+                                                 t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+    else:
+        aif_mM, external = _external_aif_mM(parameters, times, t1_blood_s, r1)
+        # In the saturated AIF's signal units, so that aif.csv reads the same way in every mode.
+        corrected = lv_baseline * (1.0 + r1 * t1_blood_s * aif_mM)
+    lap("aif_s")
+
+    _report(progress, 0.1, "Converting the myocardium to concentration")
+    sequence, calibration = parameters.sequence, None
+    if parameters.tissue_conversion == "model" and sequence is None and parameters.calibrate_sequence \
+            and parameters.aif_mode != "saturated":
+        sequence, rms = conversion.calibrate_sequence_on_blood(saturated, lv_baseline, aif_mM, t1_blood_s, r1)
+        calibration = {"saturation_efficiency": sequence.saturation_efficiency,
+                       "flip_angle_deg": sequence.flip_angle_deg, "rms_ratio_residual": rms}
+    elif parameters.tissue_conversion == "model" and sequence is None:
+        sequence = conversion.SequenceParameters()
+    myocardium = study.myocardium_mask
+    pixel_signal = np.moveaxis(study.frames[:, myocardium], 0, -1)  # (n_pixels, n_frames)
+    pixel_baseline = pixel_signal[:, :arrival].mean(axis=1)
+    tissue_mM, clipped = conversion.tissue_concentration_mM(
+        pixel_signal, pixel_baseline, lv_baseline, method=parameters.tissue_conversion,
+        field_strength_t=parameters.field_strength_t, t1_blood_s=t1_blood_s, t1_myocardium_s=t1_myocardium_s,
+        r1_per_s_per_mM=r1, sequence=sequence)
+    lap("conversion_s")
+
+    fit_end_s = deconvolution.first_pass_end_s(times, aif_mM)
+
+    def fit_progress(fraction, message):
+        _report(progress, 0.15 + 0.75 * fraction, message)
+
+    fit = deconvolution.fit_fermi_batched(times, aif_mM, tissue_mM, fit_end_s=fit_end_s, progress=fit_progress)
+    lap("fit_s")
+
+    _report(progress, 0.9, "Segments and territories")
+    shape = myocardium.shape
+    mbf = _on_grid(fit.mbf_ml_min_g, myocardium, np.nan)
+    nrmse = _on_grid(fit.nrmse, myocardium, np.nan)
+    converged = _on_grid(fit.converged, myocardium, False)
+    at_bound = _on_grid(fit.at_bound, myocardium, False)
+    clipped_pixels = _on_grid(np.any(clipped, axis=-1), myocardium, False)
+    labels = labelling.labels
+    statistics = segments.segment_statistics(mbf, labels)
+    segment_curves = _segment_mean_curves(tissue_mM, labels[myocardium])
+    curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
+    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, labelling, parameters.threshold_ml_min_g)
+    territories = segments.territory_results(np.asarray(segment_table["mbf_mean"], dtype=float),
+                                             threshold_ml_min_g=parameters.threshold_ml_min_g)
+    lap("segments_table_s")
+    timings["total_s"] = round(time.perf_counter() - started, 4)
+
+    saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
+                                                   t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+    aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
+                  "used_mM": aif_mM}
+    summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
+                       segment_table, territories, mbf, timings, (t1_blood_s, t1_myocardium_s, r1), external,
+                       sequence, calibration)
+    _report(progress, 1.0, "Done")
+    return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
+                                conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
+                                territories=territories, aif=aif_curves, summary=summary)
+
+
+def _on_grid(values, mask, fill):
+    values = np.asarray(values)
+    grid = np.full(mask.shape, fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
+    grid[mask] = values
+    return grid
+
+
+def _segment_mean_curves(tissue_mM, pixel_labels):
+    """Mean tissue curve of each AHA segment 1-16 (NaN rows for empty segments), mM."""
+    curves = np.full((len(K.AHA_SEGMENTS), tissue_mM.shape[-1]), np.nan)
+    for row, segment in enumerate(K.AHA_SEGMENTS):
+        members = pixel_labels == segment
+        if members.any():
+            curves[row] = tissue_mM[members].mean(axis=0)
+    return curves
+
+
+def _segment_table(statistics, curve_fit_mbf, labelling, threshold_ml_min_g):
+    """Columns of ``segments.csv``: one row per AHA segment 1-16."""
+    mean = np.asarray(statistics["mbf_mean"], dtype=float)
+    level_of = {}
+    for level in K.SLICE_LEVELS:
+        for segment in K.AHA_SEGMENTS:
+            if K.AHA_SEGMENT_NAMES[segment].startswith(level):
+                level_of[segment] = level
+    return {
+        "segment": list(K.AHA_SEGMENTS),
+        "name": [K.AHA_SEGMENT_NAMES[s] for s in K.AHA_SEGMENTS],
+        "level": [level_of[s] for s in K.AHA_SEGMENTS],
+        "territory": [K.territory_of_segment(s) for s in K.AHA_SEGMENTS],
+        "mbf_mean": [float(v) for v in mean],
+        "mbf_median": [float(v) for v in statistics["mbf_median"]],
+        "mbf_curve_fit": [float(v) for v in curve_fit_mbf],
+        "n_pixels": [int(v) for v in statistics["n_pixels"]],
+        "n_failed": [int(v) for v in statistics["n_failed"]],
+        "ischemic": [bool(v < threshold_ml_min_g) if np.isfinite(v) else None for v in mean],
+    }
+
+
+def _finite_stats(values):
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"mean": None, "median": None, "n": 0}
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "n": int(values.size)}
+
+
+def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
+             territories, mbf, timings, relaxation, external, sequence, calibration):
+    """The JSON-ready account of one quantification (``summary.json``)."""
+    from . import __version__
+
+    n_pixels = int(np.size(fit.converged))
+    failed = ~np.isfinite(np.asarray(fit.mbf_ml_min_g, dtype=float))
+    n_failed = int(np.count_nonzero(failed))
+    warnings = []
+    if n_pixels and n_failed > FAILED_FIT_WARNING_FRACTION * n_pixels:
+        warnings.append("{} of {} myocardial pixel fits failed ({:.0f} %); check the ROIs and the AIF.".format(
+            n_failed, n_pixels, 100.0 * n_failed / n_pixels))
+    if external and external["frames_outside_time_range"]:
+        warnings.append("{} perfusion frames lie outside the external AIF's time range and use its first or last "
+                        "value; check that both share one clock.".format(external["frames_outside_time_range"]))
+    ischaemic = [name for name, flag in zip(territories["territory"], territories["ischemic"]) if flag]
+    t1_blood_s, t1_myocardium_s, r1 = relaxation
+    return {
+        "software": {"name": "AI-AIF", "version": __version__},
+        "inputs": dict(study.source, n_frames=int(study.frames.shape[0]),
+                       grid_kji=[int(n) for n in study.frames.shape[1:]],
+                       frame_times_s=[round(float(t), 4) for t in study.frame_times_s],
+                       n_blood_pool_pixels=int(study.blood_pool_mask.sum()),
+                       n_myocardium_pixels=int(study.myocardium_mask.sum()),
+                       n_rv_insertion_points=0 if study.rv_insertion_ras is None else int(
+                           np.asarray(study.rv_insertion_ras).reshape(-1, 3).shape[0])),
+        "parameters": {
+            "field_strength_t": parameters.field_strength_t,
+            "aif_mode": parameters.aif_mode,
+            "tissue_conversion": parameters.tissue_conversion,
+            "t1_blood_s": t1_blood_s,
+            "t1_myocardium_s": t1_myocardium_s,
+            "r1_per_s_per_mM": r1,
+            "threshold_ml_min_g": parameters.threshold_ml_min_g,
+            "tissue_density_g_per_ml": K.TISSUE_DENSITY_G_PER_ML,
+            "slice_levels_override": None if parameters.slice_levels is None else list(parameters.slice_levels),
+            "septum_direction_override": parameters.septum_direction,
+            "weights_path": parameters.weights_path,
+            "sequence": None if sequence is None else {
+                key: getattr(sequence, key) for key in ("saturation_time_s", "repetition_time_s", "flip_angle_deg",
+                                                        "pulses_to_centre", "saturation_efficiency")},
+            "sequence_calibrated_on_blood_pool": calibration,
+        },
+        "aif": {
+            "arrival_frame": arrival,
+            "arrival_s": float(study.frame_times_s[arrival]),
+            "n_baseline_frames": arrival,
+            "lv_baseline_signal": float(lv_baseline),
+            "peak_mM": float(np.max(aif_mM)),
+            "fit_end_s": float(fit_end_s),
+            "external": external,
+        },
+        "segmentation": {
+            "slice_levels": list(labelling.slice_levels),
+            "septum_direction": labelling.septum_direction,
+            "rules_used": labelling.rules_used,
+        },
+        "results": {
+            "global_mbf_ml_min_g": _finite_stats(mbf),
+            "territories": [
+                {"territory": name, "mbf_ml_min_g": None if not np.isfinite(value) else float(value),
+                 "ischemic": flag}
+                for name, value, flag in zip(territories["territory"], territories["mbf_ml_min_g"],
+                                             territories["ischemic"])],
+            "ischemic_territories": ischaemic,
+            "segments": [{key: segment_table[key][row] for key in ("segment", "mbf_mean", "mbf_median",
+                                                                   "mbf_curve_fit", "n_pixels", "ischemic")}
+                         for row in range(len(segment_table["segment"]))],
+        },
+        "fit_quality": {
+            "n_pixels": n_pixels,
+            "n_converged": int(np.count_nonzero(fit.converged)),
+            "n_at_bound": int(np.count_nonzero(fit.at_bound)),
+            "n_failed": n_failed,
+            "n_conversion_clipped": int(np.count_nonzero(np.any(clipped, axis=-1))),
+            "median_nrmse": _finite_stats(fit.nrmse)["median"],
+        },
+        "warnings": warnings,
+        "timings_s": timings,
+    }
+
+
+#: Files of a quantification's output directory (one place for their names).
+OUTPUT_FILES = {
+    "mbf": "mbf.nrrd",
+    "segments": "segments.csv",
+    "aif": "aif.csv",
+    "summary": "summary.json",
+    "report": "report.png",
+}
+
+
+def json_ready(value):
+    """Replace NaN/inf by None and numpy scalars/arrays by Python values, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return "" if not np.isfinite(value) else "{:.6g}".format(value)
+    return str(value)
+
+
+def write_table_csv(path, columns):
+    """Write a dict of equal-length columns as CSV (empty cell for NaN/None).
+
+    Parameters
+    ----------
+    path : str
+        File to write.
+    columns : dict of str -> sequence
+        Column name -> values, in output order.
+    """
+    import csv
+
+    names = list(columns)
+    rows = zip(*(columns[name] for name in names))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([_csv_cell(value) for value in row])
+
+
+def write_result_files(result, directory, study_name=None):
+    """Write ``segments.csv``, ``aif.csv``, ``summary.json`` and ``report.png`` into ``directory``.
+
+    ``mbf.nrrd`` is written by the MRML adapter (a Slicer storage node), not
+    here.
+
+    Parameters
+    ----------
+    result : QuantificationResult
+        From ``quantify_study``.
+    directory : str
+        Existing directory.
+    study_name : str, optional
+        Title of the report figure.
+    """
+    import json
+    import os
+
+    from . import report
+
+    write_table_csv(os.path.join(directory, OUTPUT_FILES["segments"]), result.segments)
+    write_table_csv(os.path.join(directory, OUTPUT_FILES["aif"]), {
+        "time_s": result.aif["time_s"], "saturated": result.aif["saturated"],
+        "corrected": result.aif["corrected"], "concentration_mM": result.aif["used_mM"]})
+    with open(os.path.join(directory, OUTPUT_FILES["summary"]), "w") as handle:
+        json.dump(json_ready(result.summary), handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    curves = {"saturated (uncorrected)": result.aif["saturated_mM"]}
+    mode = result.summary["parameters"]["aif_mode"]
+    if mode != "saturated":
+        curves[AIF_MODE_LABELS[mode]] = result.aif["used_mM"]
+    report.plot_quantification_report(
+        os.path.join(directory, OUTPUT_FILES["report"]), result.aif["time_s"], curves,
+        result.mbf_ml_min_g, np.isfinite(result.mbf_ml_min_g) | (result.aha_labels > 0),
+        np.asarray(result.segments["mbf_mean"], dtype=float), result.summary["segmentation"]["slice_levels"],
+        result.territories, threshold_ml_min_g=result.summary["parameters"]["threshold_ml_min_g"],
+        title=study_name)

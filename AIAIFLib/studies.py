@@ -25,8 +25,11 @@ def _derived_seed(seed, tag, index=0):
     return int(np.random.SeedSequence([seed, tag, index]).generate_state(1)[0])
 
 
-def simulated_aif_test_set(n_curves, seed, n_frames=90):
+def simulated_aif_test_set(n_curves, seed, n_frames=90, correct=None):
     """Paired AIFs cut to the paper's window and normalised by the saturated maximum.
+
+    The window starts four frames before the *true* arrival, so every method
+    is judged on the same frames whatever its own arrival detection.
 
     Parameters
     ----------
@@ -36,20 +39,29 @@ def simulated_aif_test_set(n_curves, seed, n_frames=90):
         Test-set seed.
     n_frames : int, optional
         Frames simulated before the 64-frame window is cut.
+    correct : callable, optional
+        ``correct(times_s, saturated) -> corrected``, both (n, n_frames) in
+        signal units (e.g. ``network.correct_aifs``); applied to the whole
+        saturated curves, then windowed like the others.
 
     Returns
     -------
     dict
         ``times_s`` (n, 64) s from the window start; ``reference``,
-        ``saturated`` (n, 64) normalised signal; ``pairs`` the full
-        ``AIFPairs``.
+        ``saturated`` (and ``corrected`` with ``correct``) (n, 64) normalised
+        signal; ``pairs`` the full ``AIFPairs``.
     """
     pairs = simulate_aif_pairs(n_curves, n_frames=n_frames, seed=_derived_seed(seed, _AIF_TEST_TAG))
     arrival = arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
-    times, (saturated, reference), _ = network_window(pairs.times_s, np.stack([pairs.saturated, pairs.reference]),
-                                                      arrival)
-    scale = saturated.max(axis=1, keepdims=True)
-    return {"times_s": times, "reference": reference / scale, "saturated": saturated / scale, "pairs": pairs}
+    curves = [pairs.saturated, pairs.reference]
+    if correct is not None:
+        curves.append(correct(pairs.times_s, pairs.saturated))
+    times, windowed, _ = network_window(pairs.times_s, np.stack(curves), arrival)
+    scale = windowed[0].max(axis=1, keepdims=True)
+    test_set = {"times_s": times, "reference": windowed[1] / scale, "saturated": windowed[0] / scale, "pairs": pairs}
+    if correct is not None:
+        test_set["corrected"] = windowed[2] / scale
+    return test_set
 
 
 def segment_tissue_curves(phantom):
@@ -175,3 +187,69 @@ def simulated_evaluation(n_curves=500, n_phantoms=10, seed=7):
         "mbf_truth": mbf["truth"], "mbf_reference": mbf["reference"], "mbf_test": mbf["saturated"],
         "reference_name": "True AIF", "test_name": "Saturated AIF",
     }
+
+
+def phantom_study(phantom):
+    """A phantom as the ``pipeline.PerfusionStudy`` the quantification takes (no files).
+
+    Parameters
+    ----------
+    phantom : simulation.Phantom
+        A simulated study.
+
+    Returns
+    -------
+    pipeline.PerfusionStudy
+        Frames, frame times (s), geometry, the LV blood-pool and myocardium
+        masks and the anterior RV insertion points labelled with their level.
+    """
+    from .pipeline import PerfusionStudy
+
+    return PerfusionStudy(
+        frames=phantom.frames, frame_times_s=phantom.frame_times_s, ijk_to_ras=phantom.ijk_to_ras,
+        blood_pool_mask=phantom.lv_blood_mask, myocardium_mask=phantom.myocardium_mask,
+        rv_insertion_ras=phantom.rv_insertion_ras["anterior"],
+        rv_insertion_labels=tuple("RV insertion anterior {}".format(level) for level in phantom.levels),
+        source={"phantom_seed": phantom.acquisition["seed"]})
+
+
+#: AIFs the phantom quantification study compares: name -> pipeline AIF mode.
+#: "true" is the phantom's unsaturated reference signal given as an external AIF.
+PHANTOM_AIFS = ("true", "saturated", "ai")
+
+
+def phantom_quantification(phantom, aifs=PHANTOM_AIFS, tissue_conversion="linear", **parameters):
+    """Segment MBF of one phantom by the full pipeline with each AIF.
+
+    Parameters
+    ----------
+    phantom : simulation.Phantom
+        A simulated study.
+    aifs : sequence of str, optional
+        Subset of ``PHANTOM_AIFS``.
+    tissue_conversion : {'linear', 'model'}, optional
+        Myocardial signal-to-concentration method.
+    **parameters
+        Further ``pipeline.QuantificationParameters`` fields.
+
+    Returns
+    -------
+    dict of numpy.ndarray, each (16,)
+        ``truth`` and one entry per AIF: segment MBF (mean of the pixel map),
+        mL/min/g.
+    """
+    from .pipeline import QuantificationParameters, quantify_study
+
+    study = phantom_study(phantom)
+    field = phantom.acquisition["field_strength_t"]
+    rows = {"truth": phantom.segment_mbf_ml_min_g()}
+    for name in aifs:
+        options = dict(field_strength_t=field, tissue_conversion=tissue_conversion, **parameters)
+        if name == "true":
+            options.update(aif_mode="external", external_aif_times_s=phantom.frame_times_s,
+                           external_aif_signal=phantom.truth["lv_blood_reference_signal"])
+        else:
+            options.update(aif_mode=name)
+        result = quantify_study(study, QuantificationParameters(**options))
+        rows[name] = np.asarray(result.segments["mbf_mean"], dtype=float)
+    return rows

@@ -219,3 +219,97 @@ def test_output_directory_gets_ordinary_permissions(tmp_path, capsys):
     umask = os.umask(0)
     os.umask(umask)
     assert (out.stat().st_mode & 0o777) == 0o777 & ~umask
+
+
+# --- quantify -------------------------------------------------------------------------------
+
+QUANTIFY_FRAMES = 36
+
+
+@pytest.fixture(scope="module")
+def quantify_phantom(tmp_path_factory):
+    """A small LAD-ischaemic phantom written as Slicer files, with its object."""
+    from AIAIFLib.simulation import simulate_phantom, write_phantom
+
+    phantom = simulate_phantom(seed=11, ischemic="LAD", n_frames=QUANTIFY_FRAMES)
+    directory = tmp_path_factory.mktemp("quantify_phantom")
+    write_phantom(phantom, str(directory))
+    return phantom, directory
+
+
+def quantify_arguments(directory, out, *extra):
+    return (["quantify", str(directory / PHANTOM_FILES["perfusion"]), str(directory / PHANTOM_FILES["segmentation"]),
+             "--output-dir", str(out), "--rv-insertion", str(directory / PHANTOM_FILES["rv_insertion"])]
+            + list(extra))
+
+
+def test_quantify_writes_the_map_tables_summary_and_report(tmp_path, capsys, quantify_phantom):
+    import nrrd
+
+    phantom, directory = quantify_phantom
+    out = tmp_path / "q"
+    code, stdout, _ = run(quantify_arguments(directory, out, "--aif", "saturated"), capsys)
+    assert code == 0, stdout
+    assert sorted(os.listdir(out)) == ["aif.csv", "mbf.nrrd", "report.png", "segments.csv", "summary.json"]
+    mbf, header = nrrd.read(str(out / "mbf.nrrd"))
+    n_myocardium = phantom.myocardium_mask.sum()
+    assert 0.99 * n_myocardium <= np.isfinite(mbf).sum() <= n_myocardium  # failed fits are NaN, the rest too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["aif_mode"] == "saturated"
+    assert summary["inputs"]["perfusion_file"].endswith(PHANTOM_FILES["perfusion"])
+    for territory in ("LAD", "RCA", "LCX"):
+        assert territory in stdout
+    assert leftovers(tmp_path) == []
+
+
+def test_quantify_with_an_external_aif_file_finds_the_ischaemic_territory(tmp_path, capsys, quantify_phantom):
+    from AIAIFLib.aif import write_aif_csv
+
+    phantom, directory = quantify_phantom
+    aif_path = tmp_path / "true_aif.csv"
+    write_aif_csv(str(aif_path), phantom.frame_times_s, ["signal"], phantom.truth["lv_blood_reference_signal"][None])
+    out = tmp_path / "q"
+    code, stdout, _ = run(quantify_arguments(directory, out, "--aif", str(aif_path), "--tissue-conversion", "model"),
+                          capsys)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["ischemic_territories"] == ["LAD"]
+    assert summary["parameters"]["tissue_conversion"] == "model"
+
+
+def _write_variant(tmp_path, phantom, segments=None, frames=None, times=None, rv_points=None):
+    """Phantom files with one thing changed; returns the directory."""
+    from AIAIFLib import slicer_files
+
+    directory = tmp_path / "variant"
+    directory.mkdir()
+    frames = phantom.frames if frames is None else frames
+    times = phantom.frame_times_s if times is None else times
+    slicer_files.write_volume_sequence(str(directory / PHANTOM_FILES["perfusion"]), frames, times, phantom.ijk_to_ras)
+    if segments is None:
+        segments = [("LV blood pool", phantom.lv_blood_mask, (1, 0, 0)),
+                    ("Myocardium", phantom.myocardium_mask, (1, 1, 0))]
+    slicer_files.write_segmentation(str(directory / PHANTOM_FILES["segmentation"]), segments, phantom.ijk_to_ras)
+    points = phantom.rv_insertion_ras["anterior"] if rv_points is None else rv_points
+    slicer_files.write_markups_points(str(directory / PHANTOM_FILES["rv_insertion"]), points,
+                                      ["RV insertion anterior {}".format(level) for level in phantom.levels])
+    return directory
+
+
+@pytest.mark.parametrize("variant, extra, phrase", [
+    (lambda p: dict(segments=[("LV cavity", p.lv_blood_mask, (1, 0, 0)), ("Myocardium", p.myocardium_mask, (1, 1, 0))]),
+     [], "LV cavity"),
+    (lambda p: dict(frames=p.frames[:15], times=p.frame_times_s[:15]), [], "20"),
+    (lambda p: dict(rv_points=p.rv_insertion_ras["anterior"] + np.array([0.0, 0.0, 500.0])), [], "outside"),
+    (lambda p: {}, ["--field-strength", "7"], "T1"),
+    (lambda p: {}, ["--slice-levels", "basal,mid"], "slice"),
+])
+def test_quantify_bad_input_is_one_sentence_and_leaves_nothing(tmp_path, capsys, quantify_phantom, variant, extra,
+                                                                phrase):
+    phantom, _ = quantify_phantom
+    directory = _write_variant(tmp_path, phantom, **variant(phantom))
+    out = tmp_path / "q"
+    code, _, err = run(quantify_arguments(directory, out, "--aif", "saturated", *extra), capsys)
+    assert_one_sentence_error(code, err)
+    assert phrase in err
+    assert not out.exists() and leftovers(tmp_path) == []
