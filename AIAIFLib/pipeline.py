@@ -313,7 +313,7 @@ def quantify_study(study, parameters=None, progress=None):
     external = None
     if parameters.aif_mode == "ai":
         from .network import correct_aifs
-        corrected = correct_aifs(times, saturated, weights=parameters.weights_path)[0]
+        corrected = correct_aifs(times, saturated, weights=parameters.weights_path)
         aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, parameters.field_strength_t,
                                                  t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     elif parameters.aif_mode == "saturated":

@@ -130,7 +130,11 @@ def test_demo_writes_the_phantom_and_the_saturation_figure(tmp_path, capsys):
     out = tmp_path / "demo_output"
     code, stdout, _ = run(["demo", "--output-dir", str(out)], capsys)
     assert code == 0
-    assert sorted(os.listdir(out)) == ["aif_saturation.png", "phantom"]
+    assert sorted(os.listdir(out)) == ["aif_saturation.png", "phantom", "quantification_ai",
+                                       "quantification_saturated"]
+    for folder in ("quantification_ai", "quantification_saturated"):
+        assert sorted(os.listdir(out / folder)) == ["aif.csv", "mbf.nrrd", "report.png", "segments.csv",
+                                                    "summary.json"]
     assert sorted(os.listdir(out / "phantom")) == sorted(PHANTOM_FILES.values())
     image = matplotlib.image.imread(str(out / "aif_saturation.png"))
     assert image.shape[0] > 300 and image.std() > 0.01
@@ -313,3 +317,85 @@ def test_quantify_bad_input_is_one_sentence_and_leaves_nothing(tmp_path, capsys,
     assert_one_sentence_error(code, err)
     assert phrase in err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+# --- correct --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saturated_aif_csv(tmp_path_factory):
+    """Three simulated saturated AIFs (70 frames) in the correct command's CSV format, with their references."""
+    from AIAIFLib.aif import write_aif_csv
+    from AIAIFLib.simulation import simulate_aif_pairs
+
+    pairs = simulate_aif_pairs(3, n_frames=70, seed=31, field_strength_t=3.0)
+    times = pairs.times_s[0]
+    # One shared time column: resample curves 2 and 3 onto curve 1's frame times.
+    curves = np.array([np.interp(times, t, s) for t, s in zip(pairs.times_s, pairs.saturated)])
+    path = tmp_path_factory.mktemp("correct") / "saturated.csv"
+    write_aif_csv(str(path), times, ["case a", "case b", "case c"], curves)
+    return path, times, curves
+
+
+def test_correct_replaces_each_curve_by_the_unsaturated_aif(tmp_path, capsys, saturated_aif_csv):
+    from AIAIFLib.aif import detect_arrival_index, read_aif_csv
+
+    path, times, curves = saturated_aif_csv
+    out = tmp_path / "corrected.csv"
+    code, stdout, _ = run(["correct", str(path), "--output", str(out)], capsys)
+    assert code == 0 and "3 AIF curves" in stdout
+    assert out.read_text().splitlines()[0] == path.read_text().splitlines()[0]
+    out_times, names, corrected = read_aif_csv(str(out))
+    np.testing.assert_array_equal(out_times, times)
+    assert names == ["case a", "case b", "case c"]
+    # The input's pre-contrast level (frames before arrival) is kept.
+    arrival = detect_arrival_index(times, curves)
+    baseline = np.array([curve[:n].mean() for curve, n in zip(curves, arrival)])
+    np.testing.assert_allclose([curve[:n].mean() for curve, n in zip(corrected, arrival)], baseline, rtol=1e-9)
+    # Correction undoes saturation: the enhancement at the peak grows well beyond the saturated one.
+    assert np.all((corrected.max(axis=1) - baseline) > 1.5 * (curves.max(axis=1) - baseline))
+    assert oct(os.stat(out).st_mode & 0o777) != oct(0o600)
+
+
+def _corrupted_weights(tmp_path):
+    from AIAIFLib import network
+
+    weights = tmp_path / "weights.npz"
+    data = bytearray(open(network.DEFAULT_WEIGHTS_PATH, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    (tmp_path / "weights.sha256").write_text(open(network.DEFAULT_CHECKSUM_PATH).read())
+    return weights
+
+
+@pytest.mark.parametrize("content, extra, phrase", [
+    ("time_s,a\n" + "".join("{},{}\n".format(t, "nan" if t == 5 else 1 + (t > 8)) for t in range(30)), [], "NaN"),
+    ("time_s,a\n" + "".join("{},{}\n".format(t, 1 + (t > 4)) for t in range(12)), [], "20"),
+    ("time_s,a\n" + "".join("{},{}\n".format(29 - t, 1 + (t > 4)) for t in range(30)), [], "increas"),
+    ("time_s,a\n" + "".join("{},1.0\n".format(t) for t in range(30)), [], "arrival"),
+    ("seconds,a\n" + "".join("{},{}\n".format(t, 1 + (t > 4)) for t in range(30)), [], "time_s"),
+    (None, ["--weights", "missing.npz"], "missing.npz"),
+    (None, ["--weights", "CORRUPT"], "damaged"),
+])
+def test_correct_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys, saturated_aif_csv, content, extra,
+                                                              phrase):
+    path = saturated_aif_csv[0]
+    if content is not None:
+        path = tmp_path / "input.csv"
+        path.write_text(content)
+    extra = [str(_corrupted_weights(tmp_path)) if item == "CORRUPT" else
+             str(tmp_path / item) if item.endswith(".npz") else item for item in extra]
+    out = tmp_path / "out.csv"
+    code, _, err = run(["correct", str(path), "--output", str(out)] + extra, capsys)
+    assert_one_sentence_error(code, err)
+    assert phrase.lower() in err.lower()
+    assert not out.exists() and [name for name in os.listdir(tmp_path) if "partial" in name] == []
+
+
+def test_correct_keeps_an_existing_output_unless_overwrite(tmp_path, capsys, saturated_aif_csv):
+    out = tmp_path / "out.csv"
+    out.write_text("mine")
+    code, _, err = run(["correct", str(saturated_aif_csv[0]), "--output", str(out)], capsys)
+    assert_one_sentence_error(code, err)
+    assert out.read_text() == "mine"
+    assert run(["correct", str(saturated_aif_csv[0]), "--output", str(out), "--overwrite"], capsys)[0] == 0
+    assert out.read_text().startswith("time_s,")
