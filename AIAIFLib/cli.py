@@ -214,7 +214,7 @@ def build_parser():
     _add_output_options(evaluate)
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--simulated", action="store_true",
-                        help="evaluate on a simulated test set: the saturated AIF against the reference")
+                        help="evaluate on a simulated test set: the AI-AIF (or --test saturated) against the true AIF")
     source.add_argument("--aif-csv", metavar="PATH", help="AIF pairs, columns case,time_s,reference,test")
     evaluate.add_argument("--mbf-csv", metavar="PATH",
                           help="segment MBF pairs, columns patient,segment,reference,test (mL/min/g)")
@@ -224,6 +224,9 @@ def build_parser():
                           help="simulated patients for the MBF analysis (default 10)")
     evaluate.add_argument("--seed", type=_non_negative_int, default=7,
                           help="seed of the simulated test set (default 7)")
+    evaluate.add_argument("--test", choices=("ai", "saturated"), default="ai",
+                          help="method under test with --simulated: the network's AI-AIF (default) or the "
+                               "uncorrected saturated AIF")
     _add_quantify_parser(commands)
 
     correct = commands.add_parser(
@@ -316,7 +319,8 @@ def _run_evaluate(args, out):
     if args.simulated:
         if args.mbf_csv:
             raise AIAIFInputError("--mbf-csv cannot be combined with --simulated; use one source of data.")
-        data = studies.simulated_evaluation(n_curves=args.n_curves, n_phantoms=args.n_phantoms, seed=args.seed)
+        data = studies.simulated_evaluation(n_curves=args.n_curves, n_phantoms=args.n_phantoms, seed=args.seed,
+                                            test=args.test)
         names = (data["reference_name"], data["test_name"])
         aif = (data["aif_times_s"], data["aif_reference"], data["aif_test"])
         mbf = (data["mbf_reference"], data["mbf_test"])

@@ -353,7 +353,6 @@ def quantify_study(study, parameters=None, progress=None):
     lap("fit_s")
 
     _report(progress, 0.9, "Segments and territories")
-    shape = myocardium.shape
     mbf = _on_grid(fit.mbf_ml_min_g, myocardium, np.nan)
     nrmse = _on_grid(fit.nrmse, myocardium, np.nan)
     converged = _on_grid(fit.converged, myocardium, False)

@@ -2,9 +2,9 @@
 
 The paper compares a test AIF (AI-AIF) with a reference (the dual-sequence
 AIF) on curves and on MBF.  Here both come from the simulator, whose truth is
-known: the reference is the unsaturated curve and, until the network exists,
-the test is the uncorrected saturated AIF, the baseline any correction must
-beat.  Test sets are drawn from seeds of their own (``seed`` is mixed with a
+known: the reference is the unsaturated curve, the test is the network's
+AI-AIF or the uncorrected saturated AIF (the baseline any correction must
+beat), and MBF comes from the full pipeline on the phantoms' images.  Test sets are drawn from seeds of their own (``seed`` is mixed with a
 purpose tag), so they never share draws with a training set.
 """
 
@@ -12,8 +12,7 @@ import numpy as np
 
 from . import constants as K
 from .aif import arrival_index_from_time, network_window
-from .conversion import baseline_signal, linear_concentration_mM
-from .deconvolution import fit_fermi_curves
+from .errors import AIAIFInputError
 from .simulation import DEFAULT_TISSUE_MODEL, simulate_aif_pairs, simulate_phantom
 
 #: Purpose tags mixed into seeds, keeping test sets disjoint from other uses.
@@ -108,87 +107,6 @@ def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
                                ischemic=territories[index % len(territories)], tissue_model=tissue_model)
 
 
-def phantom_mbf_comparison(phantom):
-    """Segment MBF of one phantom with the true AIF and with the saturated AIF.
-
-    Tissue curves are the true segment-mean concentrations, so the two
-    estimates differ only by the AIF: the true concentration (the reference)
-    or the LV blood-pool mean signal of the images converted linearly (the
-    paper's formula with T1b of the field strength).
-
-    Parameters
-    ----------
-    phantom : simulation.Phantom
-        A simulated study.
-
-    Returns
-    -------
-    dict of numpy.ndarray, each (16,)
-        ``truth``, ``reference`` (true AIF) and ``saturated`` segment MBF, mL/min/g.
-    """
-    truth = phantom.truth
-    times = phantom.frame_times_s
-    tissue = segment_tissue_curves(phantom)
-    lv_signal = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
-    n_baseline = max(int(np.sum(times < phantom.acquisition["aif_parameters"]["arrival_s"] - 1.0)), 1)
-    lv_baseline = baseline_signal(lv_signal, n_baseline)
-    saturated_aif = linear_concentration_mM(lv_signal, lv_baseline, lv_baseline,
-                                            K.T1_BLOOD_S[phantom.acquisition["field_strength_t"]])
-    return {
-        "truth": phantom.segment_mbf_ml_min_g(),
-        "reference": fit_fermi_curves(times, truth["aif_mM"], tissue).mbf_ml_min_g,
-        "saturated": fit_fermi_curves(times, saturated_aif, tissue).mbf_ml_min_g,
-    }
-
-
-def simulated_mbf_study(n_phantoms, seed):
-    """Segment MBF over simulated patients: both field strengths, healthy and each territory ischaemic.
-
-    Parameters
-    ----------
-    n_phantoms : int
-        Number of simulated patients (alternating 3 T / 1.5 T; ischaemic
-        territory cycling none, LAD, RCA, LCX).
-    seed : int
-        Study seed.
-
-    Returns
-    -------
-    dict of numpy.ndarray, each (n_phantoms, 16)
-        ``truth``, ``reference`` and ``saturated`` segment MBF, mL/min/g.
-    """
-    rows = [phantom_mbf_comparison(phantom) for phantom in validation_phantoms(n_phantoms, seed)]
-    return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
-
-
-def simulated_evaluation(n_curves=500, n_phantoms=10, seed=7):
-    """Inputs of the paper's evaluation on simulated data: saturated versus reference.
-
-    Parameters
-    ----------
-    n_curves : int, optional
-        AIF pairs for the curve analysis.
-    n_phantoms : int, optional
-        Simulated patients for the MBF analysis.
-    seed : int, optional
-        Seed of the test set.
-
-    Returns
-    -------
-    dict
-        ``aif_times_s``, ``aif_reference``, ``aif_test`` (n_curves, 64);
-        ``mbf_truth``, ``mbf_reference``, ``mbf_test`` (n_phantoms, 16)
-        mL/min/g; ``reference_name`` and ``test_name`` for tables.
-    """
-    curves = simulated_aif_test_set(n_curves, seed)
-    mbf = simulated_mbf_study(n_phantoms, seed)
-    return {
-        "aif_times_s": curves["times_s"], "aif_reference": curves["reference"], "aif_test": curves["saturated"],
-        "mbf_truth": mbf["truth"], "mbf_reference": mbf["reference"], "mbf_test": mbf["saturated"],
-        "reference_name": "True AIF", "test_name": "Saturated AIF",
-    }
-
-
 def phantom_study(phantom):
     """A phantom as the ``pipeline.PerfusionStudy`` the quantification takes (no files).
 
@@ -253,3 +171,75 @@ def phantom_quantification(phantom, aifs=PHANTOM_AIFS, tissue_conversion="linear
         result = quantify_study(study, QuantificationParameters(**options))
         rows[name] = np.asarray(result.segments["mbf_mean"], dtype=float)
     return rows
+
+
+def simulated_mbf_study(n_phantoms, seed, aifs=PHANTOM_AIFS, tissue_conversion="model"):
+    """Segment MBF over simulated patients: both field strengths, healthy and each territory ischaemic.
+
+    Each phantom is quantified from its images by the full pipeline
+    (``phantom_quantification``) with each AIF.
+
+    Parameters
+    ----------
+    n_phantoms : int
+        Number of simulated patients (alternating 3 T / 1.5 T; ischaemic
+        territory cycling none, LAD, RCA, LCX).
+    seed : int
+        Study seed.
+    aifs : sequence of str, optional
+        Subset of ``PHANTOM_AIFS``.
+    tissue_conversion : {'model', 'linear'}, optional
+        Myocardial signal-to-concentration method.
+
+    Returns
+    -------
+    dict of numpy.ndarray, each (n_phantoms, 16)
+        ``truth`` and one entry per AIF: segment MBF, mL/min/g.
+    """
+    rows = [phantom_quantification(phantom, aifs=aifs, tissue_conversion=tissue_conversion)
+            for phantom in validation_phantoms(n_phantoms, seed)]
+    return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+
+
+#: Names of the simulated evaluation's test methods in tables.
+SIMULATED_TEST_NAMES = {"ai": "AI-AIF", "saturated": "Saturated AIF"}
+
+
+def simulated_evaluation(n_curves=500, n_phantoms=10, seed=7, test="ai"):
+    """Inputs of the paper's evaluation on simulated data: a test AIF against the true AIF.
+
+    Parameters
+    ----------
+    n_curves : int, optional
+        AIF pairs for the curve analysis.
+    n_phantoms : int, optional
+        Simulated patients for the MBF analysis (model tissue conversion).
+    seed : int, optional
+        Seed of the test set.
+    test : {'ai', 'saturated'}, optional
+        The method under test: the network-corrected AIF (the paper's
+        comparison) or the uncorrected saturated AIF.
+
+    Returns
+    -------
+    dict
+        ``aif_times_s``, ``aif_reference``, ``aif_test`` (n_curves, 64);
+        ``mbf_truth``, ``mbf_reference``, ``mbf_test`` (n_phantoms, 16)
+        mL/min/g; ``reference_name`` and ``test_name`` for tables.
+    """
+    from .network import correct_aifs, load_weights
+
+    if test not in SIMULATED_TEST_NAMES:
+        raise AIAIFInputError("Unknown test method {!r}; use one of {}.".format(test, ", ".join(SIMULATED_TEST_NAMES)))
+    correct = None
+    if test == "ai":
+        model = load_weights()
+        correct = lambda times, curves: correct_aifs(times, curves, weights=model)  # noqa: E731
+    curves = simulated_aif_test_set(n_curves, seed, correct=correct)
+    mbf = simulated_mbf_study(n_phantoms, seed, aifs=("true", test))
+    return {
+        "aif_times_s": curves["times_s"], "aif_reference": curves["reference"],
+        "aif_test": curves["corrected" if test == "ai" else "saturated"],
+        "mbf_truth": mbf["truth"], "mbf_reference": mbf["true"], "mbf_test": mbf[test],
+        "reference_name": "True AIF", "test_name": SIMULATED_TEST_NAMES[test],
+    }

@@ -179,8 +179,11 @@ def test_evaluate_on_simulated_data_writes_the_table_and_figures(tmp_path, capsy
     assert sorted(os.listdir(out)) == ["aif_metrics.png", "example_aifs.png", "mbf_agreement.png", "results.txt"]
     table = (out / "results.txt").read_text()
     assert table.strip() in stdout
-    for phrase in ("NMSE", "FWHM", "Bland", "True AIF", "Saturated AIF"):
+    for phrase in ("NMSE", "FWHM", "Bland", "True AIF", "AI-AIF"):
         assert phrase in table
+    code, stdout, _ = run(["evaluate", "--simulated", "--test", "saturated", "--n-curves", "30", "--n-phantoms", "1",
+                           "--output-dir", str(tmp_path / "saturated")], capsys)
+    assert code == 0 and "Saturated AIF" in stdout
 
 
 def test_evaluate_reads_user_csv_files(tmp_path, capsys):
