@@ -362,7 +362,7 @@ def quantify_study(study, parameters=None, progress=None):
     statistics = segments.segment_statistics(mbf, labels)
     segment_curves = _segment_mean_curves(tissue_mM, labels[myocardium])
     curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
-    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, labelling, parameters.threshold_ml_min_g)
+    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g)
     territories = segments.territory_results(np.asarray(segment_table["mbf_mean"], dtype=float),
                                              threshold_ml_min_g=parameters.threshold_ml_min_g)
     lap("segments_table_s")
@@ -398,14 +398,10 @@ def _segment_mean_curves(tissue_mM, pixel_labels):
     return curves
 
 
-def _segment_table(statistics, curve_fit_mbf, labelling, threshold_ml_min_g):
+def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g):
     """Columns of ``segments.csv``: one row per AHA segment 1-16."""
     mean = np.asarray(statistics["mbf_mean"], dtype=float)
-    level_of = {}
-    for level in K.SLICE_LEVELS:
-        for segment in K.AHA_SEGMENTS:
-            if K.AHA_SEGMENT_NAMES[segment].startswith(level):
-                level_of[segment] = level
+    level_of = {segment: K.AHA_SEGMENT_NAMES[segment].split()[0] for segment in K.AHA_SEGMENTS}
     return {
         "segment": list(K.AHA_SEGMENTS),
         "name": [K.AHA_SEGMENT_NAMES[s] for s in K.AHA_SEGMENTS],

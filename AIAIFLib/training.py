@@ -69,6 +69,7 @@ from . import constants as K
 from . import network
 from .errors import AIAIFInputError
 from .evaluation import _number, _read_csv_rows, nmse_percent
+from .pipeline import json_ready
 from .simulation import AIF_PAIR_RANGES, simulate_aif_pairs
 from .studies import _derived_seed
 
@@ -341,17 +342,6 @@ def _positive_int(value, name):
     return int(value)
 
 
-def _json_safe(value):
-    """Ranges and settings as JSON (tuples to lists, float dict keys to strings, numpy to Python)."""
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _plot_loss_curve(path, iterations, training_loss, validation_loss, best_iteration, uncorrected_mse):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -464,7 +454,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
             "training_pairs_3t": int(np.sum(train_fields == 3.0)),
             "training_pairs_1_5t": int(np.sum(train_fields == 1.5)),
             "arrival": "true arrival frame (aif.arrival_index_from_time)",
-            "parameter_ranges": _json_safe(AIF_PAIR_RANGES),
+            "parameter_ranges": json_ready(AIF_PAIR_RANGES),
         }
     else:
         paired = data if isinstance(data, PairedAIFs) else read_paired_aif_csv(data)
@@ -572,7 +562,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
             "window_length": K.NETWORK_LENGTH, "pre_contrast_beats": K.PRE_CONTRAST_BEATS,
             "normalisation": "divided by the maximum of the saturated window",
         },
-        "architecture": _json_safe(numpy_model.architecture),
+        "architecture": json_ready(numpy_model.architecture),
         "trainable_parameters": n_trainable,
         "data": data_description,
         "history": history,
