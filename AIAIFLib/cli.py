@@ -306,10 +306,10 @@ def _run_demo(args, out):
                  "summary.json, report.png".format(folder, title) for _, folder, title in DEMO_AIFS)
     lines.append("Stress MBF per coronary territory (mean of its two lowest segments), mL/min/g; ischaemic below "
                  "{}:".format(K.ISCHAEMIA_THRESHOLD_ML_MIN_G))
-    lines.append("  {:<9}{:>8}".format("territory", "true") + "".join("{:>12}".format(t) for _, _, t in DEMO_AIFS))
+    lines.append("  {:<9}{:>8}".format("territory", "true") + "".join("{:>14}".format(t) for _, _, t in DEMO_AIFS))
     for index, territory in enumerate(K.CORONARY_TERRITORIES):
         lines.append("  {:<9}{:>8.2f}".format(territory, vessels["truth"][index]) + "".join(
-            "{:>12.2f}".format(vessels[mode][index]) for mode, _, _ in DEMO_AIFS))
+            "{:>14.2f}".format(vessels[mode][index]) for mode, _, _ in DEMO_AIFS))
     return "\n".join(lines)
 
 
