@@ -68,7 +68,6 @@ from . import aif
 from . import constants as K
 from . import network
 from .errors import AIAIFInputError
-from .evaluation import _number, _read_csv_rows, nmse_percent
 from .pipeline import json_ready
 from .simulation import AIF_PAIR_RANGES, simulate_aif_pairs
 from .studies import _derived_seed
@@ -198,6 +197,8 @@ def read_paired_aif_csv(path):
         rows of a case not together, times not increasing, a case with too
         few frames, or a case whose saturated signal is never positive.
     """
+    from .evaluation import _number, _read_csv_rows  # scipy.stats: not at command-line start-up
+
     path = os.fspath(path)
     cases = {}
     previous = None
@@ -544,6 +545,8 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
         torch.set_num_threads(previous_threads)
 
     # Check the written file through the inference path and score it.
+    from .evaluation import nmse_percent
+
     numpy_model = network.load_weights(weights_path)
     predicted = numpy_model.predict(val_x)
     nmse = nmse_percent(val_y, predicted)
