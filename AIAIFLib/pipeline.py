@@ -310,6 +310,8 @@ def quantify_study(study, parameters=None, progress=None):
         raise AIAIFInputError("Contrast arrives in the first frame, so there is no pre-contrast signal; include "
                               "the frames before the bolus.")
     lv_baseline = saturated[:arrival].mean()
+    saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
+                                                   t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     external = None
     if parameters.aif_mode == "ai":
         from .network import correct_aifs
@@ -317,9 +319,7 @@ def quantify_study(study, parameters=None, progress=None):
         aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, parameters.field_strength_t,
                                                  t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     elif parameters.aif_mode == "saturated":
-        corrected = saturated.copy()
-        aif_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
-                                                 t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+        corrected, aif_mM = saturated.copy(), saturated_mM
     else:
         aif_mM, external = _external_aif_mM(parameters, times, t1_blood_s, r1)
         # In the saturated AIF's signal units, so that aif.csv reads the same way in every mode.
@@ -368,8 +368,6 @@ def quantify_study(study, parameters=None, progress=None):
     lap("segments_table_s")
     timings["total_s"] = round(time.perf_counter() - started, 4)
 
-    saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
-                                                   t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
                   "used_mM": aif_mM}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
