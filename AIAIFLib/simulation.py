@@ -865,6 +865,11 @@ class Phantom(object):
         """LV myocardium, bool (3, n_rows, n_cols)."""
         return self.labels == TISSUE_LABELS["myocardium"]
 
+    @property
+    def rv_insertion_labels(self):
+        """Label of each slice's anterior RV insertion point, naming its level (tuple of str)."""
+        return tuple("RV insertion anterior {}".format(level) for level in self.levels)
+
     def segment_mbf_ml_min_g(self):
         """True MBF per AHA segment (mean over its pixels), mL/min/g, array of 16."""
         return np.array([np.mean(self.mbf_ml_min_g[self.aha_segments == s]) for s in K.AHA_SEGMENTS])
@@ -1159,7 +1164,7 @@ def write_phantom(phantom, output_dir):
         phantom.ijk_to_ras)
     slicer_files.write_markups_points(
         path["rv_insertion"], phantom.rv_insertion_ras["anterior"],
-        ["RV insertion anterior {}".format(level) for level in phantom.levels], name=RV_INSERTION_NODE_NAME)
+        list(phantom.rv_insertion_labels), name=RV_INSERTION_NODE_NAME)
     arrays = dict(phantom.truth)
     arrays.update(mbf_ml_min_g=phantom.mbf_ml_min_g, aha_segments=phantom.aha_segments, tissue_labels=phantom.labels,
                   ijk_to_ras=phantom.ijk_to_ras, rv_insertion_anterior_ras=phantom.rv_insertion_ras["anterior"],

@@ -127,7 +127,7 @@ def phantom_study(phantom):
         frames=phantom.frames, frame_times_s=phantom.frame_times_s, ijk_to_ras=phantom.ijk_to_ras,
         blood_pool_mask=phantom.lv_blood_mask, myocardium_mask=phantom.myocardium_mask,
         rv_insertion_ras=phantom.rv_insertion_ras["anterior"],
-        rv_insertion_labels=tuple("RV insertion anterior {}".format(level) for level in phantom.levels),
+        rv_insertion_labels=phantom.rv_insertion_labels,
         source={"phantom_seed": phantom.acquisition["seed"]})
 
 

@@ -299,7 +299,7 @@ def _write_variant(tmp_path, phantom, segments=None, frames=None, times=None, rv
     slicer_files.write_segmentation(str(directory / PHANTOM_FILES["segmentation"]), segments, phantom.ijk_to_ras)
     points = phantom.rv_insertion_ras["anterior"] if rv_points is None else rv_points
     slicer_files.write_markups_points(str(directory / PHANTOM_FILES["rv_insertion"]), points,
-                                      ["RV insertion anterior {}".format(level) for level in phantom.levels])
+                                      list(phantom.rv_insertion_labels))
     return directory
 
 
