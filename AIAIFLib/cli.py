@@ -30,6 +30,13 @@ class _Parser(argparse.ArgumentParser):
             self.prog, message, self.prog))
 
 
+def _give_ordinary_permissions(path, mode):
+    """Set ``mode`` less the process umask on a file or folder made private by ``tempfile``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def staged_output_dir(output_dir, overwrite=False):
     """Yield a temporary directory whose files become ``output_dir`` on success.
@@ -64,9 +71,7 @@ def staged_output_dir(output_dir, overwrite=False):
         raise AIAIFInputError("Cannot create {} ({}); choose a writable output directory.".format(
             parent, error.strerror))
     staging = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".partial-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's private 0700 would carry over to the results
+    _give_ordinary_permissions(staging, 0o777)  # mkdtemp's private 0700 would carry over to the results
     try:
         yield staging
         if not os.path.isdir(target):
@@ -450,9 +455,7 @@ def _run_correct(args):
     os.close(handle)
     try:
         write_aif_csv(staging, times, names, corrected)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)  # mkstemp's private 0600 would carry over to the result
+        _give_ordinary_permissions(staging, 0o666)  # mkstemp's private 0600 would carry over to the result
         os.replace(staging, target)
     finally:
         if os.path.exists(staging):
