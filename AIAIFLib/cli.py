@@ -210,7 +210,8 @@ def build_parser():
                                description="Write the built-in phantom and a figure of saturated versus "
                                            "reference AIFs at 1.5 T and 3 T.")
     _add_output_options(demo)
-    demo.add_argument("--seed", type=_non_negative_int, default=2022, help="random seed (default 2022)")
+    demo.add_argument("--seed", type=_non_negative_int, default=None,
+                      help="random seed (default: the built-in phantom's, as in Slicer's sample data)")
 
     evaluate = commands.add_parser("evaluate", help="the paper's evaluation protocol",
                                    description="Compare test AIFs and MBF with a reference as the paper does: "
@@ -286,13 +287,15 @@ DEMO_AIFS = (("ai", "quantification_ai", "AI-corrected"), ("saturated", "quantif
 def _run_demo(args, out):
     from . import evaluation, mrml, report
     from .pipeline import QuantificationParameters
-    from .simulation import PHANTOM_FILES, simulate_aif_pairs, simulate_phantom, write_phantom
+    from .simulation import PHANTOM_FILES, simulate_aif_pairs, write_phantom
+    from .studies import DEMO_PHANTOM, demo_phantom
 
     phantom_dir = os.path.join(out, "phantom")
     os.mkdir(phantom_dir)
-    phantom = simulate_phantom(seed=args.seed, field_strength_t=3.0, ischemic="LAD")
+    seed = DEMO_PHANTOM["seed"] if args.seed is None else args.seed
+    phantom = demo_phantom(seed=seed)
     write_phantom(phantom, phantom_dir)
-    pairs = {field: simulate_aif_pairs(3, seed=args.seed, field_strength_t=field) for field in (1.5, 3.0)}
+    pairs = {field: simulate_aif_pairs(3, seed=seed, field_strength_t=field) for field in (1.5, 3.0)}
     report.plot_saturation_examples(os.path.join(out, "aif_saturation.png"), pairs)
     files = {key: os.path.join(phantom_dir, PHANTOM_FILES[key]) for key in ("perfusion", "segmentation",
                                                                           "rv_insertion")}

@@ -107,6 +107,33 @@ def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
                                ischemic=territories[index % len(territories)], tissue_model=tissue_model)
 
 
+#: The built-in phantom of the demo and of Slicer's Sample Data: seed, field
+#: strength (T) and ischaemic territory (project choice: a 3 T study with an
+#: LAD defect that the saturated AIF hides).
+DEMO_PHANTOM = {"seed": 2022, "field_strength_t": 3.0, "ischemic": "LAD"}
+
+
+def demo_phantom(seed=DEMO_PHANTOM["seed"]):
+    """The built-in phantom: a 3 T stress study with an ischaemic LAD territory.
+
+    The command line's ``demo`` and the Slicer module's sample data both use
+    it, so they show the same study.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Random seed (``DEMO_PHANTOM["seed"]``, 2022, by default).
+
+    Returns
+    -------
+    simulation.Phantom
+        Frames, frame times (s), geometry, ROIs, RV insertion points and
+        ground-truth MBF (mL/min/g).
+    """
+    return simulate_phantom(seed=seed, field_strength_t=DEMO_PHANTOM["field_strength_t"],
+                            ischemic=DEMO_PHANTOM["ischemic"])
+
+
 def phantom_study(phantom):
     """A phantom as the ``pipeline.PerfusionStudy`` the quantification takes (no files).
 
