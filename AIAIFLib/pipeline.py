@@ -143,9 +143,11 @@ class QuantificationResult:
     territories : dict of str -> list
         Table of the coronary territories LAD, RCA, LCX.
     aif : dict of str -> numpy.ndarray
-        ``time_s``; ``saturated`` and ``corrected`` signal (signal units);
-        ``saturated_mM`` the saturated AIF converted linearly and ``used_mM``
-        the AIF concentration the fit used, mM.
+        Curves at the frame times, each shape (n_frames,): ``time_s`` (s);
+        ``saturated`` and ``corrected`` signal (signal units);
+        ``saturated_mM`` the saturated AIF converted linearly, ``used_mM`` the
+        AIF concentration the fit used and ``myocardium_mM`` the mean tissue
+        concentration over all myocardial pixels (NaN-safe), mM.
     summary : dict
         JSON-ready account of inputs, parameters, results, quality, timings.
     """
@@ -275,7 +277,7 @@ def quantify_study(study, parameters=None, progress=None):
     -------
     QuantificationResult
         MBF map (mL/min/g), fit quality, AHA labels, segment and territory
-        tables, AIF curves and a summary.
+        tables, AIF curves and the mean myocardial curve (mM), and a summary.
     """
     from . import aif as aif_module
     from . import conversion, deconvolution, segments
@@ -369,7 +371,7 @@ def quantify_study(study, parameters=None, progress=None):
     timings["total_s"] = round(time.perf_counter() - started, 4)
 
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
-                  "used_mM": aif_mM}
+                  "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
                        segment_table, territories, mbf, timings, (t1_blood_s, t1_myocardium_s, r1), external,
                        sequence, calibration)
@@ -377,6 +379,15 @@ def quantify_study(study, parameters=None, progress=None):
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
                                 conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
                                 territories=territories, aif=aif_curves, summary=summary)
+
+
+def _mean_curve(curves):
+    """Mean over the rows of ``curves`` (n_curves, n_frames), ignoring NaN; NaN where a frame has no value."""
+    curves = np.asarray(curves, dtype=float)
+    finite = np.isfinite(curves)
+    counts = np.count_nonzero(finite, axis=0)
+    sums = np.where(finite, curves, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _on_grid(values, mask, fill):
@@ -566,7 +577,10 @@ def write_result_files(result, directory, study_name=None):
     """Write ``segments.csv``, ``aif.csv``, ``summary.json`` and ``report.png`` into ``directory``.
 
     ``mbf.nrrd`` is written by the MRML adapter (a Slicer storage node), not
-    here.
+    here.  ``aif.csv`` has one row per frame with the columns ``time_s`` (s),
+    ``saturated`` and ``corrected`` (AIF signal, signal units),
+    ``concentration_mM`` (the AIF the fit used, mM) and ``myocardium_mM``
+    (mean myocardial tissue concentration, mM).
 
     Parameters
     ----------
@@ -585,7 +599,8 @@ def write_result_files(result, directory, study_name=None):
     write_table_csv(os.path.join(directory, OUTPUT_FILES["segments"]), result.segments)
     write_table_csv(os.path.join(directory, OUTPUT_FILES["aif"]), {
         "time_s": result.aif["time_s"], "saturated": result.aif["saturated"],
-        "corrected": result.aif["corrected"], "concentration_mM": result.aif["used_mM"]})
+        "corrected": result.aif["corrected"], "concentration_mM": result.aif["used_mM"],
+        "myocardium_mM": result.aif["myocardium_mM"]})
     with open(os.path.join(directory, OUTPUT_FILES["summary"]), "w") as handle:
         json.dump(json_ready(result.summary), handle, indent=2, allow_nan=False)
         handle.write("\n")
