@@ -26,6 +26,22 @@ Scene hygiene.  Reading nodes never modifies them: segments are resampled from
 a copy held in a private scratch scene, so the user's segmentation gains no
 representation and the user's scene no temporary node.  A load that fails
 removes every node it added.
+
+One path for every caller.  ``quantify_nodes`` is the whole quantification on
+nodes: it builds the study (``study_from_nodes``), runs
+``pipeline.quantify_study`` and only then publishes the output nodes (MBF map,
+segment table, AIF table and chart, optionally the fit-quality map) as one
+transaction: if anything fails or the progress callback raises (a cancel),
+every node added is removed and every node updated is restored, so the
+scene is exactly as it was.  Output nodes are tagged with the attributes
+``OUTPUT_ROLE_ATTRIBUTE`` and ``PERFUSION_NODE_ATTRIBUTE``, and a later run on
+the same perfusion input updates them instead of adding new ones.  The
+command line's ``quantify_files`` and the Slicer module's Logic both call it.
+
+Several single-slice sequences.  Perfusion DICOM often loads as one sequence
+per slice; ``study_from_nodes`` stacks a list of them by their position along
+the slice normal (not by list order) and resamples the segments onto each
+slice's own exact geometry.
 """
 
 import contextlib
@@ -38,6 +54,7 @@ import vtk
 from vtk.util import numpy_support
 
 from . import constants as K
+from . import pipeline
 from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
 from .pipeline import PerfusionStudy
@@ -89,6 +106,57 @@ MBF_COLOR_CHROMA = (45.0, 85.0)
 
 #: Name of Slicer's binary labelmap segment representation.
 BINARY_LABELMAP = "Binary labelmap"
+
+#: Output roles of ``quantify_nodes`` and the node class each is published as.
+OUTPUT_ROLE_CLASSES = {
+    "mbf": "vtkMRMLScalarVolumeNode",
+    "segments": "vtkMRMLTableNode",
+    "aif_table": "vtkMRMLTableNode",
+    "aif_chart": "vtkMRMLPlotChartNode",
+    "fit_quality": "vtkMRMLScalarVolumeNode",
+}
+#: What follows the name prefix in the name of a new output node of each role.
+OUTPUT_NAME_SUFFIXES = {"mbf": "MBF", "segments": "MBF per segment", "aif_table": "AIF",
+                        "aif_chart": "AIF chart", "fit_quality": "fit NRMSE"}
+#: Node attribute naming the output role of a node ``quantify_nodes`` made.
+OUTPUT_ROLE_ATTRIBUTE = "AIAIF.OutputRole"
+#: Node attribute holding the ID of the (first) perfusion sequence an output was computed from.
+PERFUSION_NODE_ATTRIBUTE = "AIAIF.PerfusionNodeID"
+#: Node attribute naming the curve (AIF table column) a plot series shows.
+CURVE_ATTRIBUTE = "AIAIF.Curve"
+#: Output role of the plot series of the AIF chart (tagged, not an ``outputs`` key).
+AIF_SERIES_ROLE = "aif_series"
+
+#: Curves of the AIF table and chart: (column name, ``result.aif`` key, column
+#: title, plot colour RGB 0-1, dashed line).  Colours are a project choice:
+#: grey for the uncorrected input, red for the AIF the fit used, blue for the
+#: myocardium.  The title of ``used_mM`` is completed with the AIF mode's label.
+AIF_CURVES = (
+    ("saturated_mM", "saturated_mM", "Saturated AIF", (0.45, 0.45, 0.45), True),
+    ("used_mM", "used_mM", "AIF used: {}", (0.84, 0.15, 0.16), False),
+    ("myocardium_mM", "myocardium_mM", "Myocardium (mean)", (0.12, 0.47, 0.71), False),
+)
+#: Name of the time column of the AIF table (s).
+AIF_TIME_COLUMN = "time_s"
+#: Columns of the segment table shown in mL/min/g.
+MBF_COLUMNS = ("mbf_mean", "mbf_median", "mbf_curve_fit")
+
+#: Display range of fit-quality maps (fit NRMSE, a fraction of the tissue
+#: curve's RMS).  Project choice: good pixel fits lie well below 0.2 and fits
+#: above 0.5 are poor, so the window spans both.
+FIT_NRMSE_DISPLAY_RANGE = (0.0, 0.5)
+
+#: Stacking single-slice sequences (project choices).  In-plane axes may
+#: differ by this fraction of the smallest pixel size (rounding in DICOM
+#: orientations), slice centres may be offset in-plane by this fraction of a
+#: pixel, and slices closer than this fraction of a pixel count as one position.
+STACK_AXIS_TOLERANCE = 1e-3
+STACK_IN_PLANE_OFFSET_TOLERANCE = 0.1
+STACK_SAME_POSITION_TOLERANCE = 0.1
+#: Slice spacing counted as uneven when a step between slice centres differs
+#: from the mean step by more than this fraction of it (the study is still
+#: built; ``study.source`` records it).
+UNEVEN_SLICE_SPACING_FRACTION = 0.10
 
 #: Storage node class of each point list file ending.
 _MARKUPS_STORAGE_CLASSES = ((".mrk.json", "vtkMRMLMarkupsJsonStorageNode"),
@@ -188,12 +256,27 @@ def _validated_ijk_to_ras(ijk_to_ras):
     return matrix
 
 
+def _described(node):
+    """``vtkMRMLTableNode 'Results'``: class and name of a node (or the type of anything else)."""
+    if node is None:
+        return "nothing"
+    if not hasattr(node, "GetClassName"):
+        return type(node).__name__
+    name = node.GetName() if hasattr(node, "GetName") else None
+    return "{} {!r}".format(node.GetClassName(), name) if name else node.GetClassName()
+
+
 def _require_node(node, class_name, what, fix):
     if node is None or not hasattr(node, "IsA") or not node.IsA(class_name):
-        got = "nothing" if node is None else (node.GetClassName() if hasattr(node, "GetClassName")
-                                              else type(node).__name__)
-        raise AIAIFInputError("The {} must be a {} node, got {}; {}.".format(what, class_name, got, fix))
+        raise AIAIFInputError("The {} must be a {} node, got {}; {}.".format(what, class_name, _described(node), fix))
     return node
+
+
+def _require_scene(scene):
+    if scene is None or not hasattr(scene, "IsA") or not scene.IsA("vtkMRMLScene"):
+        raise AIAIFInputError("scene must be a vtkMRMLScene; pass slicer.mrmlScene in Slicer or "
+                              "slicer.vtkMRMLScene() outside it.")
+    return scene
 
 
 def _scene_node_ids(scene):
@@ -278,9 +361,7 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
         For a missing file or one Slicer cannot read.  Every node added to
         ``scene`` until then is removed again.
     """
-    if scene is None or not hasattr(scene, "IsA") or not scene.IsA("vtkMRMLScene"):
-        raise AIAIFInputError("scene must be a vtkMRMLScene; pass slicer.mrmlScene in Slicer or "
-                              "slicer.vtkMRMLScene() outside it.")
+    _require_scene(scene)
     perfusion_path = _existing_file(perfusion_path, "perfusion volume sequence",
                                     "pass the perfusion series as a .seq.nrrd file")
     segmentation_path = _existing_file(segmentation_path, "segmentation",
@@ -320,6 +401,178 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
         _remove_nodes_added_since(scene, before)
         raise
     _report(progress, 1.0, "Study files loaded")
+    return StudyNodes(sequence, segmentation, points)
+
+
+# ---------------------------------------------------------------------------
+# The phantom as nodes (no files: Slicer's Sample Data has no pynrrd)
+# ---------------------------------------------------------------------------
+
+def _right_handed(ijk_to_ras, arrays_kji):
+    """The grid made right-handed as Slicer loads it: a left-handed grid gets its slice order reversed.
+
+    Returns the new matrix and the arrays with their slice axis (third from
+    last) reversed accordingly; every voxel keeps its RAS position.
+    """
+    matrix = np.array(ijk_to_ras, dtype=float)
+    if np.linalg.det(matrix[:3, :3]) > 0:
+        return matrix, list(arrays_kji)
+    n_slices = np.shape(arrays_kji[0])[-3]
+    flipped = matrix.copy()
+    flipped[:3, 3] = matrix[:3, 3] + (n_slices - 1) * matrix[:3, 2]
+    flipped[:3, 2] = -matrix[:3, 2]
+    return flipped, [np.flip(np.asarray(array), axis=-3) for array in arrays_kji]
+
+
+def _oriented_labelmap(mask_kji, ijk_to_ras):
+    """A binary ``vtkOrientedImageData`` (0/1, unsigned char) of a mask on the grid of ``ijk_to_ras``."""
+    mask = np.asarray(mask_kji, dtype=np.uint8)
+    image = slicer.vtkOrientedImageData()
+    image.SetExtent(0, mask.shape[2] - 1, 0, mask.shape[1] - 1, 0, mask.shape[0] - 1)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    _voxels(image)[...] = mask
+    image.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras))
+    return image
+
+
+def _sequences_logic(scene):
+    """(logic, private): the Slicer application's Sequences logic for its scene, else a private one on ``scene``."""
+    modules = getattr(slicer, "modules", None)
+    if modules is not None and scene is getattr(slicer, "mrmlScene", None) and hasattr(modules, "sequences"):
+        return modules.sequences.logic(), False
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    return logic, True
+
+
+def sequence_browser_node(sequence_node):
+    """The first sequence browser in the sequence's scene whose master sequence it is, or None.
+
+    Parameters
+    ----------
+    sequence_node : vtkMRMLSequenceNode
+        A sequence in a scene.
+
+    Returns
+    -------
+    vtkMRMLSequenceBrowserNode or None
+        Its browser; ``browser.GetProxyNode(sequence_node)`` is the volume the
+        views show.
+    """
+    sequence_node = _require_node(sequence_node, "vtkMRMLSequenceNode", "sequence", "pass a sequence node")
+    scene = sequence_node.GetScene()
+    if scene is None:
+        return None
+    browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+    for n in range(browsers.GetNumberOfItems()):
+        browser = browsers.GetItemAsObject(n)
+        if browser.GetMasterSequenceNode() is sequence_node:
+            return browser
+    return None
+
+
+def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
+    """Put a simulated phantom into ``scene`` as the nodes Slicer would load from its files, without files.
+
+    Made directly in memory (no pynrrd, matplotlib or torch), with the same
+    geometry as loading ``simulation.write_phantom``'s files
+    (``load_study_files``): a left-handed phantom grid gets its slice order
+    reversed, every voxel keeping its RAS position, so ``study_from_nodes`` on
+    these nodes gives the same study.  Added to ``scene``:
+
+    * a ``vtkMRMLSequenceNode`` named ``name`` of ``vtkMRMLScalarVolumeNode``
+      frames, index name ``time``, unit ``s``, index values the frame times;
+    * a ``vtkMRMLSequenceBrowserNode`` (``name + " browser"``) with it as
+      master sequence and its proxy volume node (made by Slicer's Sequences
+      logic), so the frames show in the views (``sequence_browser_node``);
+    * a ``vtkMRMLSegmentationNode`` (``name + " segmentation"``) with the
+      segments ``LV blood pool`` and ``Myocardium`` (binary labelmaps on the
+      frame grid, which is also its reference geometry);
+    * a ``vtkMRMLMarkupsFiducialNode`` (``name + " RV insertion points"``)
+      with the anterior RV insertion point of each slice, labelled with its
+      level.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene to add the nodes to.
+    phantom : simulation.Phantom
+        From ``simulation.simulate_phantom`` (e.g. ``studies.demo_phantom()``,
+        the command line demo's phantom).
+    name : str, optional
+        Name of the sequence and prefix of the other nodes' names.
+
+    Returns
+    -------
+    StudyNodes
+        The sequence, segmentation and point list; pass them to
+        ``quantify_nodes``.
+
+    Raises
+    ------
+    AIAIFInputError
+        For a scene that is not a ``vtkMRMLScene``.  If anything fails, every
+        node added is removed again.
+    """
+    from .simulation import SEGMENT_COLOURS
+
+    _require_scene(scene)
+    name = str(name)
+    ijk_to_ras, (frames, blood_pool, myocardium) = _right_handed(
+        phantom.ijk_to_ras, [phantom.frames, phantom.lv_blood_mask, phantom.myocardium_mask])
+    matrix = _vtk_matrix(ijk_to_ras)
+    _ensure_segmentation_converters()
+    before = _scene_node_ids(scene)
+    logic, private_logic = None, False
+    try:
+        sequence = slicer.vtkMRMLSequenceNode()
+        sequence.SetName(name)
+        sequence.SetIndexName("time")
+        sequence.SetIndexUnit("s")
+        sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        frame.SetIJKToRASMatrix(matrix)
+        for time_s, values in zip(np.asarray(phantom.frame_times_s, dtype=float), frames):
+            frame.SetAndObserveImageData(_image_from_array(np.asarray(values, dtype=np.float32), vtk.VTK_FLOAT))
+            sequence.SetDataNodeAtValue(frame, repr(float(time_s)))  # copied; repr reads back exactly
+        scene.AddNode(sequence)
+
+        browser = slicer.vtkMRMLSequenceBrowserNode()
+        browser.SetName(name + " browser")
+        scene.AddNode(browser)
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        logic, private_logic = _sequences_logic(scene)
+        logic.UpdateProxyNodesFromSequences(browser)
+        proxy = browser.GetProxyNode(sequence)
+        if proxy is None:
+            raise RuntimeError("Slicer's Sequences logic made no proxy node for the phantom sequence.")
+
+        segmentation = slicer.vtkMRMLSegmentationNode()
+        segmentation.SetName(name + " segmentation")
+        scene.AddNode(segmentation)
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(proxy)
+        for segment_name, mask in ((K.LV_BLOOD_POOL_SEGMENT_NAME, blood_pool),
+                                   (K.MYOCARDIUM_SEGMENT_NAME, myocardium)):
+            segment_id = segmentation.GetSegmentation().AddEmptySegment("", segment_name,
+                                                                        list(SEGMENT_COLOURS[segment_name]))
+            if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+                    _oriented_labelmap(mask, ijk_to_ras), segmentation, segment_id):
+                raise RuntimeError("Slicer could not set the phantom's {} segment.".format(segment_name))
+
+        points = slicer.vtkMRMLMarkupsFiducialNode()
+        points.SetName(name + " RV insertion points")
+        scene.AddNode(points)
+        points.CreateDefaultDisplayNodes()
+        for position, label in zip(np.asarray(phantom.rv_insertion_ras["anterior"], dtype=float),
+                                   phantom.rv_insertion_labels):
+            points.AddControlPoint(vtk.vtkVector3d(*position), label)
+    except BaseException:
+        _remove_nodes_added_since(scene, before)
+        raise
+    finally:
+        if private_logic:
+            logic.SetMRMLScene(None)
     return StudyNodes(sequence, segmentation, points)
 
 
@@ -606,14 +859,22 @@ def segment_masks(segmentation_node, segment_ids, ijk_to_ras, shape_kji):
     """
     segmentation_node = _require_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation",
                                       "load or draw the segments as a segmentation")
-    matrix = _vtk_matrix(_validated_ijk_to_ras(ijk_to_ras))
-    shape_kji = tuple(int(n) for n in shape_kji)
+    return _segment_masks_on_grids(segmentation_node, segment_ids, [(ijk_to_ras, shape_kji)])[0]
+
+
+def _segment_masks_on_grids(segmentation_node, segment_ids, grids):
+    """Masks of segments on each of several grids: ``result[grid][segment]`` (see ``segment_masks``).
+
+    The segmentation is copied once; a segment must be non-empty and must
+    cover a voxel of at least one grid.
+    """
+    grids = [(_vtk_matrix(_validated_ijk_to_ras(matrix)), tuple(int(n) for n in shape)) for matrix, shape in grids]
     name = _node_name(segmentation_node)
     world = _world_matrix_of(segmentation_node, "segmentation")
     _ensure_segmentation_converters()
 
     scratch = slicer.vtkMRMLScene()
-    masks = []
+    masks = [[] for _ in grids]
     with _vtk_messages_silenced():
         copy = slicer.vtkMRMLSegmentationNode()
         scratch.AddNode(copy)
@@ -626,48 +887,57 @@ def segment_masks(segmentation_node, segment_ids, ijk_to_ras, shape_kji):
         segmentation.DeserializeConversionParameters(own_parameters)
         if world is not None:
             copy.ApplyTransformMatrix(world)
-        extent = (0, shape_kji[2] - 1, 0, shape_kji[1] - 1, 0, shape_kji[0] - 1)
         if not segmentation.ContainsRepresentation(BINARY_LABELMAP):
+            matrix, shape_kji = grids[0]
+            extent = (0, shape_kji[2] - 1, 0, shape_kji[1] - 1, 0, shape_kji[0] - 1)
             segmentation.SetConversionParameter(
                 slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
                 slicer.vtkSegmentationConverter.SerializeImageGeometry(matrix, extent))
             if not segmentation.CreateRepresentation(BINARY_LABELMAP):
                 raise AIAIFInputError("Segmentation {!r} cannot be converted to a binary labelmap; convert it in "
                                       "the Segmentations module (Representations) and try again.".format(name))
-
-        reference = slicer.vtkMRMLScalarVolumeNode()
-        scratch.AddNode(reference)
-        reference.SetIJKToRASMatrix(matrix)
-        grid = vtk.vtkImageData()
-        grid.SetExtent(*extent)
-        grid.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-        reference.SetAndObserveImageData(grid)
-
         for segment_id in segment_ids:
-            segment_name = segmentation.GetSegment(segment_id).GetName()
             if _segment_voxel_count(segmentation, segment_id) == 0:
                 raise AIAIFInputError("The segment {!r} of segmentation {!r} is empty; draw it on the perfusion "
-                                      "images.".format(segment_name, name))
-            labelmap = slicer.vtkMRMLLabelMapVolumeNode()
-            scratch.AddNode(labelmap)
-            ids = vtk.vtkStringArray()
-            ids.InsertNextValue(segment_id)
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                    copy, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
-                raise AIAIFInputError("Slicer could not resample the segment {!r} of segmentation {!r} onto the "
-                                      "perfusion images; check the segmentation in the Segmentations module."
-                                      .format(segment_name, name))
-            image = labelmap.GetImageData()
-            if (image is None or tuple(image.GetDimensions()[::-1]) != shape_kji
-                    or not np.allclose(_ijk_to_ras_of(labelmap), _numpy_matrix(matrix), rtol=0, atol=1e-6)):
-                raise RuntimeError("Slicer exported segment {!r} on a grid other than the reference grid."
-                                   .format(segment_id))
-            mask = _voxels(image) > 0
-            if not mask.any():
-                raise AIAIFInputError("The segment {!r} of segmentation {!r} lies outside the perfusion images; "
-                                      "draw the segments on this perfusion series.".format(segment_name, name))
-            masks.append(mask.copy())
+                                      "images.".format(segmentation.GetSegment(segment_id).GetName(), name))
+
+        for grid_masks, (matrix, shape_kji) in zip(masks, grids):
+            extent = (0, shape_kji[2] - 1, 0, shape_kji[1] - 1, 0, shape_kji[0] - 1)
+            reference = slicer.vtkMRMLScalarVolumeNode()
+            scratch.AddNode(reference)
+            reference.SetIJKToRASMatrix(matrix)
+            grid = vtk.vtkImageData()
+            grid.SetExtent(*extent)
+            grid.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+            reference.SetAndObserveImageData(grid)
+            for segment_id in segment_ids:
+                grid_masks.append(_exported_mask(scratch, copy, segment_id, reference, matrix, shape_kji, name))
+    for index, segment_id in enumerate(segment_ids):
+        if not any(grid_masks[index].any() for grid_masks in masks):
+            raise AIAIFInputError("The segment {!r} of segmentation {!r} lies outside the perfusion images; draw the "
+                                  "segments on this perfusion series.".format(
+                                      segmentation_node.GetSegmentation().GetSegment(segment_id).GetName(), name))
     return masks
+
+
+def _exported_mask(scratch, copy, segment_id, reference, matrix, shape_kji, name):
+    """One segment of the scratch copy exported onto the reference volume's grid (nearest voxel), as bool."""
+    labelmap = slicer.vtkMRMLLabelMapVolumeNode()
+    scratch.AddNode(labelmap)
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            copy, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+        raise AIAIFInputError("Slicer could not resample the segment {!r} of segmentation {!r} onto the perfusion "
+                              "images; check the segmentation in the Segmentations module."
+                              .format(copy.GetSegmentation().GetSegment(segment_id).GetName(), name))
+    image = labelmap.GetImageData()
+    if (image is None or tuple(image.GetDimensions()[::-1]) != shape_kji
+            or not np.allclose(_ijk_to_ras_of(labelmap), _numpy_matrix(matrix), rtol=0, atol=1e-6)):
+        raise RuntimeError("Slicer exported segment {!r} on a grid other than the reference grid.".format(segment_id))
+    mask = _voxels(image) > 0
+    scratch.RemoveNode(labelmap)
+    return mask.copy()
 
 
 # ---------------------------------------------------------------------------
@@ -713,12 +983,119 @@ def rv_insertion_points(markups_node):
     return np.array(points, dtype=float), tuple(labels)
 
 
+def external_aif_from_table(table_node):
+    """An external AIF (e.g. from a dual-sequence acquisition) read from a table node.
+
+    The table has a ``time_s`` column (s; the name as in ``aif.csv``,
+    case-insensitive) and the AIF signal: the only other column, or the one
+    named ``signal`` when there are several.  Text columns (a table loaded
+    from CSV) are read as numbers.
+
+    Parameters
+    ----------
+    table_node : vtkMRMLTableNode
+        The table; not modified.
+
+    Returns
+    -------
+    times_s : numpy.ndarray, shape (n_samples,)
+        Sample times, s.
+    signal : numpy.ndarray, shape (n_samples,)
+        AIF signal (any units, with a pre-contrast baseline); checked further
+        by the quantification (``pipeline.quantify_study``).
+
+    Raises
+    ------
+    AIAIFInputError
+        For a missing node, no ``time_s`` column, no unambiguous signal
+        column, or a cell that is not a number; the message names the table.
+    """
+    from .aif import TIME_COLUMN
+
+    table_node = _require_node(table_node, "vtkMRMLTableNode", "external AIF table",
+                               "choose a table with the columns time_s and signal")
+    name = _node_name(table_node)
+    table = table_node.GetTable()
+    columns = [table.GetColumn(c).GetName() or "" for c in range(table.GetNumberOfColumns())]
+    lowered = [column.strip().lower() for column in columns]
+    if TIME_COLUMN not in lowered:
+        raise AIAIFInputError("The external AIF table {!r} has no column {!r} (it has {}); name the time column "
+                              "{} (seconds).".format(name, TIME_COLUMN, ", ".join(map(repr, columns)) or "none",
+                                                     TIME_COLUMN))
+    time_index = lowered.index(TIME_COLUMN)
+    others = [c for c in range(len(columns)) if c != time_index]
+    if len(others) != 1:
+        others = [c for c in others if lowered[c] == "signal"]
+    if len(others) != 1:
+        raise AIAIFInputError("The external AIF table {!r} has {} columns besides {}; keep only the AIF signal or "
+                              "name it 'signal'.".format(name, len(columns) - 1, TIME_COLUMN))
+
+    def numbers(column):
+        values = np.empty(table.GetNumberOfRows())
+        for row in range(values.size):
+            text = table.GetValue(row, column).ToString().strip()
+            try:
+                values[row] = float(text)
+            except ValueError:
+                raise AIAIFInputError("Row {} of column {!r} in the external AIF table {!r} is {!r}, not a number; "
+                                      "correct the table.".format(row + 1, columns[column], name, text))
+        return values
+
+    return numbers(time_index), numbers(others[0])
+
+
 # ---------------------------------------------------------------------------
 # Nodes -> PerfusionStudy
 # ---------------------------------------------------------------------------
 
-def _frames_of(sequence_node, progress):
-    """(frames [n, k, j, i], ijk_to_ras) of a volume sequence; every frame must share the grid."""
+def _perfusion_sequences(perfusion_nodes):
+    """The perfusion input as a list of sequence nodes (a browser node stands for its master sequence)."""
+    if isinstance(perfusion_nodes, (list, tuple)):
+        given = list(perfusion_nodes)
+        if not given:
+            raise AIAIFInputError("The list of perfusion sequences is empty; pass a volume sequence or one "
+                                  "single-slice sequence per slice.")
+    else:
+        given = [perfusion_nodes]
+    sequences = []
+    for node in given:
+        if node is not None and hasattr(node, "IsA") and node.IsA("vtkMRMLSequenceBrowserNode"):
+            master = node.GetMasterSequenceNode()
+            if master is None:
+                raise AIAIFInputError("The sequence browser {!r} has no master sequence; choose the perfusion "
+                                      "sequence in the Sequences module.".format(_node_name(node)))
+            node = master
+        node = _require_node(node, "vtkMRMLSequenceNode", "perfusion series",
+                             "load the perfusion frames as a volume sequence")
+        if any(node is other for other in sequences):
+            raise AIAIFInputError("Sequence {!r} is given twice; pass each slice's sequence once."
+                                  .format(_node_name(node)))
+        sequences.append(node)
+    return sequences
+
+
+def _check_sequence_items(sequence_node):
+    """Error naming the sequence if it holds no scalar volumes or fewer than ``MIN_FRAMES`` frames."""
+    name = _node_name(sequence_node)
+    n_frames = sequence_node.GetNumberOfDataNodes()
+    first = sequence_node.GetNthDataNode(0) if n_frames else None
+    if first is not None and not first.IsA("vtkMRMLScalarVolumeNode"):
+        raise AIAIFInputError("Sequence {!r} holds {} items, not scalar volumes; choose the sequence of the "
+                              "perfusion images.".format(name, first.GetClassName()))
+    if first is not None and first.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise AIAIFInputError("Sequence {!r} holds labelmap volumes, not images; choose the sequence of the "
+                              "perfusion images.".format(name))
+    if n_frames < MIN_FRAMES:
+        raise AIAIFInputError("Sequence {!r} has {} frame{} but quantification needs at least {}; load the whole "
+                              "perfusion series (one frame per heartbeat).".format(
+                                  name, n_frames, "" if n_frames == 1 else "s", MIN_FRAMES))
+
+
+def _frames_of(sequence_node, progress, start=0.1, end=0.7):
+    """(frames [n, k, j, i], ijk_to_ras) of a volume sequence; every frame must share the grid.
+
+    Progress runs from ``start`` to ``end`` as the frames are read.
+    """
     name = _node_name(sequence_node)
     n_frames = sequence_node.GetNumberOfDataNodes()
     frames, ijk_to_ras, shape = None, None, None
@@ -746,7 +1123,8 @@ def _frames_of(sequence_node, progress):
                                   .format(n, name))
         frames[n] = voxels
         if progress is not None and (n % 10 == 0 or n == n_frames - 1):
-            _report(progress, 0.1 + 0.6 * (n + 1) / n_frames, "Reading frame {} of {}".format(n + 1, n_frames))
+            _report(progress, start + (end - start) * (n + 1) / n_frames,
+                    "Reading frame {} of {} of {}".format(n + 1, n_frames, name))
     bad = ~np.isfinite(frames)
     if bad.any():
         first = int(np.argmax(bad.reshape(n_frames, -1).any(axis=1)))
@@ -755,15 +1133,92 @@ def _frames_of(sequence_node, progress):
     return frames, ijk_to_ras
 
 
+class _SliceStack(NamedTuple):
+    """Single-slice sequences put in order along the slice normal.
+
+    ``order`` indexes the given sequences in slice order; ``ijk_to_ras`` is the
+    study grid (the first slice's in-plane axes, the mean step along the
+    normal); ``positions_mm`` are the slice centres along the normal from the
+    first one, mm; ``uneven`` says whether a step differs from the mean by more
+    than ``UNEVEN_SLICE_SPACING_FRACTION``.
+    """
+
+    order: list
+    ijk_to_ras: np.ndarray
+    positions_mm: np.ndarray
+    uneven: bool
+
+
+def _slice_stack(sequences, matrices, shapes):
+    """Order single-slice grids along their common normal and build the study grid; error naming a misfit."""
+    names = [_node_name(sequence) for sequence in sequences]
+    for name, shape in zip(names, shapes):
+        if shape[0] != 1:
+            raise AIAIFInputError("Sequence {!r} holds {} slices per frame; pass one multi-slice sequence on its "
+                                  "own, or one single-slice sequence per slice.".format(name, shape[0]))
+    axes = matrices[0][:3, :2]
+    pixel_mm = float(np.min(np.linalg.norm(axes, axis=0)))
+    normal = np.cross(axes[:, 0], axes[:, 1])
+    normal /= np.linalg.norm(normal)
+    for name, shape, matrix in zip(names[1:], shapes[1:], matrices[1:]):
+        if shape[1:] != shapes[0][1:]:
+            raise AIAIFInputError("Sequence {!r} has {} x {} pixels per slice but sequence {!r} has {} x {}; pass "
+                                  "slices of one short-axis stack.".format(name, shape[1], shape[2], names[0],
+                                                                           shapes[0][1], shapes[0][2]))
+        if not np.allclose(matrix[:3, :2], axes, rtol=0, atol=STACK_AXIS_TOLERANCE * pixel_mm):
+            raise AIAIFInputError("Sequence {!r} has other in-plane pixel axes or pixel size than sequence {!r}; "
+                                  "pass slices of one short-axis stack (same orientation and pixel size)."
+                                  .format(name, names[0]))
+    offsets = np.array([matrix[:3, 3] - matrices[0][:3, 3] for matrix in matrices])
+    positions = offsets @ normal
+    in_plane = np.linalg.norm(offsets - positions[:, None] * normal, axis=1)
+    worst = int(np.argmax(in_plane))
+    if in_plane[worst] > STACK_IN_PLANE_OFFSET_TOLERANCE * pixel_mm:
+        raise AIAIFInputError("Sequence {!r} is shifted in-plane by {:.2f} mm against sequence {!r}; pass slices "
+                              "of one short-axis stack (same field of view).".format(names[worst], in_plane[worst],
+                                                                                    names[0]))
+    order = [int(n) for n in np.argsort(positions, kind="stable")]
+    positions = positions[order] - positions[order[0]]
+    steps = np.diff(positions)
+    if np.any(steps < STACK_SAME_POSITION_TOLERANCE * pixel_mm):
+        same = int(np.argmax(steps < STACK_SAME_POSITION_TOLERANCE * pixel_mm))
+        raise AIAIFInputError("Sequences {!r} and {!r} lie at the same slice position; pass each slice once."
+                              .format(names[order[same]], names[order[same + 1]]))
+    mean_step = float(positions[-1] / (len(order) - 1))
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :2] = matrices[order[0]][:3, :2]
+    ijk_to_ras[:3, 2] = mean_step * normal
+    ijk_to_ras[:3, 3] = matrices[order[0]][:3, 3]
+    uneven = bool(np.max(np.abs(steps - mean_step)) > UNEVEN_SLICE_SPACING_FRACTION * mean_step)
+    return _SliceStack(order=order, ijk_to_ras=ijk_to_ras, positions_mm=positions, uneven=uneven)
+
+
 def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, blood_pool_segment_id=None,
                      myocardium_segment_id=None, frame_interval_s=None, progress=None):
     """Turn a study's MRML nodes into a ``PerfusionStudy``.
 
     Parameters
     ----------
-    sequence_node : vtkMRMLSequenceNode or vtkMRMLSequenceBrowserNode
+    sequence_node : vtkMRMLSequenceNode or vtkMRMLSequenceBrowserNode, or a list of them
         Volume sequence of the perfusion frames (a browser node stands for its
-        master sequence).  All frames must share one voxel grid.
+        master sequence); all frames must share one voxel grid.  Or a list or
+        tuple of single-slice sequences, one per slice (as perfusion DICOM
+        often loads), which are stacked:
+
+        * every sequence needs the same number of frames and the same in-plane
+          grid (rows, columns, pixel axes and size, field of view);
+        * slices are ordered along the slice normal by their position, not by
+          list order; the study grid has the first slice's in-plane axes and
+          the mean step between slice centres (right-handed);
+        * each segment is resampled onto every slice's own exact geometry, so
+          the masks are exact also when the slice spacing is uneven (a step
+          more than ``UNEVEN_SLICE_SPACING_FRACTION`` from the mean is
+          accepted and noted in ``source["slice_spacing_note"]``);
+        * frame times come from each sequence (see ``frame_times_s``); the
+          study uses their per-frame mean and records the largest difference
+          between slices, s, in ``source["frame_times_max_difference_s"]``.
+
+        A list holding one sequence is the same as that sequence.
     segmentation_node : vtkMRMLSegmentationNode
         Segmentation with the LV blood pool and myocardium; resampled onto the
         frame grid (see ``segment_masks``) and not modified.
@@ -782,31 +1237,33 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
     -------
     PerfusionStudy
         ``frames`` (n_frames, k, j, i) as floats (at least float32),
-        ``frame_times_s`` in s, ``ijk_to_ras`` of the first frame, boolean
-        masks on the frame grid, RV points in RAS mm, and ``source`` naming the
-        nodes, segments, files and where the frame times came from.
+        ``frame_times_s`` in s, ``ijk_to_ras`` of the first frame (or of the
+        stack), boolean masks on the frame grid, RV points in RAS mm, and
+        ``source`` naming the nodes, segments, files and where the frame times
+        came from.
 
     Raises
     ------
     AIAIFInputError
-        For fewer than ``MIN_FRAMES`` frames, frames on differing grids or with
-        NaN values, unusable frame times (see ``frame_times_s``), a missing,
-        empty or out-of-image segment, the same segment for both ROIs, or a
-        point list without placed points.
+        Naming the node: fewer than ``MIN_FRAMES`` frames, items that are not
+        scalar volumes, frames on differing grids or with NaN values, unusable
+        frame times (see ``frame_times_s``), single-slice sequences that do not
+        form one stack, a missing, empty or out-of-image segment, the same
+        segment for both ROIs, or a point list without placed points.
     """
-    if sequence_node is not None and hasattr(sequence_node, "IsA") and sequence_node.IsA("vtkMRMLSequenceBrowserNode"):
-        sequence_node = sequence_node.GetMasterSequenceNode()
-    sequence_node = _require_node(sequence_node, "vtkMRMLSequenceNode", "perfusion series",
-                                  "load the perfusion frames as a volume sequence")
+    sequences = _perfusion_sequences(sequence_node)
     segmentation_node = _require_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation",
                                       "load or draw the segments as a segmentation")
-    name = _node_name(sequence_node)
-    n_frames = sequence_node.GetNumberOfDataNodes()
-    if n_frames < MIN_FRAMES:
-        raise AIAIFInputError("Sequence {!r} has {} frames but quantification needs at least {}; load the whole "
-                              "perfusion series (one frame per heartbeat).".format(name, n_frames, MIN_FRAMES))
+    for sequence in sequences:
+        _check_sequence_items(sequence)
+    counts = [sequence.GetNumberOfDataNodes() for sequence in sequences]
+    if len(set(counts)) > 1:
+        other = int(np.argmax(np.array(counts) != counts[0]))
+        raise AIAIFInputError("Sequence {!r} has {} frames but sequence {!r} has {}; pass single-slice sequences of "
+                              "one acquisition (the same number of frames).".format(
+                                  _node_name(sequences[other]), counts[other], _node_name(sequences[0]), counts[0]))
     _report(progress, 0.0, "Reading frame times")
-    times, times_origin = _checked_frame_times(sequence_node, frame_interval_s)
+    timed = [_checked_frame_times(sequence, frame_interval_s) for sequence in sequences]
 
     blood_pool_id = _checked_segment_id(segmentation_node, blood_pool_segment_id, K.LV_BLOOD_POOL_SEGMENT_NAME)
     myocardium_id = _checked_segment_id(segmentation_node, myocardium_segment_id, K.MYOCARDIUM_SEGMENT_NAME)
@@ -814,24 +1271,59 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         raise AIAIFInputError("The same segment {!r} was chosen for the LV blood pool and the myocardium; choose "
                               "two different segments.".format(blood_pool_id))
 
-    frames, ijk_to_ras = _frames_of(sequence_node, progress)
+    read = []
+    for index, sequence in enumerate(sequences):
+        start = 0.1 + 0.6 * index / len(sequences)
+        read.append(_frames_of(sequence, progress, start, start + 0.6 / len(sequences)))
+    notes = {}
+    if len(sequences) == 1:
+        frames, ijk_to_ras = read[0]
+        times, times_origin = timed[0]
+        grids = [(ijk_to_ras, frames.shape[1:])]
+    else:
+        stack = _slice_stack(sequences, [matrix for _, matrix in read], [values.shape[1:] for values, _ in read])
+        sequences = [sequences[n] for n in stack.order]
+        frames = np.concatenate([read[n][0] for n in stack.order], axis=1)
+        ijk_to_ras = stack.ijk_to_ras
+        grids = [(read[n][1], read[n][0].shape[1:]) for n in stack.order]
+        all_times = np.stack([timed[n][0] for n in stack.order])
+        times = all_times.mean(axis=0)
+        spread = float(np.max(all_times.max(axis=0) - all_times.min(axis=0)))
+        times_origin = "{}; per-frame mean over {} single-slice sequences (largest difference {:.3g} s)".format(
+            timed[stack.order[0]][1], len(sequences), spread)
+        notes = {"sequence_nodes": [_node_name(sequence) for sequence in sequences],
+                 "slice_positions_mm": [round(float(p), 4) for p in stack.positions_mm],
+                 "frame_times_max_difference_s": spread}
+        if stack.uneven:
+            notes["slice_spacing_note"] = (
+                "uneven slice spacing (steps {} mm, mean {:.3g} mm): the study grid's slice positions are "
+                "approximate; segment masks were resampled on each slice's own geometry".format(
+                    ", ".join("{:.3g}".format(step) for step in np.diff(stack.positions_mm)),
+                    float(np.linalg.norm(ijk_to_ras[:3, 2]))))
     _report(progress, 0.75, "Resampling the segments onto the frames")
-    blood_pool_mask, myocardium_mask = segment_masks(segmentation_node, [blood_pool_id, myocardium_id],
-                                                     ijk_to_ras, frames.shape[1:])
+    per_grid = _segment_masks_on_grids(segmentation_node, [blood_pool_id, myocardium_id], grids)
+    blood_pool_mask = np.concatenate([masks[0] for masks in per_grid], axis=0)
+    myocardium_mask = np.concatenate([masks[1] for masks in per_grid], axis=0)
     points = labels = None
     if rv_insertion_node is not None:
         points, labels = rv_insertion_points(rv_insertion_node)
 
     segmentation = segmentation_node.GetSegmentation()
     source = {
-        "sequence_node": name,
+        "sequence_node": ", ".join(_node_name(sequence) for sequence in sequences),
         "segmentation_node": _node_name(segmentation_node),
         "blood_pool_segment": segmentation.GetSegment(blood_pool_id).GetName(),
         "myocardium_segment": segmentation.GetSegment(myocardium_id).GetName(),
         "frame_times_from": times_origin,
     }
-    for key, node in (("perfusion_file", sequence_node), ("segmentation_file", segmentation_node),
-                      ("rv_insertion_file", rv_insertion_node)):
+    source.update(notes)
+    perfusion_files = [sequence.GetStorageNode().GetFileName() for sequence in sequences
+                       if sequence.GetStorageNode() is not None and sequence.GetStorageNode().GetFileName()]
+    if len(perfusion_files) == 1 and len(sequences) == 1:
+        source["perfusion_file"] = perfusion_files[0]
+    elif perfusion_files:
+        source["perfusion_files"] = perfusion_files
+    for key, node in (("segmentation_file", segmentation_node), ("rv_insertion_file", rv_insertion_node)):
         storage = node.GetStorageNode() if node is not None else None
         if storage is not None and storage.GetFileName():
             source[key] = storage.GetFileName()
@@ -841,6 +1333,57 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
     return PerfusionStudy(frames=frames, frame_times_s=times, ijk_to_ras=ijk_to_ras, blood_pool_mask=blood_pool_mask,
                           myocardium_mask=myocardium_mask, rv_insertion_ras=points, rv_insertion_labels=labels,
                           source=source)
+
+
+def check_rv_insertion_points(study, rv_insertion_node):
+    """Check the RV insertion points of a study against its slices, naming the point list.
+
+    ``segments.aha_segment_map`` needs at most one anterior RV insertion point
+    per slice with myocardium, each inside a slice; this says so before the
+    quantification runs, with the point list's name in the message.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+        From ``study_from_nodes`` with ``rv_insertion_node``.
+    rv_insertion_node : vtkMRMLMarkupsNode or None
+        The point list the study's points came from (None: nothing to check).
+
+    Raises
+    ------
+    AIAIFInputError
+        For a point outside every slice, more placed points than slices with
+        myocardium, or two points in one slice.
+    """
+    if rv_insertion_node is None or study.rv_insertion_ras is None:
+        return
+    name = _node_name(rv_insertion_node)
+    points = np.asarray(study.rv_insertion_ras, dtype=float).reshape(-1, 3)
+    matrix = np.asarray(study.ijk_to_ras, dtype=float)
+    n_slices = study.myocardium_mask.shape[0]
+    k = np.linalg.solve(matrix[:3, :3], (points - matrix[:3, 3]).T)[2]
+    normal = np.cross(matrix[:3, 0], matrix[:3, 1])
+    spacing_mm = abs(float(np.dot(normal / np.linalg.norm(normal), matrix[:3, 2])))
+    tolerance = 1e-6
+    outside = (k < -0.5 - tolerance) | (k > n_slices - 0.5 + tolerance)
+    if outside.any():
+        index = int(np.argmax(outside))
+        distance = min(abs(k[index]), abs(k[index] - (n_slices - 1))) * spacing_mm
+        raise AIAIFInputError("Point {} of the point list {!r} lies {:.1f} mm from the nearest slice, outside every "
+                              "slice; move it into the short-axis slice it belongs to.".format(index + 1, name,
+                                                                                            distance))
+    n_myocardial = int(np.count_nonzero(np.asarray(study.myocardium_mask).any(axis=(1, 2))))
+    if points.shape[0] > n_myocardial:
+        raise AIAIFInputError("The point list {!r} has {} placed points but only {} slice{} myocardium; keep one "
+                              "anterior RV insertion point per segmented slice.".format(
+                                  name, points.shape[0], n_myocardial, " has" if n_myocardial == 1 else "s have"))
+    slice_of_point = np.clip(np.rint(k).astype(int), 0, n_slices - 1)
+    for index in range(1, points.shape[0]):
+        earlier = np.flatnonzero(slice_of_point[:index] == slice_of_point[index])
+        if earlier.size:
+            raise AIAIFInputError("Points {} and {} of the point list {!r} both lie in slice {}; keep one anterior RV "
+                                  "insertion point per slice.".format(int(earlier[0]) + 1, index + 1, name,
+                                                                      int(slice_of_point[index])))
 
 
 # ---------------------------------------------------------------------------
@@ -968,9 +1511,7 @@ def _image_from_array(values_kji, vtk_type):
 
 def _output_node(scene, node, class_name, name, what):
     """``node`` checked (and added to ``scene`` if in none), or a new node of ``class_name`` named ``name``."""
-    if scene is None or not hasattr(scene, "IsA") or not scene.IsA("vtkMRMLScene"):
-        raise AIAIFInputError("scene must be a vtkMRMLScene; pass slicer.mrmlScene in Slicer or "
-                              "slicer.vtkMRMLScene() outside it.")
+    _require_scene(scene)
     if node is None:
         node = getattr(slicer, class_name)()
         node.SetName(name)
@@ -1017,22 +1558,33 @@ def mbf_volume_node(scene, mbf_map_kji, ijk_to_ras, name="MBF", node=None, myoca
         For a map that is not 3-D numeric, a mask of another shape, an invalid
         ``ijk_to_ras``, or a ``node`` of another class or scene.
     """
+    values = _map_values(mbf_map_kji, "MBF map", myocardium_mask)
+    matrix = _validated_ijk_to_ras(ijk_to_ras)
+    node = _output_node(scene, node, "vtkMRMLScalarVolumeNode", name, "MBF volume")
+    _show_map(node, values, matrix, MBF_DISPLAY_RANGE_ML_MIN_G, mbf_color_table_node(scene).GetID())
+    return node
+
+
+def _map_values(map_kji, what, mask=None):
+    """A 3-D map as float32 (a copy), NaN outside ``mask``; error for anything else."""
     try:
-        values = np.array(mbf_map_kji, dtype=np.float32)
+        values = np.array(map_kji, dtype=np.float32)
     except (TypeError, ValueError):
         values = np.zeros(0, dtype=np.float32)
     if values.ndim != 3 or 0 in values.shape:
-        raise AIAIFInputError("The MBF map must be a non-empty 3-D array (n_slices, rows, columns) of numbers; "
-                              "pass the map on the frame grid.")
-    if myocardium_mask is not None:
-        mask = np.asarray(myocardium_mask, dtype=bool)
+        raise AIAIFInputError("The {} must be a non-empty 3-D array (n_slices, rows, columns) of numbers; "
+                              "pass the map on the frame grid.".format(what))
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
         if mask.shape != values.shape:
-            raise AIAIFInputError("The myocardium mask has shape {} but the MBF map {}; pass the mask of the same "
-                                  "study.".format(mask.shape, values.shape))
+            raise AIAIFInputError("The myocardium mask has shape {} but the {} {}; pass the mask of the same "
+                                  "study.".format(mask.shape, what, values.shape))
         values[~mask] = np.nan
-    matrix = _validated_ijk_to_ras(ijk_to_ras)
-    node = _output_node(scene, node, "vtkMRMLScalarVolumeNode", name, "MBF volume")
+    return values
 
+
+def _show_map(node, values, matrix, display_range, color_node_id=None):
+    """Put a float32 map into a scalar volume node, windowed to ``display_range`` with NaN voxels transparent."""
     disabled = node.StartModify()
     node.SetIJKToRASMatrix(_vtk_matrix(matrix))
     node.SetAndObserveImageData(_image_from_array(values, vtk.VTK_FLOAT))
@@ -1042,10 +1594,11 @@ def mbf_volume_node(scene, mbf_map_kji, ijk_to_ras, name="MBF", node=None, myoca
     if display is None:
         node.CreateDefaultDisplayNodes()
         display = node.GetDisplayNode()
-    low, high = MBF_DISPLAY_RANGE_ML_MIN_G
+    low, high = display_range
     finite = values[np.isfinite(values)]
     disabled = display.StartModify()
-    display.SetAndObserveColorNodeID(mbf_color_table_node(scene).GetID())
+    if color_node_id is not None:
+        display.SetAndObserveColorNodeID(color_node_id)
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(low, high)
     # NaN fails every threshold comparison, so thresholding on the whole finite
@@ -1055,6 +1608,42 @@ def mbf_volume_node(scene, mbf_map_kji, ijk_to_ras, name="MBF", node=None, myoca
                          max(high, float(finite.max())) if finite.size else high)
     display.ApplyThresholdOn()
     display.EndModify(disabled)
+
+
+def fit_quality_volume_node(scene, nrmse_kji, ijk_to_ras, name="fit NRMSE", node=None):
+    """Show the per-pixel fit NRMSE as a scalar volume.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene of the study.
+    nrmse_kji : array_like, shape (n_slices, rows, columns)
+        Residual RMS over tissue-curve RMS of each pixel's fit (a fraction,
+        ``QuantificationResult.fit_nrmse``); NaN outside the myocardium and
+        where the fit failed.  Stored as float32.
+    ijk_to_ras : array_like, shape (4, 4)
+        Voxel index (i, j, k, 1) to RAS (mm) matrix of the frame grid.
+    name : str, optional
+        Name of a new node.
+    node : vtkMRMLScalarVolumeNode, optional
+        Existing node to update in place.
+
+    Returns
+    -------
+    vtkMRMLScalarVolumeNode
+        The node, windowed to ``FIT_NRMSE_DISPLAY_RANGE`` with NaN voxels
+        transparent (the display's default colour table).
+
+    Raises
+    ------
+    AIAIFInputError
+        For a map that is not 3-D numeric, an invalid ``ijk_to_ras``, or a
+        ``node`` of another class or scene.
+    """
+    values = _map_values(nrmse_kji, "fit NRMSE map")
+    matrix = _validated_ijk_to_ras(ijk_to_ras)
+    node = _output_node(scene, node, "vtkMRMLScalarVolumeNode", name, "fit-quality volume")
+    _show_map(node, values, matrix, FIT_NRMSE_DISPLAY_RANGE)
     return node
 
 
@@ -1084,7 +1673,7 @@ def _vtk_column(name, values):
     return column
 
 
-def segments_table_node(scene, columns, name="MBF per segment", node=None, units=None):
+def segments_table_node(scene, columns, name="MBF per segment", node=None, units=None, titles=None):
     """Show per-segment results as a table node.
 
     Parameters
@@ -1100,18 +1689,20 @@ def segments_table_node(scene, columns, name="MBF per segment", node=None, units
         Existing table to refill in place (its old columns are removed).
     units : dict of str -> str, optional
         Unit label of some columns, e.g. ``{"MBF": "mL/min/g"}``.
+    titles : dict of str -> str, optional
+        Header shown instead of the column name for some columns.
 
     Returns
     -------
     vtkMRMLTableNode
-        The table, with the column names as headers.
+        The table, with the column titles (by default the names) as headers.
 
     Raises
     ------
     AIAIFInputError
         For no columns, columns of different lengths or unsupported types,
-        a unit for a column that does not exist, or a ``node`` of another
-        class or scene.
+        a unit or title for a column that does not exist, or a ``node`` of
+        another class or scene.
     """
     if not isinstance(columns, dict) or not columns:
         raise AIAIFInputError("columns must be a non-empty dict of column name -> values; pass e.g. "
@@ -1121,11 +1712,12 @@ def segments_table_node(scene, columns, name="MBF per segment", node=None, units
     if len(set(lengths.values())) > 1:
         raise AIAIFInputError("The table columns have different lengths ({}); give every column one value per row."
                               .format(", ".join("{} {}".format(k, v) for k, v in lengths.items())))
-    units = dict(units or {})
-    unknown = sorted(set(units) - set(lengths))
-    if unknown:
-        raise AIAIFInputError("Units were given for columns that do not exist ({}); name existing columns."
-                              .format(", ".join(unknown)))
+    units, titles = dict(units or {}), dict(titles or {})
+    for given, what in ((units, "Units"), (titles, "Titles")):
+        unknown = sorted(set(given) - set(lengths))
+        if unknown:
+            raise AIAIFInputError("{} were given for columns that do not exist ({}); name existing columns."
+                                  .format(what, ", ".join(unknown)))
     node = _output_node(scene, node, "vtkMRMLTableNode", name, "segment table")
     disabled = node.StartModify()
     node.RemoveAllColumns()
@@ -1137,6 +1729,8 @@ def segments_table_node(scene, columns, name="MBF per segment", node=None, units
         node.SetUseColumnNameAsColumnHeader(True)
     for column_name, unit in units.items():
         node.SetColumnUnitLabel(column_name, str(unit))
+    for column_name, title in titles.items():
+        node.SetColumnTitle(column_name, str(title))
     node.Modified()
     node.EndModify(disabled)
     return node
@@ -1259,6 +1853,359 @@ def volume_node_array(node):
 
 
 # ---------------------------------------------------------------------------
+# Quantifying nodes: the one path of the command line and the Slicer module
+# ---------------------------------------------------------------------------
+
+class QuantifiedNodes(NamedTuple):
+    """What ``quantify_nodes`` computed and the nodes it published.
+
+    Attributes
+    ----------
+    result : pipeline.QuantificationResult
+        Arrays, tables and summary of the quantification.
+    study : pipeline.PerfusionStudy
+        The study it was computed from (frames, times, geometry, masks).
+    mbf_volume : vtkMRMLScalarVolumeNode
+        MBF map, mL/min/g, with the MBF colour table (``mbf_volume_node``).
+    segments_table : vtkMRMLTableNode
+        ``result.segments``: one row per AHA segment 1-16.
+    aif_table : vtkMRMLTableNode
+        One row per frame: ``time_s`` (s), ``saturated_mM``, ``used_mM`` and
+        ``myocardium_mM`` (mM), see ``AIF_CURVES``.
+    aif_chart : vtkMRMLPlotChartNode
+        One plot series per curve of ``aif_table`` against time.
+    fit_quality_volume : vtkMRMLScalarVolumeNode or None
+        Per-pixel fit NRMSE (fraction), if asked for.
+    """
+
+    result: pipeline.QuantificationResult
+    study: PerfusionStudy
+    mbf_volume: object
+    segments_table: object
+    aif_table: object
+    aif_chart: object
+    fit_quality_volume: Optional[object]
+
+
+class _SceneUndo(object):
+    """What one publishing step changed in a scene, and how to undo it.
+
+    Nodes present before are copied (``CreateNodeInstance`` + ``Copy``, which
+    copies content such as image data and table columns, name, attributes and
+    node references) before they are first modified; ``undo`` copies them
+    back and removes every node added since.
+    """
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.ids_before = _scene_node_ids(scene)
+        self.saved = []
+
+    def keep(self, node):
+        """Remember ``node`` as it is now (once; nodes added in this step need nothing)."""
+        if node is None or any(node is kept for kept, _ in self.saved):
+            return
+        if node.GetScene() is self.scene and node.GetID() not in self.ids_before:
+            return
+        copy = node.CreateNodeInstance()
+        copy.Copy(node)
+        self.saved.append((node, copy))
+
+    def keep_with_display(self, node):
+        self.keep(node)
+        if hasattr(node, "GetNumberOfDisplayNodes"):
+            for n in range(node.GetNumberOfDisplayNodes()):
+                self.keep(node.GetNthDisplayNode(n))
+
+    def undo(self):
+        for node, copy in reversed(self.saved):
+            node.Copy(copy)
+        _remove_nodes_added_since(self.scene, self.ids_before)
+
+
+@contextlib.contextmanager
+def _scene_transaction(scene):
+    """Batch-process ``scene``; if the block raises, undo every change it made (``_SceneUndo``) and re-raise."""
+    undo = _SceneUndo(scene)
+    scene.StartState(scene.BatchProcessState)
+    try:
+        yield undo
+    except BaseException:
+        with _vtk_messages_silenced():
+            undo.undo()
+        raise
+    finally:
+        scene.EndState(scene.BatchProcessState)
+
+
+def _perfusion_key(sequences):
+    """ID of the (first) perfusion sequence, which tags the outputs computed from it (None outside a scene)."""
+    return sequences[0].GetID() if sequences else None
+
+
+def _tag(node, role, perfusion_key):
+    node.SetAttribute(OUTPUT_ROLE_ATTRIBUTE, role)
+    node.SetAttribute(PERFUSION_NODE_ATTRIBUTE, perfusion_key or "")
+
+
+def _tagged_nodes(scene, class_name, role, perfusion_key):
+    if not perfusion_key:
+        return []
+    collection = scene.GetNodesByClass(class_name)
+    nodes = [collection.GetItemAsObject(n) for n in range(collection.GetNumberOfItems())]
+    return [node for node in nodes if node.GetAttribute(OUTPUT_ROLE_ATTRIBUTE) == role
+            and node.GetAttribute(PERFUSION_NODE_ATTRIBUTE) == perfusion_key]
+
+
+def find_output_node(scene, perfusion_nodes, role):
+    """The output node an earlier ``quantify_nodes`` run on the same perfusion input published, or None.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene to search.
+    perfusion_nodes : vtkMRMLSequenceNode, vtkMRMLSequenceBrowserNode, or a list of them
+        The perfusion input as given to ``quantify_nodes``; its first sequence
+        identifies the outputs.
+    role : str
+        One of ``OUTPUT_ROLE_CLASSES``: ``"mbf"``, ``"segments"``,
+        ``"aif_table"``, ``"aif_chart"`` or ``"fit_quality"``.
+
+    Returns
+    -------
+    vtkMRMLNode or None
+        The node tagged with that role (``OUTPUT_ROLE_ATTRIBUTE``) and
+        sequence ID (``PERFUSION_NODE_ATTRIBUTE``).
+    """
+    _require_scene(scene)
+    if role not in OUTPUT_ROLE_CLASSES:
+        raise AIAIFInputError("Unknown output role {!r}; use one of {}.".format(role, ", ".join(OUTPUT_ROLE_CLASSES)))
+    found = _tagged_nodes(scene, OUTPUT_ROLE_CLASSES[role], role, _perfusion_key(_perfusion_sequences(perfusion_nodes)))
+    return found[0] if found else None
+
+
+def _checked_outputs(scene, outputs):
+    """``outputs`` as {role: node}, each node of its role's class and of ``scene`` (or of none yet)."""
+    if outputs is None:
+        return {}
+    if not isinstance(outputs, dict):
+        raise AIAIFInputError("outputs must be a dict of role -> node (roles {}); pass e.g. {{'mbf': volume_node}} "
+                              "or None.".format(", ".join(OUTPUT_ROLE_CLASSES)))
+    checked = {}
+    for role, node in outputs.items():
+        if role not in OUTPUT_ROLE_CLASSES:
+            raise AIAIFInputError("Unknown output role {!r}; use one of {}.".format(
+                role, ", ".join(OUTPUT_ROLE_CLASSES)))
+        if node is None:
+            continue
+        class_name = OUTPUT_ROLE_CLASSES[role]
+        if (not hasattr(node, "IsA") or not node.IsA(class_name) or node.IsA("vtkMRMLLabelMapVolumeNode")):
+            raise AIAIFInputError("The {} output node must be a {}, got {}; choose a node of that class or leave "
+                                  "the output to be created.".format(role, class_name, _described(node)))
+        if node.GetScene() is not None and node.GetScene() is not scene:
+            raise AIAIFInputError("The {} output node {} belongs to another scene; choose a node of this scene or "
+                                  "leave the output to be created.".format(role, _described(node)))
+        twice = [other for other, given in checked.items() if given is node]
+        if twice:
+            raise AIAIFInputError("The node {} is given for both the {} and the {} output; give each output its own "
+                                  "node.".format(_described(node), twice[0], role))
+        checked[role] = node
+    return checked
+
+
+def _output_for_role(scene, undo, role, given, perfusion_key, name_prefix):
+    """The node of one output role: the one given, else the one tagged by an earlier run, else a new one.
+
+    ``given`` maps every role to the node given for it (if any); a node given
+    for another role is not reused for this one.
+    """
+    class_name = OUTPUT_ROLE_CLASSES[role]
+    node = given.get(role)
+    if node is None:
+        taken = [other for other in given.values() if other is not None]
+        found = [candidate for candidate in _tagged_nodes(scene, class_name, role, perfusion_key)
+                 if not any(candidate is other for other in taken)]
+        node = found[0] if found else None
+    if node is None:
+        node = getattr(slicer, class_name)()
+        node.SetName("{} {}".format(name_prefix, OUTPUT_NAME_SUFFIXES[role]))
+        scene.AddNode(node)
+    else:
+        undo.keep_with_display(node)
+        if node.GetScene() is None:
+            scene.AddNode(node)
+    _tag(node, role, perfusion_key)
+    return node
+
+
+def _table_columns(columns):
+    """Table columns ready for ``segments_table_node``: a column of flags with gaps (None) becomes text."""
+    ready = {}
+    for name, values in columns.items():
+        values = list(values)
+        present = [value for value in values if value is not None]
+        if len(present) < len(values):
+            if all(isinstance(value, (bool, np.bool_)) for value in present):
+                values = ["" if value is None else ("true" if value else "false") for value in values]
+            elif all(isinstance(value, (int, float, np.integer, np.floating)) for value in present):
+                values = [np.nan if value is None else float(value) for value in values]
+            else:
+                values = ["" if value is None else str(value) for value in values]
+        ready[name] = values
+    return ready
+
+
+def _aif_table(scene, result, node):
+    """Fill the AIF table: time (s) and the curves of ``AIF_CURVES`` (mM)."""
+    mode = result.summary["parameters"]["aif_mode"]
+    columns = {AIF_TIME_COLUMN: np.asarray(result.aif["time_s"], dtype=float)}
+    titles = {AIF_TIME_COLUMN: "Time"}
+    for column, key, title, _, _ in AIF_CURVES:
+        columns[column] = np.asarray(result.aif[key], dtype=float)
+        titles[column] = title.format(pipeline.AIF_MODE_LABELS[mode])
+    units = dict.fromkeys(columns, "mM")
+    units[AIF_TIME_COLUMN] = "s"
+    return segments_table_node(scene, columns, node=node, units=units, titles=titles)
+
+
+def _aif_chart(scene, undo, chart, table, perfusion_key):
+    """Point one tagged plot series per curve of the AIF table at it and show them all in ``chart``."""
+    titles = {column: table.GetColumnTitle(column) for column, _, _, _, _ in AIF_CURVES}
+    disabled = chart.StartModify()
+    chart.SetTitle("AIF and myocardium")
+    chart.SetXAxisTitle("Time (s)")
+    chart.SetYAxisTitle("Concentration (mM)")
+    chart.SetLegendVisibility(True)
+    series_nodes = []
+    for column, _, _, colour, dashed in AIF_CURVES:
+        found = [node for node in _tagged_nodes(scene, "vtkMRMLPlotSeriesNode", AIF_SERIES_ROLE, perfusion_key)
+                 if node.GetAttribute(CURVE_ATTRIBUTE) == column]
+        if found:
+            series = found[0]
+            undo.keep(series)
+        else:
+            series = slicer.vtkMRMLPlotSeriesNode()
+            scene.AddNode(series)
+        _tag(series, AIF_SERIES_ROLE, perfusion_key)
+        series.SetAttribute(CURVE_ATTRIBUTE, column)
+        series.SetName(titles[column])
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName(AIF_TIME_COLUMN)
+        series.SetYColumnName(column)
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
+        series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash if dashed
+                            else slicer.vtkMRMLPlotSeriesNode.LineStyleSolid)
+        series.SetColor(*colour)
+        series_nodes.append(series)
+    referenced = {chart.GetNthPlotSeriesNodeID(n) for n in range(chart.GetNumberOfPlotSeriesNodes())}
+    for series in series_nodes:
+        if series.GetID() not in referenced:
+            chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.EndModify(disabled)
+    return chart
+
+
+def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=None, parameters=None,
+                   blood_pool_segment_id=None, myocardium_segment_id=None, frame_interval_s=None,
+                   outputs=None, fit_quality=False, name_prefix=None, progress=None):
+    """Quantify a study from its nodes and publish the results as nodes: the one path of every caller.
+
+    Steps: the study is built (``study_from_nodes``) and its RV insertion
+    points checked against its slices (``check_rv_insertion_points``);
+    ``pipeline.quantify_study`` runs; only then are the output nodes published,
+    as one transaction: if anything raises before or during publishing, or
+    the progress callback raises (a cancel), the scene is exactly as it was
+    (nodes added are removed, nodes updated are restored) and the exception
+    propagates unchanged.
+
+    Each output node is, in this order: the node given for its role in
+    ``outputs``; else the node an earlier run on the same perfusion input
+    published (tagged with ``OUTPUT_ROLE_ATTRIBUTE`` = role and
+    ``PERFUSION_NODE_ATTRIBUTE`` = ID of the first perfusion sequence); else a
+    new node named ``"<name_prefix> <suffix>"`` (``OUTPUT_NAME_SUFFIXES``).  So
+    re-running updates the nodes (also the plot series and the MBF colour
+    table) and never duplicates them.  Every output node is tagged.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene to publish into (``slicer.mrmlScene`` in Slicer).
+    perfusion_nodes : vtkMRMLSequenceNode or vtkMRMLSequenceBrowserNode, or a list of them
+        The perfusion volume sequence, or one single-slice sequence per slice
+        (see ``study_from_nodes``).
+    segmentation_node : vtkMRMLSegmentationNode
+        Segmentation with the LV blood pool and myocardium (not modified).
+    rv_insertion_node : vtkMRMLMarkupsNode, optional
+        Anterior RV insertion point of each slice with myocardium.
+    parameters : pipeline.QuantificationParameters, optional
+        Choices of the quantification; the paper's defaults when omitted.
+    blood_pool_segment_id, myocardium_segment_id : str, optional
+        Segment IDs; by default the segments named ``LV blood pool`` and
+        ``Myocardium`` (case-insensitive).
+    frame_interval_s : float, optional
+        Time between frames, s, for sequences indexed by frame number.
+    outputs : dict of str -> vtkMRMLNode, optional
+        Existing nodes to update, by role: ``"mbf"`` and ``"fit_quality"``
+        (vtkMRMLScalarVolumeNode), ``"segments"`` and ``"aif_table"``
+        (vtkMRMLTableNode), ``"aif_chart"`` (vtkMRMLPlotChartNode).  A role
+        left out or None is found or created as above.
+    fit_quality : bool, optional
+        Also publish the per-pixel fit NRMSE map (also done when ``outputs``
+        names a ``"fit_quality"`` node).
+    name_prefix : str, optional
+        Prefix of the names of new nodes; the (first) sequence's name by default.
+    progress : callable, optional
+        ``progress(fraction_0_to_1, message)``: 0-0.1 building the study,
+        0.1-0.95 the quantification (the fit reports after every iteration),
+        0.95-1 publishing; 1.0 is reported last, once everything is published.
+        If it raises (e.g. ``errors.AIAIFCancelled``), the run stops there.
+
+    Returns
+    -------
+    QuantifiedNodes
+        The result, the study and the published nodes.
+
+    Raises
+    ------
+    AIAIFInputError
+        For unusable input nodes (naming the node: see ``study_from_nodes``
+        and ``check_rv_insertion_points``), parameters, or an ``outputs`` node
+        of the wrong class or of another scene.  The scene is unchanged.
+    """
+    _require_scene(scene)
+    sequences = _perfusion_sequences(perfusion_nodes)
+    given = _checked_outputs(scene, outputs)
+    with_fit_quality = bool(fit_quality) or "fit_quality" in given
+    study = study_from_nodes(sequences if len(sequences) > 1 else sequences[0], segmentation_node,
+                             rv_insertion_node, blood_pool_segment_id, myocardium_segment_id, frame_interval_s,
+                             progress=_scaled_progress(progress, 0.0, 0.1))
+    check_rv_insertion_points(study, rv_insertion_node)
+    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.1, 0.95))
+
+    key = _perfusion_key(sequences)
+    prefix = str(name_prefix) if name_prefix else _node_name(sequences[0])
+    roles = [role for role in OUTPUT_ROLE_CLASSES if role != "fit_quality" or with_fit_quality]
+    with _scene_transaction(scene) as undo:
+        _report(progress, 0.95, "Showing the results")
+        nodes = {role: _output_for_role(scene, undo, role, given, key, prefix) for role in roles}
+        mbf_volume_node(scene, result.mbf_ml_min_g, study.ijk_to_ras, node=nodes["mbf"])
+        _report(progress, 0.96, "Showing the segment table")
+        segments_table_node(scene, _table_columns(result.segments), node=nodes["segments"],
+                            units={column: "mL/min/g" for column in MBF_COLUMNS if column in result.segments})
+        _report(progress, 0.97, "Showing the AIF")
+        _aif_table(scene, result, nodes["aif_table"])
+        _aif_chart(scene, undo, nodes["aif_chart"], nodes["aif_table"], key)
+        if with_fit_quality:
+            _report(progress, 0.98, "Showing the fit quality")
+            fit_quality_volume_node(scene, result.fit_nrmse, study.ijk_to_ras, node=nodes["fit_quality"])
+        _report(progress, 1.0, "Done")
+    return QuantifiedNodes(result=result, study=study, mbf_volume=nodes["mbf"], segments_table=nodes["segments"],
+                           aif_table=nodes["aif_table"], aif_chart=nodes["aif_chart"],
+                           fit_quality_volume=nodes.get("fit_quality"))
+
+
+# ---------------------------------------------------------------------------
 # Files in, files out (the command line's ``quantify``)
 # ---------------------------------------------------------------------------
 
@@ -1274,9 +2221,9 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
                    progress=None):
     """Quantify a study from its Slicer files and write the result files.
 
-    The files are loaded into a private scene (``load_study_files``), turned
-    into a ``PerfusionStudy`` (``study_from_nodes``), quantified by
-    ``pipeline.quantify_study``; the MBF map is written as
+    The files are loaded into a private scene (``load_study_files``) and
+    quantified there by ``quantify_nodes``, the same path the Slicer module
+    takes; the MBF volume node it publishes is written as
     ``pipeline.OUTPUT_FILES["mbf"]`` by Slicer's volume storage node (on the
     frame grid as Slicer loaded it) and the other files by
     ``pipeline.write_result_files``.
@@ -1309,8 +2256,6 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     AIAIFInputError
         For any problem with the files, segments, frame times or parameters.
     """
-    from . import pipeline
-
     output_dir = os.fspath(output_dir)
     if not os.path.isdir(output_dir):
         raise AIAIFInputError("The output directory {} does not exist; create it first.".format(output_dir))
@@ -1319,12 +2264,11 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
                              progress=_scaled_progress(progress, 0.0, 0.05))
     blood_pool_id = find_segment_id(nodes.segmentation, blood_pool_segment_name or K.LV_BLOOD_POOL_SEGMENT_NAME)
     myocardium_id = find_segment_id(nodes.segmentation, myocardium_segment_name or K.MYOCARDIUM_SEGMENT_NAME)
-    study = study_from_nodes(nodes.sequence, nodes.segmentation, nodes.rv_insertion, blood_pool_id, myocardium_id,
-                             frame_interval_s, progress=_scaled_progress(progress, 0.05, 0.15))
-    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.15, 0.95))
+    quantified = quantify_nodes(scene, nodes.sequence, nodes.segmentation, nodes.rv_insertion, parameters,
+                                blood_pool_id, myocardium_id, frame_interval_s,
+                                progress=_scaled_progress(progress, 0.05, 0.95))
     _report(progress, 0.95, "Writing the results")
-    mbf_node = mbf_volume_node(scene, result.mbf_ml_min_g, study.ijk_to_ras)
-    save_volume_node(mbf_node, os.path.join(output_dir, pipeline.OUTPUT_FILES["mbf"]))
-    pipeline.write_result_files(result, output_dir, study_name=nodes.sequence.GetName())
+    save_volume_node(quantified.mbf_volume, os.path.join(output_dir, pipeline.OUTPUT_FILES["mbf"]))
+    pipeline.write_result_files(quantified.result, output_dir, study_name=nodes.sequence.GetName())
     _report(progress, 1.0, "Done")
-    return result
+    return quantified.result
