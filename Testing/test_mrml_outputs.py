@@ -681,3 +681,41 @@ def test_myocardium_curve_follows_the_true_tissue_concentration(phantom, tmp_pat
     names = header.split(",")
     assert names == ["time_s", "saturated", "corrected", "concentration_mM", "myocardium_mM"]
     np.testing.assert_allclose([float(row.split(",")[-1]) for row in rows], measured, rtol=1e-5)
+
+
+# --- external AIF from a table node ---------------------------------------------------------
+
+def _aif_table(columns):
+    table = slicer.vtkMRMLTableNode()
+    table.SetName("dual-sequence AIF")
+    for name, values in columns.items():
+        if all(isinstance(value, str) for value in values):
+            column = vtk.vtkStringArray()
+            for value in values:
+                column.InsertNextValue(value)
+        else:
+            column = numpy_support.numpy_to_vtk(np.asarray(values, dtype=float), deep=True)
+        column.SetName(name)
+        table.AddColumn(column)
+    return table
+
+
+def test_external_aif_is_read_from_numeric_or_text_columns():
+    times, signal = np.arange(5.0), np.array([1.0, 1.0, 3.0, 2.0, 1.5])
+    read = mrml.external_aif_from_table(_aif_table({"time_s": times, "AIF": signal}))
+    np.testing.assert_array_equal(read, (times, signal))
+    as_text = _aif_table({"Time_s": [str(float(t)) for t in times], "other": ["x"] * 5,
+                          "signal": [str(float(v)) for v in signal]})
+    np.testing.assert_array_equal(mrml.external_aif_from_table(as_text), (times, signal))
+
+
+@pytest.mark.parametrize("columns, phrase", [
+    ({"t": [0.0, 1.0], "signal": [1.0, 2.0]}, "no column 'time_s'"),
+    ({"time_s": [0.0, 1.0], "a": [1.0, 2.0], "b": [1.0, 2.0]}, "name it 'signal'"),
+    ({"time_s": ["0", "1"], "signal": ["1", "high"]}, "'high', not a number"),
+])
+def test_external_aif_table_problems_name_the_table(columns, phrase):
+    with pytest.raises(AIAIFInputError) as raised:
+        mrml.external_aif_from_table(_aif_table(columns))
+    assert phrase in str(raised.value) and "'dual-sequence AIF'" in str(raised.value)
+    _assert_names_node_in_one_sentence(raised, "dual-sequence AIF")
