@@ -1,0 +1,672 @@
+"""AI-AIF: quantitative stress perfusion CMR in 3D Slicer.
+
+The module shape is the current Slicer scripted-module template's: ``AIAIF``
+(metadata), ``AIAIFParameterNode`` (every input, parameter and output of a
+run, saved with the scene), ``AIAIFWidget`` (the panel: binds the GUI to the
+parameter node and calls the Logic, nothing else), ``AIAIFLogic`` (the
+console API) and ``AIAIFTest``.
+
+All science lives in the ``AIAIFLib`` package beside this module; the Logic
+only calls its Qt-free MRML adapter (``AIAIFLib.mrml.quantify_nodes``), which
+the command line (``python -m AIAIFLib quantify``) calls as well, so panel,
+console and command line share one code path.  Nothing here needs PyTorch,
+matplotlib or pynrrd: stock Slicer's numpy, scipy and VTK are enough.
+"""
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import vtk
+
+import slicer
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLPlotChartNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLSequenceNode,
+    vtkMRMLTableNode,
+)
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer releases before translations (and slicer-core) have no slicer.i18n
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
+# ---------------------------------------------------------------------------
+# Where the library and the resources are
+# ---------------------------------------------------------------------------
+
+#: Folder of this file: ``<repository>/AIAIF`` in a source checkout, Slicer's
+#: ``qt-scripted-modules`` folder once built or installed.
+MODULE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+
+def _packageRoot():
+    """Folder holding ``AIAIFLib`` and ``Resources``: beside the module once installed, one up in a source checkout."""
+    for candidate in (MODULE_DIRECTORY, os.path.dirname(MODULE_DIRECTORY)):
+        if os.path.isdir(os.path.join(candidate, "AIAIFLib")) and os.path.isdir(os.path.join(candidate, "Resources")):
+            return candidate
+    raise ImportError("AI-AIF cannot find its AIAIFLib package and Resources folder next to {} or one folder up; "
+                      "reinstall the extension or add the module from a complete source checkout."
+                      .format(MODULE_DIRECTORY))
+
+
+PACKAGE_ROOT = _packageRoot()
+if PACKAGE_ROOT not in sys.path:  # a source checkout: Slicer only put the module folder on sys.path
+    sys.path.insert(0, PACKAGE_ROOT)
+
+from AIAIFLib import constants as AIAIFConstants  # noqa: E402  (light: no numpy work at Slicer start-up)
+
+
+def resourcePath(relativePath):
+    """Absolute path of a file under the extension's ``Resources`` folder (source checkout or installed).
+
+    Parameters
+    ----------
+    relativePath : str
+        Path below ``Resources``, e.g. ``"Icons/AIAIF.png"``.
+
+    Returns
+    -------
+    str
+    """
+    return os.path.join(PACKAGE_ROOT, "Resources", relativePath)
+
+
+#: Name of the sample data set (Sample Data module) and of its nodes.
+SAMPLE_PHANTOM_NAME = "AIAIFPhantom"
+
+#: AIF modes of the Logic, in the order the panel offers them.
+AIF_MODES = ("ai", "saturated", "external")
+
+#: Tissue signal-to-concentration methods (``AIAIFLib.pipeline.TISSUE_CONVERSIONS``).
+TISSUE_CONVERSIONS = ("linear", "model")
+
+
+#
+# AIAIF
+#
+
+
+class AIAIF(ScriptedLoadableModule):
+    """Module metadata; see ``AIAIFLogic`` for the console API."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("AI-AIF Perfusion")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Cardiac")]
+        self.parent.dependencies = ["Sequences", "Segmentations", "Markups", "Plots", "Tables"]
+        self.parent.contributors = ["AI-AIF developers"]
+        self.parent.helpText = _("""
+Quantitative stress myocardial blood flow (MBF, mL/min/g) from a standard single-bolus, single-sequence
+first-pass perfusion CMR scan.
+<ol>
+<li>The arterial input function (AIF) is read from the LV blood pool. At the bolus peak it is saturated, so
+uncorrected it underestimates the AIF and overestimates MBF.</li>
+<li>A 1D U-Net maps the saturated AIF to the unsaturated one (AI-AIF).</li>
+<li>Pixelwise MBF follows by Fermi-constrained deconvolution of the myocardial curves, reported per AHA segment
+and coronary territory against the 1.35 mL/min/g ischaemia threshold.</li>
+</ol>
+Inputs: the 4D perfusion sequence, a segmentation with the segments "LV blood pool" and "Myocardium", and
+optionally the anterior RV insertion point of each slice. Sample data: Sample Data module, "AI-AIF" category.
+The network was trained on the project's physics simulator; read Resources/Models/MODEL_CARD.md before clinical
+research use. Not for diagnostic use.
+""")
+        self.parent.acknowledgementText = _("""
+Method: Scannell CM, et al. AI-AIF: artificial intelligence-based arterial input function for quantitative stress
+perfusion cardiac magnetic resonance. Eur Heart J Digit Health 2022 (CC BY 4.0). Fermi deconvolution:
+Jerosch-Herold M, et al. Med Phys 1998;25:73-84. AHA segments: Cerqueira MD, et al. Circulation 2002;105:539-42.
+""")
+        icon = resourcePath("Icons/AIAIF.png")
+        if os.path.isfile(icon):  # the base class only looks beside the module, which misses a source checkout
+            import qt
+
+            self.parent.icon = qt.QIcon(icon)
+
+        # Sample data are registered once the Sample Data module exists.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Sample data
+#
+
+
+def registerSampleData():
+    """Offer the built-in phantom in the Sample Data module (generated on this computer; nothing is downloaded)."""
+    import SampleData
+
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # recent Slicer releases only
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("AI-AIF", title=_("AI-AIF"))
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="AI-AIF",
+        sampleName=SAMPLE_PHANTOM_NAME,
+        thumbnailFileName=resourcePath("Icons/AIAIFPhantom.png"),
+        uris=[], fileNames=[], nodeNames=[],
+        # Called when the sample's button is clicked, instead of a download.
+        customDownloader=lambda source: AIAIFLogic().loadSamplePhantom(),
+    )
+
+
+#
+# AIAIFParameterNode
+#
+
+
+@parameterNodeWrapper
+class AIAIFParameterNode:
+    """Every input, parameter and output reference of one AI-AIF run (saved with the scene).
+
+    perfusionSequence - 4D perfusion series (sequence of scalar volumes).
+    segmentation - segmentation holding the LV blood pool and myocardium.
+    bloodPoolSegmentId, myocardiumSegmentId - segment IDs; empty: the segments named "LV blood pool", "Myocardium".
+    rvInsertionPoints - optional anterior RV insertion point of each slice.
+    fieldStrength - 1.5 or 3.0 T (native T1 of blood and myocardium).
+    t1Blood, r1 - optional overrides (s, 1/s/mM); 0 means "from the field strength".
+    aifMode - "ai" (AI-corrected), "saturated" (uncorrected) or "external" (externalAifTable).
+    externalAifTable - table with columns time_s and the AIF signal.
+    tissueConversion - "linear" (the paper's) or "model" (SR-FLASH inversion).
+    threshold - ischaemia threshold, mL/min/g.
+    frameInterval - time between frames, s, for series indexed by frame number; 0: from the series.
+    computeFitQuality - also make the fit-quality (NRMSE) volume.
+    mbfVolume, segmentsTable, aifChart, fitQualityVolume - outputs, created on the first run and updated after.
+    """
+
+    perfusionSequence: vtkMRMLSequenceNode
+    segmentation: vtkMRMLSegmentationNode
+    bloodPoolSegmentId: str = ""
+    myocardiumSegmentId: str = ""
+    rvInsertionPoints: vtkMRMLMarkupsFiducialNode
+    fieldStrength: Annotated[float, Choice([1.5, 3.0])] = 3.0
+    t1Blood: Annotated[float, WithinRange(0.0, 5.0)] = 0.0
+    r1: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
+    aifMode: Annotated[str, Choice(list(AIF_MODES))] = "ai"
+    externalAifTable: vtkMRMLTableNode
+    tissueConversion: Annotated[str, Choice(list(TISSUE_CONVERSIONS))] = "linear"
+    threshold: Annotated[float, WithinRange(0.1, 10.0)] = AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G
+    frameInterval: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
+    computeFitQuality: bool = False
+    mbfVolume: vtkMRMLScalarVolumeNode
+    segmentsTable: vtkMRMLTableNode
+    aifChart: vtkMRMLPlotChartNode
+    fitQualityVolume: vtkMRMLScalarVolumeNode
+
+
+#
+# AIAIFWidget
+#
+
+
+class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: binds the GUI to the parameter node and calls ``AIAIFLogic``; it computes nothing."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.ui = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self):
+        import ctk
+        import qt
+
+        ScriptedLoadableModuleWidget.setup(self)
+        self.logic = AIAIFLogic()
+        self.ui = _PanelWidgets()
+
+        inputs = ctk.ctkCollapsibleButton()
+        inputs.text = _("Inputs")
+        self.layout.addWidget(inputs)
+        form = qt.QFormLayout(inputs)
+        self.ui.perfusionSelector = self._nodeSelector("vtkMRMLSequenceNode", "perfusionSequence", form,
+                                                       _("Perfusion sequence:"))
+        self.ui.segmentationSelector = self._nodeSelector("vtkMRMLSegmentationNode", "segmentation", form,
+                                                          _("Segmentation:"))
+        self.ui.rvInsertionSelector = self._nodeSelector("vtkMRMLMarkupsFiducialNode", "rvInsertionPoints", form,
+                                                         _("RV insertion points:"), noneEnabled=True)
+
+        parameters = ctk.ctkCollapsibleButton()
+        parameters.text = _("Parameters")
+        self.layout.addWidget(parameters)
+        form = qt.QFormLayout(parameters)
+        self.ui.fieldStrengthSpinBox = qt.QDoubleSpinBox()
+        self.ui.fieldStrengthSpinBox.setProperty("SlicerParameterName", "fieldStrength")
+        form.addRow(_("Field strength (T):"), self.ui.fieldStrengthSpinBox)
+        self.ui.aifModeComboBox = qt.QComboBox()
+        self.ui.aifModeComboBox.addItems(list(AIF_MODES))
+        self.ui.aifModeComboBox.setProperty("SlicerParameterName", "aifMode")
+        form.addRow(_("AIF:"), self.ui.aifModeComboBox)
+
+        self.ui.applyButton = qt.QPushButton(_("Apply"))
+        self.layout.addWidget(self.ui.applyButton)
+        self.ui.statusLabel = qt.QLabel()
+        self.ui.statusLabel.wordWrap = True
+        self.layout.addWidget(self.ui.statusLabel)
+        self.layout.addStretch(1)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.initializeParameterNode()
+
+    def _nodeSelector(self, nodeClass, parameterName, form, label, noneEnabled=False):
+        selector = slicer.qMRMLNodeComboBox()
+        selector.nodeTypes = [nodeClass]
+        selector.addEnabled = False
+        selector.removeEnabled = False
+        selector.noneEnabled = noneEnabled
+        selector.setMRMLScene(slicer.mrmlScene)
+        selector.setProperty("SlicerParameterName", parameterName)
+        form.addRow(label, selector)
+        return selector
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        self.logic.selectDefaultInputs(self._parameterNode)
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None):
+        missing = self.logic.missingInputs(self._parameterNode) if self._parameterNode else [_("parameter node")]
+        self.ui.applyButton.enabled = not missing
+        self.ui.applyButton.toolTip = (_("Quantify stress MBF") if not missing
+                                       else _("Select: {missing}").format(missing=", ".join(missing)))
+
+    def onApplyButton(self):
+        with slicer.util.tryWithErrorDisplay(_("AI-AIF could not quantify this study."), waitCursor=True):
+            result = self.logic.processParameterNode(self._parameterNode,
+                                                     progressCallback=lambda fraction, message: slicer.app.processEvents())
+            self.ui.statusLabel.text = self.logic.statusText(result.summary)
+
+
+class _PanelWidgets:
+    """Holder of the panel's widgets (``connectGui`` looks for ``SlicerParameterName`` on its attributes)."""
+
+
+#
+# AIAIFLogic
+#
+
+
+class AIAIFResult:
+    """What ``AIAIFLogic.process`` returns.
+
+    Attributes
+    ----------
+    mbfVolumeNode : vtkMRMLScalarVolumeNode
+        Pixelwise stress MBF, mL/min/g, with the MBF colour table, window 0-5.
+    segmentsTableNode : vtkMRMLTableNode
+        AHA segments 1-16: MBF, pixels, territory, ischaemic.
+    aifChartNode : vtkMRMLPlotChartNode
+        Saturated and used AIF and the mean myocardial curve, mM.
+    aifTableNode : vtkMRMLTableNode
+        The curves of the chart.
+    fitQualityVolumeNode : vtkMRMLScalarVolumeNode or None
+        Fit NRMSE per pixel (when asked for).
+    summary : dict
+        The content of the command line's ``summary.json``.
+    quantification : AIAIFLib.pipeline.QuantificationResult
+        The arrays behind the nodes.
+    """
+
+    def __init__(self, nodes, summary):
+        self.mbfVolumeNode = nodes.mbf_volume
+        self.segmentsTableNode = nodes.segments_table
+        self.aifChartNode = nodes.aif_chart
+        self.aifTableNode = nodes.aif_table
+        self.fitQualityVolumeNode = nodes.fit_quality_volume
+        self.summary = summary
+        self.quantification = nodes.result
+
+    def __repr__(self):
+        return "AIAIFResult(mbfVolumeNode={!r}: {})".format(self.mbfVolumeNode.GetName(),
+                                                           AIAIFLogic.statusText(self.summary))
+
+
+class AIAIFLogic(ScriptedLoadableModuleLogic):
+    """Quantify stress MBF on MRML nodes: the module's console API.
+
+    Example (Slicer's Python console)::
+
+        import AIAIF
+        logic = AIAIF.AIAIFLogic()
+        sequence, segmentation, points = logic.loadSamplePhantom()
+        result = logic.process(sequence, segmentation, points, fieldStrength=3.0, aifMode="ai")
+        print(result.summary["territories"])
+
+    Everything is computed by ``AIAIFLib`` (the same adapter the command line
+    uses); this class only maps its arguments and keeps no state between
+    runs except a cancel request.
+    """
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._cancelRequested = False
+
+    def getParameterNode(self):
+        return AIAIFParameterNode(super().getParameterNode())
+
+    # -- console API ---------------------------------------------------------
+
+    def process(self, perfusionSequenceNode, segmentationNode, rvInsertionNode=None, fieldStrength=3.0,
+                aifMode="ai", progressCallback=None, bloodPoolSegmentId=None, myocardiumSegmentId=None,
+                externalAifTableNode=None, t1Blood=None, t1Myocardium=None, r1=None,
+                threshold=AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G, frameInterval=None,
+                tissueConversion="linear", sliceLevels=None, septumDirection=None, weightsPath=None,
+                mbfVolumeNode=None, segmentsTableNode=None, aifChartNode=None, fitQualityVolumeNode=None,
+                computeFitQuality=False):
+        """Quantify pixelwise stress MBF and put the results into the scene.
+
+        Parameters
+        ----------
+        perfusionSequenceNode : vtkMRMLSequenceNode or list of them
+            The 4D perfusion series (a sequence of scalar volumes; a browser
+            node stands for its master sequence), or one single-slice
+            sequence per slice.  Frame times come from the index values (s or
+            ms), else the ``MultiVolume.FrameLabels`` attribute (ms), else
+            ``frameInterval``.
+        segmentationNode : vtkMRMLSegmentationNode
+            Holds the LV blood pool and myocardium segments; not modified.
+        rvInsertionNode : vtkMRMLMarkupsFiducialNode, optional
+            Anterior RV insertion point of each slice (AHA segment origin).
+        fieldStrength : float
+            1.5 or 3.0, T.
+        aifMode : str
+            ``"ai"`` (AI-corrected), ``"saturated"`` (uncorrected) or
+            ``"external"`` (``externalAifTableNode``).
+        progressCallback : callable, optional
+            ``progressCallback(fraction_0_to_1, message)``; returning
+            ``False`` cancels (as does ``requestCancel()``).
+        bloodPoolSegmentId, myocardiumSegmentId : str, optional
+            Segment IDs; by default the segments named ``LV blood pool`` and
+            ``Myocardium``.
+        externalAifTableNode : vtkMRMLTableNode, optional
+            External AIF: a ``time_s`` column (s) and one signal column.
+        t1Blood, t1Myocardium : float, optional
+            Native T1 overrides, s.
+        r1 : float, optional
+            Relaxivity override, 1/s/mM.
+        threshold : float
+            Ischaemia threshold, mL/min/g (1.35 by default).
+        frameInterval : float, optional
+            Time between frames, s, for series indexed by frame number.
+        tissueConversion : str
+            ``"linear"`` (the paper's) or ``"model"``.
+        sliceLevels : sequence of str, optional
+            Level ('basal', 'mid', 'apical') of each stored slice.
+        septumDirection : str, optional
+            Septum side override (see ``AIAIFLib.segments.aha_segment_map``).
+        weightsPath : str, optional
+            Network weights (``.npz``); the shipped ones by default.
+        mbfVolumeNode, segmentsTableNode, aifChartNode, fitQualityVolumeNode : optional
+            Output nodes to update.  When omitted, the nodes an earlier run on
+            the same perfusion series made are updated, or new ones created.
+        computeFitQuality : bool
+            Also make the fit-quality volume.
+
+        Returns
+        -------
+        AIAIFResult
+
+        Raises
+        ------
+        AIAIFLib.errors.AIAIFInputError
+            For unusable inputs, with a sentence naming the node and the fix.
+        AIAIFLib.errors.AIAIFCancelled
+            When cancelled.  In both cases the scene is left exactly as it
+            was.
+        """
+        from AIAIFLib import mrml, pipeline
+
+        externalTimes = externalSignal = None
+        if aifMode == "external":
+            externalTimes, externalSignal = mrml.external_aif_from_table(externalAifTableNode)
+        parameters = pipeline.QuantificationParameters(
+            field_strength_t=fieldStrength, aif_mode=aifMode, external_aif_times_s=externalTimes,
+            external_aif_signal=externalSignal, tissue_conversion=tissueConversion, t1_blood_s=t1Blood,
+            t1_myocardium_s=t1Myocardium, r1_per_s_per_mM=r1, threshold_ml_min_g=threshold,
+            slice_levels=tuple(sliceLevels) if sliceLevels is not None else None,
+            septum_direction=septumDirection, weights_path=weightsPath)
+        outputs = {"mbf": mbfVolumeNode, "segments": segmentsTableNode, "aif_chart": aifChartNode,
+                   "fit_quality": fitQualityVolumeNode}
+        self._cancelRequested = False
+        nodes = mrml.quantify_nodes(
+            slicer.mrmlScene, perfusionSequenceNode, segmentationNode, rvInsertionNode, parameters,
+            blood_pool_segment_id=bloodPoolSegmentId or None, myocardium_segment_id=myocardiumSegmentId or None,
+            frame_interval_s=frameInterval or None,
+            outputs={role: node for role, node in outputs.items() if node is not None},
+            fit_quality=computeFitQuality or fitQualityVolumeNode is not None,
+            progress=self._progressReporter(progressCallback))
+        result = AIAIFResult(nodes, pipeline.json_ready(nodes.result.summary))
+        logging.info("AI-AIF: %s", self.statusText(result.summary))
+        return result
+
+    def processParameterNode(self, parameterNode, progressCallback=None):
+        """Run ``process`` with the inputs of a parameter node and store the outputs in it.
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+        progressCallback : callable, optional
+            As for ``process``.
+
+        Returns
+        -------
+        AIAIFResult
+        """
+        p = parameterNode
+        result = self.process(
+            p.perfusionSequence, p.segmentation, p.rvInsertionPoints, fieldStrength=p.fieldStrength,
+            aifMode=p.aifMode, progressCallback=progressCallback, bloodPoolSegmentId=p.bloodPoolSegmentId,
+            myocardiumSegmentId=p.myocardiumSegmentId, externalAifTableNode=p.externalAifTable,
+            t1Blood=p.t1Blood or None, r1=p.r1 or None, threshold=p.threshold, frameInterval=p.frameInterval or None,
+            tissueConversion=p.tissueConversion, mbfVolumeNode=p.mbfVolume, segmentsTableNode=p.segmentsTable,
+            aifChartNode=p.aifChart, fitQualityVolumeNode=p.fitQualityVolume, computeFitQuality=p.computeFitQuality)
+        p.mbfVolume = result.mbfVolumeNode
+        p.segmentsTable = result.segmentsTableNode
+        p.aifChart = result.aifChartNode
+        if result.fitQualityVolumeNode is not None:
+            p.fitQualityVolume = result.fitQualityVolumeNode
+        return result
+
+    def requestCancel(self):
+        """Ask a running ``process`` to stop at its next progress report (the scene stays as it was)."""
+        self._cancelRequested = True
+
+    def _progressReporter(self, progressCallback):
+        from AIAIFLib.errors import AIAIFCancelled
+
+        def report(fraction, message):
+            if progressCallback is not None and progressCallback(fraction, message) is False:
+                self._cancelRequested = True
+            if self._cancelRequested:
+                raise AIAIFCancelled("AI-AIF was cancelled; the scene is as it was before Apply.")
+
+        return report
+
+    # -- helpers for the panel -------------------------------------------------
+
+    def missingInputs(self, parameterNode):
+        """Names of the inputs a run still needs (empty when it can start).
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+
+        Returns
+        -------
+        list of str
+        """
+        missing = []
+        if parameterNode.perfusionSequence is None:
+            missing.append(_("perfusion sequence"))
+        if parameterNode.segmentation is None:
+            missing.append(_("segmentation"))
+        if parameterNode.aifMode == "external" and parameterNode.externalAifTable is None:
+            missing.append(_("external AIF table"))
+        return missing
+
+    def selectDefaultInputs(self, parameterNode):
+        """Pick the scene's first perfusion sequence and segmentation when none is selected yet."""
+        scene = parameterNode.parameterNode.GetScene()
+        if parameterNode.perfusionSequence is None:
+            sequences = [scene.GetNthNodeByClass(n, "vtkMRMLSequenceNode")
+                         for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode"))]
+            volumes = [s for s in sequences if s.GetDataNodeClassName() == "vtkMRMLScalarVolumeNode"]
+            if volumes:
+                parameterNode.perfusionSequence = volumes[0]
+        if parameterNode.segmentation is None:
+            segmentation = scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+            if segmentation is not None:
+                parameterNode.segmentation = segmentation
+
+    @staticmethod
+    def statusText(summary):
+        """One line for the status bar: global MBF, ischaemic territories and warnings.
+
+        Parameters
+        ----------
+        summary : dict
+            ``AIAIFResult.summary``.
+
+        Returns
+        -------
+        str
+        """
+        results = summary["results"]
+        globalMbf = results["global_mbf_ml_min_g"]["median"]
+        text = _("Median stress MBF {mbf} mL/min/g; ischaemic territories: {territories}.").format(
+            mbf="-" if globalMbf is None else "{:.2f}".format(globalMbf),
+            territories=", ".join(results["ischemic_territories"]) or _("none"))
+        warnings = summary.get("warnings") or []
+        if warnings:
+            text += " " + _("Warnings: {warnings}").format(warnings=" ".join(warnings))
+        return text
+
+    # -- sample data -------------------------------------------------------------
+
+    def loadSamplePhantom(self):
+        """Generate the built-in phantom (the command line demo's study) as nodes in the scene.
+
+        A simulated 3 T stress study with an ischaemic LAD territory: a
+        perfusion sequence with its browser, a segmentation with
+        ``LV blood pool`` and ``Myocardium``, and the RV insertion points.
+        Made on this computer in a few seconds; nothing is downloaded.
+
+        Returns
+        -------
+        tuple
+            (sequence node, segmentation node, point list node).
+        """
+        from AIAIFLib import mrml, studies
+
+        nodes = mrml.phantom_nodes(slicer.mrmlScene, studies.demo_phantom(), name=SAMPLE_PHANTOM_NAME)
+        return nodes.sequence, nodes.segmentation, nodes.rv_insertion
+
+
+#
+# AIAIFTest
+#
+
+
+class AIAIFTest(ScriptedLoadableModuleTest):
+    """Runs in Slicer (Reload and Test, or the ctest of the build); the CI runs it on slicer-core too."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_ProcessSamplePhantom()
+        self.setUp()
+        self.test_BadInputLeavesSceneUnchanged()
+
+    def test_ProcessSamplePhantom(self):
+        from AIAIFLib import studies
+
+        self.delayDisplay("Generating the sample phantom")
+        logic = AIAIFLogic()
+        sequence, segmentation, points = logic.loadSamplePhantom()
+        self.assertGreaterEqual(sequence.GetNumberOfDataNodes(), 20)
+
+        self.delayDisplay("Quantifying with the AI-corrected AIF")
+        progress = []
+        result = logic.process(sequence, segmentation, points, fieldStrength=3.0, aifMode="ai",
+                               progressCallback=lambda fraction, message: progress.append(fraction))
+        self.assertTrue(progress and progress[-1] == 1.0)
+        self.assertEqual(result.mbfVolumeNode.GetImageData().GetDimensions(),
+                         sequence.GetNthDataNode(0).GetImageData().GetDimensions())
+        self.assertEqual(result.segmentsTableNode.GetNumberOfRows(), 16)
+        self.assertGreaterEqual(result.aifChartNode.GetNumberOfPlotSeriesNodes(), 3)
+        truth = studies.demo_phantom().segment_mbf_ml_min_g()
+        measured = [float(v) for v in result.quantification.segments["mbf_mean"]]
+        errors = [abs(m - t) for m, t in zip(measured, truth)]
+        self.assertLess(sum(errors) / len(errors), 1.0)  # mL/min/g; the saturated AIF is off by several
+        self.assertIn("LAD", result.summary["results"]["ischemic_territories"])
+
+        self.delayDisplay("Re-running updates the same nodes")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        again = logic.process(sequence, segmentation, points, fieldStrength=3.0, aifMode="saturated")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.assertEqual(again.mbfVolumeNode.GetID(), result.mbfVolumeNode.GetID())
+        self.delayDisplay("Test passed")
+
+    def test_BadInputLeavesSceneUnchanged(self):
+        from AIAIFLib.errors import AIAIFInputError
+
+        logic = AIAIFLogic()
+        sequence, segmentation, points = logic.loadSamplePhantom()
+        segmentation.GetSegmentation().RemoveSegment(
+            segmentation.GetSegmentation().GetSegmentIdBySegmentName(AIAIFConstants.MYOCARDIUM_SEGMENT_NAME))
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(AIAIFInputError) as raised:
+            logic.process(sequence, segmentation, points)
+        self.assertIn(segmentation.GetName(), str(raised.exception))
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.delayDisplay("Test passed")

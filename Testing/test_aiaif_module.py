@@ -1,0 +1,534 @@
+"""The Slicer module AIAIF/AIAIF.py on real MRML nodes (slicer-core).
+
+``slicer_doubles`` stands in for the four imports slicer-core lacks
+(``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``, ``qt``,
+``ctk``); everything MRML is real: the phantom's files are read by Slicer's
+own storage nodes into a ``vtkMRMLScene`` set as ``slicer.mrmlScene``, and the
+Logic's output nodes are checked in that scene.
+"""
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+import slicer_doubles
+from AIAIFLib import cli, mrml
+from AIAIFLib import constants as K
+from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
+from AIAIFLib.simulation import PHANTOM_FILES, write_phantom
+from AIAIFLib.studies import demo_phantom
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_DIRECTORY = os.path.join(REPOSITORY, "AIAIF")
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phantom():
+    return demo_phantom()
+
+
+@pytest.fixture(scope="module")
+def phantom_files(phantom, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("phantom")
+    write_phantom(phantom, str(directory))
+    return {key: str(directory / PHANTOM_FILES[key]) for key in ("perfusion", "segmentation", "rv_insertion")}
+
+
+@pytest.fixture(scope="module")
+def cli_output(phantom_files, tmp_path_factory):
+    """What ``python -m AIAIFLib quantify`` writes for the phantom (AI-corrected AIF)."""
+    directory = tmp_path_factory.mktemp("cli") / "out"
+    code = cli.main(["quantify", phantom_files["perfusion"], phantom_files["segmentation"],
+                     "--rv-insertion", phantom_files["rv_insertion"], "--output-dir", str(directory)])
+    assert code == 0
+    return directory
+
+
+@pytest.fixture
+def AIAIF(monkeypatch):
+    """The module file imported under slicer-core with a fresh ``slicer.mrmlScene``."""
+    slicer_doubles.install(monkeypatch)
+    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
+    monkeypatch.syspath_prepend(MODULE_DIRECTORY)
+    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
+    module = importlib.import_module("AIAIF")
+    yield module
+    sys.modules.pop("AIAIF", None)
+
+
+def _load(files, scene=None):
+    return mrml.load_study_files(scene or slicer.mrmlScene, files["perfusion"], files["segmentation"],
+                                 files["rv_insertion"])
+
+
+def _image_digest(image):
+    if image is None:
+        return None
+    scalars = image.GetPointData().GetScalars()
+    values = numpy_support.vtk_to_numpy(scalars) if scalars is not None else np.zeros(0)
+    return (image.GetDimensions(), hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest())
+
+
+def _node_content(node):
+    """What a user would call the node's content, as comparable values."""
+    content = {"class": node.GetClassName(), "name": node.GetName(),
+               "attributes": {name: node.GetAttribute(name) for name in (node.GetAttributeNames() or ())}}
+    roles = []
+    node.GetNodeReferenceRoles(roles)
+    content["references"] = {role: [node.GetNthNodeReferenceID(role, n)
+                                    for n in range(node.GetNumberOfNodeReferences(role))] for role in roles}
+    if node.IsA("vtkMRMLVolumeNode"):
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        content["image"] = _image_digest(node.GetImageData())
+        content["ijk_to_ras"] = [matrix.GetElement(r, c) for r in range(4) for c in range(4)]
+    elif node.IsA("vtkMRMLTableNode"):
+        table = node.GetTable()
+        content["table"] = [[table.GetColumn(c).GetName()] + [table.GetValue(r, c).ToString()
+                                                               for r in range(table.GetNumberOfRows())]
+                            for c in range(table.GetNumberOfColumns())]
+    elif node.IsA("vtkMRMLSegmentationNode"):
+        segmentation = node.GetSegmentation()
+        content["segments"] = [(segmentation.GetNthSegmentID(n), segmentation.GetNthSegment(n).GetName())
+                               for n in range(segmentation.GetNumberOfSegments())]
+    elif node.IsA("vtkMRMLSequenceNode"):
+        content["frames"] = [(node.GetNthIndexValue(n), _image_digest(node.GetNthDataNode(n).GetImageData())
+                              if node.GetNthDataNode(n).IsA("vtkMRMLVolumeNode") else None)
+                             for n in range(node.GetNumberOfDataNodes())]
+    elif node.IsA("vtkMRMLMarkupsNode"):
+        content["points"] = [tuple(node.GetNthControlPointPosition(n)) for n in range(node.GetNumberOfControlPoints())]
+    return content
+
+
+def scene_state(scene):
+    """Every node of ``scene`` with its content, by ID."""
+    return {scene.GetNthNode(n).GetID(): _node_content(scene.GetNthNode(n)) for n in range(scene.GetNumberOfNodes())}
+
+
+def _mbf_array(node):
+    return mrml.volume_node_array(node)[0]
+
+
+def _slice_sequences(scene, sequence):
+    """The loaded series as one single-slice sequence per slice, as real perfusion DICOM often loads."""
+    values, ijk_to_ras = mrml.volume_node_array(sequence.GetNthDataNode(0))
+    sequences = []
+    for k in range(values.shape[0]):
+        single = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "slice {}".format(k))
+        single.SetIndexName(sequence.GetIndexName())
+        single.SetIndexUnit(sequence.GetIndexUnit())
+        matrix = ijk_to_ras.copy()
+        matrix[:3, 3] += k * ijk_to_ras[:3, 2]
+        for n in range(sequence.GetNumberOfDataNodes()):
+            frame = slicer.vtkMRMLScalarVolumeNode()
+            frame.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
+            image = vtk.vtkImageData()
+            image.SetDimensions(values.shape[2], values.shape[1], 1)
+            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(
+                mrml.volume_node_array(sequence.GetNthDataNode(n))[0][k].ravel().copy(), deep=True))
+            frame.SetAndObserveImageData(image)
+            single.SetDataNodeAtValue(frame, sequence.GetNthIndexValue(n))
+        sequences.append(single)
+    return sequences
+
+
+# ---------------------------------------------------------------------------
+# Module file: imports, resources, metadata, sample data
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("folder", ["AIAIF", "AIAIFLib"])
+def test_code_for_slicers_python_parses_as_python_3_9(folder):
+    """Older Slicer releases bundle Python 3.9: no match statements, no parenthesised context managers there."""
+    import ast
+
+    for name in sorted(os.listdir(os.path.join(REPOSITORY, folder))):
+        if name.endswith(".py"):
+            with open(os.path.join(REPOSITORY, folder, name)) as handle:
+                ast.parse(handle.read(), filename=name, feature_version=(3, 9))
+
+
+def test_module_finds_its_library_and_resources_from_a_source_checkout(AIAIF):
+    assert os.path.samefile(AIAIF.PACKAGE_ROOT, REPOSITORY)
+    assert os.path.isfile(AIAIF.resourcePath("Icons/AIAIF.png"))
+    assert os.path.isfile(AIAIF.resourcePath("Icons/AIAIFPhantom.png"))
+    assert os.path.isfile(AIAIF.resourcePath("Models/aiaif_unet.npz"))
+
+
+def test_module_finds_resources_beside_itself_when_installed(tmp_path, monkeypatch):
+    """The installed layout: AIAIF.py, AIAIFLib/ and Resources/ side by side in qt-scripted-modules."""
+    installed = tmp_path / "qt-scripted-modules"
+    installed.mkdir()
+    (installed / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
+    (installed / "AIAIFLib").symlink_to(os.path.join(REPOSITORY, "AIAIFLib"))
+    (installed / "Resources").symlink_to(os.path.join(REPOSITORY, "Resources"))
+    slicer_doubles.install(monkeypatch)
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
+    module = importlib.import_module("AIAIF")
+    try:
+        assert module.PACKAGE_ROOT == str(installed)
+        assert module.resourcePath("Icons/AIAIF.png") == str(installed / "Resources" / "Icons" / "AIAIF.png")
+    finally:
+        sys.modules.pop("AIAIF", None)
+
+
+def test_module_without_library_beside_it_says_how_to_fix(tmp_path, monkeypatch):
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
+    slicer_doubles.install(monkeypatch)
+    monkeypatch.syspath_prepend(str(lonely))
+    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
+    with pytest.raises(ImportError, match="reinstall the extension"):
+        importlib.import_module("AIAIF")
+    sys.modules.pop("AIAIF", None)
+
+
+def test_module_metadata_cites_the_paper_and_registers_sample_data_at_start_up(AIAIF, monkeypatch):
+    connections = []
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda signal, slot: connections.append(
+        (signal, slot))), raising=False)
+    parent = types.SimpleNamespace(path=os.path.join(MODULE_DIRECTORY, "AIAIF.py"))
+    AIAIF.AIAIF(parent)
+    assert parent.title and parent.categories == ["Cardiac"]
+    assert "Scannell" in parent.acknowledgementText and "Eur Heart J Digit Health 2022" in parent.acknowledgementText
+    for words in ("saturated", "U-Net", "Fermi", "AHA", "1.35 mL/min/g"):
+        assert words in parent.helpText
+    assert parent.icon.path == AIAIF.resourcePath("Icons/AIAIF.png")
+    assert connections == [("startupCompleted()", AIAIF.registerSampleData)]
+
+
+def test_sample_data_is_generated_locally_when_its_button_is_clicked(AIAIF, monkeypatch):
+    registered = []
+
+    class SampleDataLogic:
+        @staticmethod
+        def registerCustomSampleDataSource(**source):
+            registered.append(source)
+
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    AIAIF.registerSampleData()
+    (source,) = registered
+    assert source["uris"] == [] and source["sampleName"] == AIAIF.SAMPLE_PHANTOM_NAME  # nothing to download
+    assert os.path.isfile(source["thumbnailFileName"])
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    sequence, segmentation, points = source["customDownloader"](source)
+    assert slicer.mrmlScene.GetNumberOfNodes() > before
+    assert sequence.GetNumberOfDataNodes() == demo_phantom().frames.shape[0]
+    names = {segmentation.GetSegmentation().GetNthSegment(n).GetName()
+             for n in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+    assert names == {K.LV_BLOOD_POOL_SEGMENT_NAME, K.MYOCARDIUM_SEGMENT_NAME}
+    assert points.GetNumberOfControlPoints() == demo_phantom().frames.shape[1]
+
+
+# ---------------------------------------------------------------------------
+# process: outputs, equality with the command line, truth
+# ---------------------------------------------------------------------------
+
+def test_process_gives_the_command_lines_map_and_summary(AIAIF, phantom_files, cli_output):
+    sequence, segmentation, points = _load(phantom_files)
+    result = AIAIF.AIAIFLogic().process(sequence, segmentation, points, fieldStrength=3.0, aifMode="ai")
+
+    written = mrml.load_volume_file(slicer.vtkMRMLScene(), str(cli_output / "mbf.nrrd"))
+    values, ijk_to_ras = mrml.volume_node_array(result.mbfVolumeNode)
+    written_values, written_ijk_to_ras = mrml.volume_node_array(written)
+    np.testing.assert_array_equal(values, written_values)
+    np.testing.assert_allclose(ijk_to_ras, written_ijk_to_ras, atol=1e-9)
+    with open(str(cli_output / "summary.json")) as handle:
+        summary = json.load(handle)
+    for part in (result.summary, summary):
+        part.pop("timings_s")
+    assert result.summary == summary
+
+
+def test_process_outputs_are_complete_scene_nodes(AIAIF, phantom_files, phantom):
+    sequence, segmentation, points = _load(phantom_files)
+    progress = []
+    result = AIAIF.AIAIFLogic().process(sequence, segmentation, points, computeFitQuality=True,
+                                        progressCallback=lambda fraction, message: progress.append(fraction))
+    assert progress[0] == 0.0 and progress[-1] == 1.0 and np.all(np.diff(progress) >= 0)
+
+    mbf = result.mbfVolumeNode
+    assert mbf.GetScene() is slicer.mrmlScene and mbf.IsA("vtkMRMLScalarVolumeNode")
+    display = mbf.GetDisplayNode()
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 5.0)
+    assert display.GetColorNode().GetName() == mrml.MBF_COLOR_TABLE_NAME
+
+    table = result.segmentsTableNode
+    assert table.GetNumberOfRows() == 16
+    columns = {table.GetTable().GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())}
+    assert {"segment", "mbf_mean", "n_pixels", "territory", "ischemic"} <= columns
+
+    chart = result.aifChartNode
+    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == 3
+    for n in range(chart.GetNumberOfPlotSeriesNodes()):
+        assert chart.GetNthPlotSeriesNode(n).GetTableNode() is result.aifTableNode
+    assert result.aifTableNode.GetNumberOfRows() == sequence.GetNumberOfDataNodes()
+
+    quality = _mbf_array(result.fitQualityVolumeNode)
+    mbf_values = _mbf_array(mbf)
+    assert np.array_equal(np.isfinite(quality), np.isfinite(mbf_values))
+    assert np.nanmedian(quality) < 0.2
+
+    truth = phantom.segment_mbf_ml_min_g()
+    measured = np.asarray(result.quantification.segments["mbf_mean"], dtype=float)
+    assert np.mean(np.abs(measured - truth)) < 1.0  # mL/min/g; the saturated AIF is off by several
+    assert result.summary["results"]["ischemic_territories"] == ["LAD"]
+    assert "LAD" in AIAIF.AIAIFLogic.statusText(result.summary)
+
+
+def test_rerun_updates_the_same_nodes_instead_of_adding_new_ones(AIAIF, phantom_files):
+    sequence, segmentation, points = _load(phantom_files)
+    logic = AIAIF.AIAIFLogic()
+    first = logic.process(sequence, segmentation, points, aifMode="ai")
+    ai_map = _mbf_array(first.mbfVolumeNode)
+    ids_after_first = sorted(scene_state(slicer.mrmlScene))
+    second = logic.process(sequence, segmentation, points, aifMode="saturated")
+    assert sorted(scene_state(slicer.mrmlScene)) == ids_after_first
+    for name in ("mbfVolumeNode", "segmentsTableNode", "aifChartNode", "aifTableNode"):
+        assert getattr(second, name).GetID() == getattr(first, name).GetID()
+    saturated_map = _mbf_array(second.mbfVolumeNode)
+    assert np.nanmedian(saturated_map) > 2 * np.nanmedian(ai_map)  # the node now holds the saturated result
+
+
+def test_explicit_output_nodes_are_filled(AIAIF, phantom_files):
+    sequence, segmentation, points = _load(phantom_files)
+    mine = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my MBF")
+    result = AIAIF.AIAIFLogic().process(sequence, segmentation, points, mbfVolumeNode=mine)
+    assert result.mbfVolumeNode is mine and mine.GetImageData() is not None
+
+
+def test_parameter_node_holds_inputs_and_receives_outputs(AIAIF, phantom_files):
+    sequence, segmentation, points = _load(phantom_files)
+    logic = AIAIF.AIAIFLogic()
+    parameters = logic.getParameterNode()
+    assert parameters.fieldStrength == 3.0 and parameters.aifMode == "ai"
+    assert parameters.threshold == K.ISCHAEMIA_THRESHOLD_ML_MIN_G
+    assert set(logic.missingInputs(parameters)) == {"perfusion sequence", "segmentation"}
+    logic.selectDefaultInputs(parameters)
+    assert parameters.perfusionSequence is sequence and parameters.segmentation is segmentation
+    parameters.rvInsertionPoints = points
+    assert logic.missingInputs(parameters) == []
+    parameters.aifMode = "external"
+    assert logic.missingInputs(parameters) == ["external AIF table"]
+    parameters.aifMode = "saturated"
+
+    result = logic.processParameterNode(parameters)
+    assert parameters.mbfVolume is result.mbfVolumeNode
+    assert parameters.segmentsTable is result.segmentsTableNode and parameters.aifChart is result.aifChartNode
+    assert result.summary["parameters"]["aif_mode"] == "saturated"
+    # the same parameter node is found again (one per scene), with the outputs
+    assert logic.getParameterNode().mbfVolume is result.mbfVolumeNode
+
+
+def test_several_single_slice_sequences_give_the_same_map(AIAIF, phantom_files):
+    sequence, segmentation, points = _load(phantom_files)
+    logic = AIAIF.AIAIFLogic()
+    whole = _mbf_array(logic.process(sequence, segmentation, points).mbfVolumeNode)
+    slices = _slice_sequences(slicer.mrmlScene, sequence)[::-1]  # the order given does not matter
+    split = _mbf_array(logic.process(slices, segmentation, points, mbfVolumeNode=slicer.mrmlScene.AddNewNodeByClass(
+        "vtkMRMLScalarVolumeNode")).mbfVolumeNode)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, equal_nan=True)
+
+
+def test_external_aif_from_a_table_node(AIAIF, phantom_files, phantom):
+    sequence, segmentation, points = _load(phantom_files)
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "reference AIF")
+    for name, values in (("time_s", phantom.frame_times_s), ("signal", phantom.truth["lv_blood_reference_signal"])):
+        column = numpy_support.numpy_to_vtk(np.asarray(values, dtype=float), deep=True)
+        column.SetName(name)
+        table.AddColumn(column)
+    result = AIAIF.AIAIFLogic().process(sequence, segmentation, points, aifMode="external",
+                                        externalAifTableNode=table)
+    assert result.summary["parameters"]["aif_mode"] == "external"
+    assert result.summary["results"]["ischemic_territories"] == ["LAD"]
+
+
+# ---------------------------------------------------------------------------
+# Bad input, cancel, failure: the scene stays exactly as it was
+# ---------------------------------------------------------------------------
+
+def _vector_sequence(scene, sequence):
+    vectors = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "colour frames")
+    for n in range(sequence.GetNumberOfDataNodes()):
+        frame = slicer.vtkMRMLVectorVolumeNode()
+        image = vtk.vtkImageData()
+        image.SetDimensions(4, 4, 1)
+        image.AllocateScalars(vtk.VTK_FLOAT, 3)
+        frame.SetAndObserveImageData(image)
+        vectors.SetDataNodeAtValue(frame, sequence.GetNthIndexValue(n))
+    return vectors
+
+
+def _single_frame(scene, sequence):
+    single = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "one frame")
+    single.SetDataNodeAtValue(sequence.GetNthDataNode(0), "0")
+    return single
+
+
+def _without_segment(scene, segmentation, name):
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "without " + name)
+    copy.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
+    copy.GetSegmentation().RemoveSegment(copy.GetSegmentation().GetSegmentIdBySegmentName(name))
+    return copy
+
+
+def _with_empty_myocardium(scene, segmentation):
+    copy = _without_segment(scene, segmentation, K.MYOCARDIUM_SEGMENT_NAME)
+    copy.GetSegmentation().AddEmptySegment("", K.MYOCARDIUM_SEGMENT_NAME)
+    return copy
+
+
+def _moved_away(scene, segmentation):
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "elsewhere")
+    copy.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "500 mm right")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 500.0)
+    transform.SetMatrixTransformToParent(matrix)
+    copy.SetAndObserveTransformNodeID(transform.GetID())
+    return copy
+
+
+def _too_many_points(scene, points):
+    extra = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "four points")
+    for n in range(points.GetNumberOfControlPoints()):
+        extra.AddControlPoint(points.GetNthControlPointPosition(n), points.GetNthControlPointLabel(n))
+    extra.AddControlPoint(points.GetNthControlPointPosition(0), "one more")
+    return extra
+
+
+BAD_INPUTS = {
+    # case: (build the bad argument, which argument it replaces, words the message must contain)
+    "vector volumes": (lambda s, seq, seg, pts: _vector_sequence(s, seq), "sequence", "colour frames"),
+    "single frame": (lambda s, seq, seg, pts: _single_frame(s, seq), "sequence", "one frame"),
+    "missing segment": (lambda s, seq, seg, pts: _without_segment(s, seg, K.MYOCARDIUM_SEGMENT_NAME),
+                        "segmentation", "without Myocardium"),
+    "empty segment": (lambda s, seq, seg, pts: _with_empty_myocardium(s, seg), "segmentation", "without Myocardium"),
+    "not overlapping": (lambda s, seq, seg, pts: _moved_away(s, seg), "segmentation", "elsewhere"),
+    "too many points": (lambda s, seq, seg, pts: _too_many_points(s, pts), "points", "four points"),
+    "volume as segmentation": (lambda s, seq, seg, pts: s.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "a volume"),
+                               "segmentation", "a volume"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_names_the_node_and_leaves_the_scene_unchanged(AIAIF, phantom_files, case):
+    build, replaces, words = BAD_INPUTS[case]
+    arguments = dict(zip(("sequence", "segmentation", "points"), _load(phantom_files)))
+    arguments[replaces] = build(slicer.mrmlScene, *arguments.values())
+    logic = AIAIF.AIAIFLogic()
+    logic.process(*_load(phantom_files))  # earlier outputs exist: they must survive unchanged too
+    before = scene_state(slicer.mrmlScene)
+    with pytest.raises(AIAIFInputError) as raised:
+        logic.process(arguments["sequence"], arguments["segmentation"], arguments["points"])
+    message = str(raised.value)
+    assert words in message and message.endswith(".") and ";" in message, message  # the problem; the fix
+    assert scene_state(slicer.mrmlScene) == before
+
+
+def test_bad_parameters_are_refused_before_anything_changes(AIAIF, phantom_files):
+    sequence, segmentation, points = _load(phantom_files)
+    before = scene_state(slicer.mrmlScene)
+    logic = AIAIF.AIAIFLogic()
+    for keywords in ({"fieldStrength": 7.0}, {"aifMode": "magic"}, {"aifMode": "external"}, {"threshold": -1.0}):
+        with pytest.raises(AIAIFInputError):
+            logic.process(sequence, segmentation, points, **keywords)
+    assert scene_state(slicer.mrmlScene) == before
+
+
+@pytest.mark.parametrize("how", ["callback returns False", "requestCancel"])
+def test_cancel_stops_and_leaves_the_scene_as_it_was(AIAIF, phantom_files, how):
+    sequence, segmentation, points = _load(phantom_files)
+    logic = AIAIF.AIAIFLogic()
+    logic.process(sequence, segmentation, points)
+    before = scene_state(slicer.mrmlScene)
+    calls = []
+
+    def progress(fraction, message):
+        calls.append(fraction)
+        if fraction > 0.5:
+            if how == "requestCancel":
+                logic.requestCancel()
+            else:
+                return False
+        return True
+
+    with pytest.raises(AIAIFCancelled):
+        logic.process(sequence, segmentation, points, aifMode="saturated", progressCallback=progress)
+    assert max(calls) < 1.0
+    assert scene_state(slicer.mrmlScene) == before
+    logic.process(sequence, segmentation, points)  # a cancel does not stick to the next run
+
+
+def test_failure_while_publishing_restores_the_updated_nodes(AIAIF, phantom_files, monkeypatch):
+    sequence, segmentation, points = _load(phantom_files)
+    logic = AIAIF.AIAIFLogic()
+    logic.process(sequence, segmentation, points)
+    before = scene_state(slicer.mrmlScene)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mrml, "segments_table_node", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        logic.process(sequence, segmentation, points, aifMode="saturated")
+    assert scene_state(slicer.mrmlScene) == before
+
+
+# ---------------------------------------------------------------------------
+# Stock Slicer: no torch, matplotlib or pynrrd; the in-Slicer test
+# ---------------------------------------------------------------------------
+
+def test_module_runs_its_main_job_without_torch_matplotlib_or_pynrrd():
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "matplotlib", "nrrd"):
+                    raise ImportError("stock Slicer has no " + name)
+
+        sys.meta_path.insert(0, Block())
+        sys.path[:0] = [{testing!r}, {module!r}]
+        import pytest, slicer, slicer_doubles
+        patch = pytest.MonkeyPatch()
+        slicer_doubles.install(patch)
+        slicer.mrmlScene = slicer.vtkMRMLScene()
+        import AIAIF
+        logic = AIAIF.AIAIFLogic()
+        result = logic.process(*logic.loadSamplePhantom())
+        print(sorted(result.summary["results"]["ischemic_territories"]))
+    """).format(testing=os.path.join(REPOSITORY, "Testing"), module=MODULE_DIRECTORY)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['LAD']"
+
+
+def test_the_readme_console_snippet_runs(AIAIF, capsys):
+    with open(os.path.join(REPOSITORY, "README.md")) as handle:
+        readme = handle.read()
+    section = readme[readme.index("**Python console.**"):]
+    snippet = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 3)]
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "ischaemic territories: LAD" in printed and "'territory': 'RCA'" in printed
+
+
+def test_the_in_slicer_self_test_passes_on_slicer_core(AIAIF):
+    AIAIF.AIAIFTest().runTest()
