@@ -130,12 +130,7 @@ def cmake_commands(text):
         if char.isspace():
             position += 1
         elif char == "#":
-            bracket = _skip_bracket(text, position + 1)
-            if bracket is not None:
-                position = bracket[1]
-            else:
-                newline = text.find("\n", position)
-                position = length if newline < 0 else newline + 1
+            position = _after_comment(text, position)
         else:
             match = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(").match(text, position)
             if not match:
@@ -146,6 +141,15 @@ def cmake_commands(text):
     return commands
 
 
+def _after_comment(text, position):
+    """Position just after the comment starting at ``text[position] == "#"`` (bracket or line comment)."""
+    bracket = _skip_bracket(text, position + 1)
+    if bracket is not None:
+        return bracket[1]
+    newline = text.find("\n", position)
+    return len(text) if newline < 0 else newline + 1
+
+
 def _read_arguments(text, position):
     arguments, depth, length = [], 0, len(text)
     while position < length:
@@ -153,12 +157,7 @@ def _read_arguments(text, position):
         if char.isspace():
             position += 1
         elif char == "#":
-            bracket = _skip_bracket(text, position + 1)
-            if bracket is not None:
-                position = bracket[1]
-            else:
-                newline = text.find("\n", position)
-                position = length if newline < 0 else newline + 1
+            position = _after_comment(text, position)
         elif char == "(":
             depth += 1
             arguments.append(CMakeArgument("(", False))
