@@ -30,7 +30,8 @@ removes every node it added.
 One path for every caller.  ``quantify_nodes`` is the whole quantification on
 nodes: it builds the study (``study_from_nodes``), runs
 ``pipeline.quantify_study`` and only then publishes the output nodes (MBF map,
-segment table, AIF table and chart, optionally the fit-quality map) as one
+MBF bullseye, segment table, AIF table and chart, optionally the fit-quality
+map) as one
 transaction: if anything fails or the progress callback raises (a cancel),
 every node added is removed and every node updated is restored, so the
 scene is exactly as it was.  Output nodes are tagged with the attributes
@@ -55,6 +56,7 @@ from vtk.util import numpy_support
 
 from . import constants as K
 from . import pipeline
+from . import segments
 from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
 from .pipeline import PerfusionStudy
@@ -110,13 +112,14 @@ BINARY_LABELMAP = "Binary labelmap"
 #: Output roles of ``quantify_nodes`` and the node class each is published as.
 OUTPUT_ROLE_CLASSES = {
     "mbf": "vtkMRMLScalarVolumeNode",
+    "bullseye": "vtkMRMLScalarVolumeNode",
     "segments": "vtkMRMLTableNode",
     "aif_table": "vtkMRMLTableNode",
     "aif_chart": "vtkMRMLPlotChartNode",
     "fit_quality": "vtkMRMLScalarVolumeNode",
 }
 #: What follows the name prefix in the name of a new output node of each role.
-OUTPUT_NAME_SUFFIXES = {"mbf": "MBF", "segments": "MBF per segment", "aif_table": "AIF",
+OUTPUT_NAME_SUFFIXES = {"mbf": "MBF", "bullseye": "MBF bullseye", "segments": "MBF per segment", "aif_table": "AIF",
                         "aif_chart": "AIF chart", "fit_quality": "fit NRMSE"}
 #: Node attribute naming the output role of a node ``quantify_nodes`` made.
 OUTPUT_ROLE_ATTRIBUTE = "AIAIF.OutputRole"
@@ -145,6 +148,22 @@ MBF_COLUMNS = ("mbf_mean", "mbf_median", "mbf_curve_fit")
 #: curve's RMS).  Project choice: good pixel fits lie well below 0.2 and fits
 #: above 0.5 are poor, so the window spans both.
 FIT_NRMSE_DISPLAY_RANGE = (0.0, 0.5)
+
+#: Pixel size of the MBF bullseye volume, mm (project choice: 1 mm, so that a
+#: bullseye of ``segments.BULLSEYE_SIZE_PX`` = 257 pixels is about as wide as a
+#: chest field of view and fills a slice view at the same zoom as the images).
+BULLSEYE_PIXEL_MM = 1.0
+#: Distance from the top (largest S) of the perfusion grid to the bullseye's
+#: plane, mm (project choice: the bullseye is viewed on its own, so it is kept
+#: clear of the patient images, yet near enough to find in the 3-D view).
+BULLSEYE_CLEARANCE_MM = 100.0
+#: RAS directions of the bullseye volume's voxel axes i (column), j (row) and k,
+#: one per row.  Slicer's axial view shows the patient's left (-R) to the right
+#: and anterior (+A) at the top, so i towards -R and j towards -A show the image
+#: as ``segments.bullseye_image`` draws it (row 0 at the top): segment 1 at the
+#: top, the septum on the left, without reorienting the view.  k points +S,
+#: keeping the matrix right-handed (determinant +1, like an LPS grid).
+BULLSEYE_IJK_DIRECTIONS_RAS = np.array([[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
 
 #: Stacking single-slice sequences (project choices).  In-plane axes may
 #: differ by this fraction of the smallest pixel size (rounding in DICOM
@@ -1565,6 +1584,125 @@ def mbf_volume_node(scene, mbf_map_kji, ijk_to_ras, name="MBF", node=None, myoca
     return node
 
 
+def bullseye_ijk_to_ras(centre_ras, size_px=segments.BULLSEYE_SIZE_PX, pixel_mm=BULLSEYE_PIXEL_MM):
+    """Voxel-to-RAS matrix of a one-slice bullseye volume centred on a point.
+
+    Column i runs towards the patient's left and row j posterior
+    (``BULLSEYE_IJK_DIRECTIONS_RAS``), so Slicer's axial view, unrotated,
+    shows the image as printed: segment 1 at the top, septum on the left.
+
+    Parameters
+    ----------
+    centre_ras : array_like, shape (3,)
+        RAS position of the bullseye's centre pixel, mm.
+    size_px : int, optional
+        Width and height of the bullseye image, pixels.
+    pixel_mm : float, optional
+        Pixel size (and slice thickness), mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (4, 4)
+        Maps the voxel index (i, j, k, 1) to RAS mm; voxel
+        ``((size_px - 1) / 2, (size_px - 1) / 2, 0)`` lands on ``centre_ras``.
+
+    Raises
+    ------
+    AIAIFInputError
+        For a centre that is not 3 finite numbers or a pixel size that is not
+        a positive number.
+    """
+    try:
+        centre = np.array(centre_ras, dtype=float)
+        pixel, size = float(pixel_mm), float(size_px)
+    except (TypeError, ValueError):
+        centre, pixel, size = np.full(1, np.nan), float("nan"), float("nan")
+    if (centre.shape != (3,) or not np.all(np.isfinite(centre)) or not (np.isfinite(pixel) and pixel > 0)
+            or not (np.isfinite(size) and size >= 1)):
+        raise AIAIFInputError("The bullseye needs its centre as 3 finite RAS numbers (mm), a positive pixel size in "
+                              "mm and a size of at least 1 pixel, got {!r}, {!r} and {!r}; pass e.g. "
+                              "centre_ras=(0, 0, 0).".format(centre_ras, pixel_mm, size_px))
+    matrix = np.eye(4)
+    matrix[:3, :3] = pixel * BULLSEYE_IJK_DIRECTIONS_RAS.T  # columns: the RAS steps of i, j and k
+    middle = 0.5 * (size - 1.0)
+    matrix[:3, 3] = centre - matrix[:3, :3] @ np.array([middle, middle, 0.0])
+    return matrix
+
+
+def bullseye_centre_beside(ijk_to_ras, shape_kji, clearance_mm=BULLSEYE_CLEARANCE_MM):
+    """Where to centre a bullseye so that it stays clear of a study's images.
+
+    Parameters
+    ----------
+    ijk_to_ras : array_like, shape (4, 4)
+        Voxel index (i, j, k, 1) to RAS (mm) matrix of the study's grid.
+    shape_kji : tuple of int
+        Grid shape ``(n_slices, rows, columns)``.
+    clearance_mm : float, optional
+        Distance above the grid's highest point, mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+        RAS mm: the R and A centre of the grid's bounding box (voxel edges
+        included), and S ``clearance_mm`` above its top, so that the axial
+        bullseye plane cuts no voxel of the study.
+    """
+    matrix = _validated_ijk_to_ras(ijk_to_ras)
+    n_k, n_j, n_i = (int(n) for n in shape_kji)
+    corners = np.array([[i, j, k, 1.0] for i in (-0.5, n_i - 0.5) for j in (-0.5, n_j - 0.5)
+                        for k in (-0.5, n_k - 0.5)])
+    ras = (corners @ matrix.T)[:, :3]
+    low, high = ras.min(axis=0), ras.max(axis=0)
+    return np.array([0.5 * (low[0] + high[0]), 0.5 * (low[1] + high[1]), high[2] + float(clearance_mm)])
+
+
+def bullseye_volume_node(scene, segment_mbf_ml_min_g, centre_ras=(0.0, 0.0, 0.0), name="MBF bullseye", node=None,
+                         size_px=segments.BULLSEYE_SIZE_PX, gap_px=segments.BULLSEYE_GAP_PX):
+    """Show the AHA 16-segment bullseye of segment MBF as a one-slice scalar volume.
+
+    The image is ``segments.bullseye_image`` (segment 1 at the top, septum on
+    the left; NaN outside the rings, in the gaps and for segments without a
+    value), one slice of ``BULLSEYE_PIXEL_MM`` pixels whose voxel axes
+    (``bullseye_ijk_to_ras``) make Slicer's axial view show it upright.  It is
+    displayed exactly as the MBF map (``mbf_volume_node``: the MBF colour
+    table, window 0-5 mL/min/g, NaN transparent), so one colour means one MBF.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene to publish into.
+    segment_mbf_ml_min_g : array_like, shape (16,)
+        MBF of AHA segments 1-16 in order, mL/min/g; NaN = no value.
+    centre_ras : array_like, shape (3,), optional
+        RAS position of the bullseye's centre, mm; keep it clear of the
+        patient images (``bullseye_centre_beside``).
+    name : str, optional
+        Name of a new node.
+    node : vtkMRMLScalarVolumeNode, optional
+        Existing node to update in place.
+    size_px : int, optional
+        Width and height of the image, pixels (= mm).
+    gap_px : float, optional
+        Width of the empty border between segments, pixels.
+
+    Returns
+    -------
+    vtkMRMLScalarVolumeNode
+        The node, its voxels (1, size_px, size_px) in mL/min/g.
+
+    Raises
+    ------
+    AIAIFInputError
+        For anything but 16 segment values, a bad size, gap or centre, or a
+        ``node`` of another class or scene.
+    """
+    image = segments.bullseye_image(segment_mbf_ml_min_g, size_px, gap_px)
+    matrix = bullseye_ijk_to_ras(centre_ras, image.shape[0])
+    node = _output_node(scene, node, "vtkMRMLScalarVolumeNode", name, "MBF bullseye volume")
+    return mbf_volume_node(scene, image[None], matrix, node=node)
+
+
 def _map_values(map_kji, what, mask=None):
     """A 3-D map as float32 (a copy), NaN outside ``mask``; error for anything else."""
     try:
@@ -1876,6 +2014,10 @@ class QuantifiedNodes(NamedTuple):
         One plot series per curve of ``aif_table`` against time.
     fit_quality_volume : vtkMRMLScalarVolumeNode or None
         Per-pixel fit NRMSE (fraction), if asked for.
+    bullseye_volume : vtkMRMLScalarVolumeNode
+        AHA bullseye of the segment MBF means (``result.segments["mbf_mean"]``),
+        mL/min/g, one slice shown like the MBF map (``bullseye_volume_node``),
+        placed above the study's images (``bullseye_centre_beside``).
     """
 
     result: pipeline.QuantificationResult
@@ -1885,6 +2027,7 @@ class QuantifiedNodes(NamedTuple):
     aif_table: object
     aif_chart: object
     fit_quality_volume: Optional[object]
+    bullseye_volume: object
 
 
 class _SceneUndo(object):
@@ -1968,7 +2111,7 @@ def find_output_node(scene, perfusion_nodes, role):
         The perfusion input as given to ``quantify_nodes``; its first sequence
         identifies the outputs.
     role : str
-        One of ``OUTPUT_ROLE_CLASSES``: ``"mbf"``, ``"segments"``,
+        One of ``OUTPUT_ROLE_CLASSES``: ``"mbf"``, ``"bullseye"``, ``"segments"``,
         ``"aif_table"``, ``"aif_chart"`` or ``"fit_quality"``.
 
     Returns
@@ -2146,8 +2289,8 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     frame_interval_s : float, optional
         Time between frames, s, for sequences indexed by frame number.
     outputs : dict of str -> vtkMRMLNode, optional
-        Existing nodes to update, by role: ``"mbf"`` and ``"fit_quality"``
-        (vtkMRMLScalarVolumeNode), ``"segments"`` and ``"aif_table"``
+        Existing nodes to update, by role: ``"mbf"``, ``"bullseye"`` and
+        ``"fit_quality"`` (vtkMRMLScalarVolumeNode), ``"segments"`` and ``"aif_table"``
         (vtkMRMLTableNode), ``"aif_chart"`` (vtkMRMLPlotChartNode).  A role
         left out or None is found or created as above.
     fit_quality : bool, optional
@@ -2190,6 +2333,10 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
         _report(progress, 0.95, "Showing the results")
         nodes = {role: _output_for_role(scene, undo, role, given, key, prefix) for role in roles}
         mbf_volume_node(scene, result.mbf_ml_min_g, study.ijk_to_ras, node=nodes["mbf"])
+        _report(progress, 0.955, "Showing the MBF bullseye")
+        bullseye_volume_node(scene, result.segments["mbf_mean"],
+                             bullseye_centre_beside(study.ijk_to_ras, study.myocardium_mask.shape),
+                             node=nodes["bullseye"])
         _report(progress, 0.96, "Showing the segment table")
         segments_table_node(scene, _table_columns(result.segments), node=nodes["segments"],
                             units={column: "mL/min/g" for column in MBF_COLUMNS if column in result.segments})
@@ -2202,7 +2349,7 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
         _report(progress, 1.0, "Done")
     return QuantifiedNodes(result=result, study=study, mbf_volume=nodes["mbf"], segments_table=nodes["segments"],
                            aif_table=nodes["aif_table"], aif_chart=nodes["aif_chart"],
-                           fit_quality_volume=nodes.get("fit_quality"))
+                           fit_quality_volume=nodes.get("fit_quality"), bullseye_volume=nodes["bullseye"])
 
 
 # ---------------------------------------------------------------------------

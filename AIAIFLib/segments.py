@@ -81,6 +81,16 @@ Territories and diagnosis
     (``constants.CORONARY_TERRITORIES``).  A vessel's MBF is the mean of the two
     lowest valid segments of its territory (``evaluation.vessel_mbf``); a value
     strictly below the threshold (default 1.35 mL/min/g) is ischaemic.
+Bullseye (polar map) image
+    ``bullseye_labels`` / ``bullseye_image`` draw the 16 segments as a square
+    image in the standard AHA orientation [Cerqueira2002], the same as
+    ``report.plot_bullseye``: rings basal (outer), mid, apical (inner) with
+    the centre (segment 17, the apical cap) empty; segment 1 at the top, the
+    septum (2, 3; 8, 9; 14) on the left, the lateral wall (5, 6; 11, 12; 16)
+    on the right.  A bullseye angle is the anatomical angle above turned so
+    that the centre of segment 1 (330 degrees, mid-way through the anterior
+    sector) points up, counter-clockwise as seen (towards the septum), so
+    every pixel's segment comes from ``aha_segment_from_angle``.
 
 References: see ``constants`` ([Cerqueira2002], [Scannell2022], [Hsu2018]).
 """
@@ -111,6 +121,11 @@ APICAL_SECTOR_START_DEG = 0.5 * SEPTUM_SPAN_DEG - 0.5 * APICAL_SECTOR_DEG
 _BASAL_SECTORS = (2, 3, 4, 5, 6, 1)
 _MID_SECTORS = (8, 9, 10, 11, 12, 7)
 _APICAL_SECTORS = (14, 15, 16, 13)
+#: Anatomical angle of the centre of segment 1 (mid-way through the anterior
+#: sector, 330 degrees); segments 7 and 13 are centred there as well.
+_ANTERIOR_CENTRE_DEG = (_BASAL_SECTORS.index(1) + 0.5) * BASAL_MID_SECTOR_DEG
+#: Slice level of each bullseye ring, in the order of ``BULLSEYE_RING_RADII``.
+_BULLSEYE_RING_LEVELS = ("apical", "mid", "basal")
 
 #: Direction (RAS) in which the apex of a normally placed heart points from
 #: the base: towards the patient's left, anterior and inferior (project
@@ -124,6 +139,26 @@ MIN_APEX_PRIOR_COSINE = 0.35
 #: the mean area, for which the cavity size decides base from apex (project
 #: choice; basal cavities are typically two to four times the apical ones).
 MIN_CAVITY_AREA_CHANGE = 0.10
+
+#: Radii of the bullseye rings (apical, mid, basal), inner to outer, in units
+#: of the outer radius; the centre (segment 17, the apical cap, not covered by
+#: three short-axis slices) stays empty.  Project choice, equal ring widths,
+#: the same as ``report.BULLSEYE_RING_RADII`` so that the image matches the
+#: report's bullseye (report imports matplotlib, so it is not imported here).
+BULLSEYE_RING_RADII = ((0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+#: Where the centre of segment 1 (anterior) points in the bullseye: the top,
+#: degrees counter-clockwise from the +x (right) direction [Cerqueira2002].
+BULLSEYE_ANTERIOR_DEG = 90.0
+#: Default width and height of a bullseye image, pixels.  Project choice: odd,
+#: so that one pixel sits on the centre; at 1 mm pixels about the size of a
+#: chest field of view, with rings 32 pixels wide.
+BULLSEYE_SIZE_PX = 257
+#: Smallest bullseye image, pixels (project choice: rings at least 3.5 pixels
+#: wide, so that every segment keeps pixels next to a one-pixel gap).
+MIN_BULLSEYE_SIZE_PX = 32
+#: Default width of the empty border between neighbouring bullseye segments,
+#: pixels (project choice: one pixel, enough to show the borders).
+BULLSEYE_GAP_PX = 1.0
 
 _LEVEL_RANK = {level: rank for rank, level in enumerate(K.SLICE_LEVELS)}
 _LEVEL_WORDS = {"basal": "basal", "base": "basal", "mid": "mid", "middle": "mid", "midventricular": "mid",
@@ -204,6 +239,147 @@ def aha_segment_from_angle(angle_deg, level):
     sectors = _BASAL_SECTORS if level == "basal" else _MID_SECTORS
     sector = np.minimum((angle // BASAL_MID_SECTOR_DEG).astype(int), len(sectors) - 1)
     return np.asarray(sectors)[sector]
+
+
+# ---------------------------------------------------------------------------
+# Bullseye (polar map) image
+# ---------------------------------------------------------------------------
+
+def _checked_bullseye_size(size_px, gap_px):
+    """``size_px`` as an int and ``gap_px`` as a float, or an error naming the bad one."""
+    try:
+        size = float(size_px)
+    except (TypeError, ValueError):
+        size = float("nan")
+    if not (np.isfinite(size) and size == round(size) and size >= MIN_BULLSEYE_SIZE_PX):
+        raise AIAIFInputError("The bullseye size must be a whole number of pixels of at least {}, got {!r}; pass "
+                              "e.g. size_px={}.".format(MIN_BULLSEYE_SIZE_PX, size_px, BULLSEYE_SIZE_PX))
+    size = int(round(size))
+    ring_width_px = (BULLSEYE_RING_RADII[0][1] - BULLSEYE_RING_RADII[0][0]) * _bullseye_outer_radius_px(size)
+    try:
+        gap = float(gap_px)
+    except (TypeError, ValueError):
+        gap = float("nan")
+    if not (np.isfinite(gap) and 0.0 <= gap < 0.5 * ring_width_px):
+        raise AIAIFInputError("The gap between bullseye segments must be 0 or more pixels and less than half a "
+                              "ring's width ({:.1f} pixels at size {}), got {!r}; pass e.g. gap_px={:g}.".format(
+                                  0.5 * ring_width_px, size, gap_px, BULLSEYE_GAP_PX))
+    return size, gap
+
+
+def _bullseye_outer_radius_px(size):
+    """Outer radius of the basal ring in an image ``size`` pixels wide: the edge pixels stay outside."""
+    return 0.5 * size - 1.0
+
+
+def bullseye_labels(size_px=BULLSEYE_SIZE_PX, gap_px=BULLSEYE_GAP_PX):
+    """AHA segment number of every pixel of the 16-segment bullseye (polar map).
+
+    Standard orientation [Cerqueira2002], as ``report.plot_bullseye``: basal
+    segments 1-6 in the outer ring, mid 7-12 in the middle ring, apical
+    13-16 in the inner ring, no apical cap (segment 17: the centre is empty);
+    segment 1 (anterior) at the top, the septum on the left (2 and 3 upper
+    and lower left, 14 left), inferior at the bottom, lateral on the right
+    (5 and 6 lower and upper right, 16 right).  Displayed with row 0 at the
+    top and column 0 on the left (``matplotlib.pyplot.imshow``).
+
+    Parameters
+    ----------
+    size_px : int, optional
+        Width and height of the image, pixels (at least
+        ``MIN_BULLSEYE_SIZE_PX``).  The basal ring's outer edge lies one pixel
+        inside the image edge, radius ``size_px / 2 - 1`` pixels; the rings
+        are ``BULLSEYE_RING_RADII`` of it.
+    gap_px : float, optional
+        Width of the border left unlabelled (0) between neighbouring segments,
+        pixels: pixels whose centre lies within ``gap_px / 2`` of a border
+        between two segments (a sector line or the circle between two rings)
+        get 0.  0 for no gap.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (size_px, size_px)
+        AHA segment 1-16 of each pixel ``[row, column]``, 0 outside the rings,
+        in the centre and in the gaps.
+
+    Raises
+    ------
+    AIAIFInputError
+        For a size below ``MIN_BULLSEYE_SIZE_PX`` or not whole, or a gap that
+        is negative or at least half a ring's width.
+    """
+    size, gap = _checked_bullseye_size(size_px, gap_px)
+    centre = 0.5 * (size - 1)
+    outer_px = _bullseye_outer_radius_px(size)
+    x = (np.arange(size) - centre)[None, :]  # to the right
+    y = (centre - np.arange(size))[:, None]  # upwards
+    radius_px = np.hypot(x, y)
+    radius = radius_px / outer_px
+    # Anatomical angle (from the anterior RV insertion point, towards the
+    # septum): counter-clockwise as seen, segment 1's centre at the top.
+    anatomical_deg = np.mod(np.degrees(np.arctan2(y, x)) - BULLSEYE_ANTERIOR_DEG + _ANTERIOR_CENTRE_DEG, 360.0)
+    labels = np.zeros((size, size), np.uint8)
+    for level, (inner, outer) in zip(_BULLSEYE_RING_LEVELS, BULLSEYE_RING_RADII):
+        in_ring = (radius >= inner) & (radius < outer)
+        labels[in_ring] = aha_segment_from_angle(anatomical_deg[in_ring], level)
+        if gap > 0:
+            span, start = ((APICAL_SECTOR_DEG, APICAL_SECTOR_START_DEG) if level == "apical"
+                           else (BASAL_MID_SECTOR_DEG, 0.0))
+            into_sector = np.mod(anatomical_deg - start, span)
+            to_line_deg = np.minimum(into_sector, span - into_sector)  # at most 45 degrees
+            near_line = radius_px * np.sin(np.radians(to_line_deg)) < 0.5 * gap
+            labels[in_ring & near_line] = 0
+    if gap > 0:
+        for boundary in sorted({outer for _, outer in BULLSEYE_RING_RADII[:-1]}):
+            labels[np.abs(radius_px - boundary * outer_px) < 0.5 * gap] = 0
+    return labels
+
+
+def bullseye_image(segment_values, size_px=BULLSEYE_SIZE_PX, gap_px=BULLSEYE_GAP_PX):
+    """The 16-segment bullseye (polar map) as an image of segment values.
+
+    Parameters
+    ----------
+    segment_values : array_like, shape (16,)
+        One value per AHA segment 1-16 in order, e.g. the segment MBF in
+        mL/min/g (the image keeps the unit); NaN for a segment without a value.
+    size_px : int, optional
+        Width and height of the image, pixels (see ``bullseye_labels``).
+    gap_px : float, optional
+        Width of the NaN border between neighbouring segments, pixels; 0 for
+        none (see ``bullseye_labels``).
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (size_px, size_px)
+        Each pixel ``[row, column]`` holds the value of its segment
+        (``bullseye_labels(size_px, gap_px)``); NaN outside the rings, in the
+        centre, in the gaps and in segments whose value is NaN.  Row 0 is the
+        top: segment 1 at the top, septum on the left.
+
+    Raises
+    ------
+    AIAIFInputError
+        For anything but 16 numbers, an infinite value, or a bad size or gap.
+    """
+    values = _checked_segment_values(segment_values, "segment values", "")
+    lookup = np.concatenate([[np.nan], values])
+    return lookup[bullseye_labels(size_px, gap_px)]
+
+
+def _checked_segment_values(segment_values, what, unit_text):
+    """16 values (segments 1-16) as floats, NaN allowed, or an error naming ``what``."""
+    try:
+        values = np.asarray(segment_values, dtype=float)
+    except (TypeError, ValueError):
+        raise AIAIFInputError("The {} must be 16 numbers{}, AHA segments 1-16 in order.".format(what, unit_text))
+    if values.shape != (len(K.AHA_SEGMENTS),):
+        raise AIAIFInputError("The {} must hold {} values, AHA segments 1-16 in order, got shape {}; use "
+                              "NaN for a missing segment.".format(what, len(K.AHA_SEGMENTS), values.shape))
+    if np.any(np.isinf(values)):
+        raise AIAIFInputError("The {} contain{} infinite values; use NaN for a missing segment.".format(
+            what, "" if what.endswith("s") else "s"))
+    return values
 
 
 # ---------------------------------------------------------------------------
@@ -647,15 +823,7 @@ def territory_results(segment_mbf_ml_min_g, threshold_ml_min_g=K.ISCHAEMIA_THRES
         ``"ischemic"`` bool (None without a value).  Per segment 1-16
         (``"segment"``): ``"segment_ischemic"`` bool (None for NaN).
     """
-    try:
-        values = np.asarray(segment_mbf_ml_min_g, dtype=float)
-    except (TypeError, ValueError):
-        raise AIAIFInputError("The segment MBF must be 16 numbers in mL/min/g, AHA segments 1-16 in order.")
-    if values.shape != (len(K.AHA_SEGMENTS),):
-        raise AIAIFInputError("The segment MBF must hold {} values, AHA segments 1-16 in order, got shape {}; use "
-                              "NaN for a missing segment.".format(len(K.AHA_SEGMENTS), values.shape))
-    if np.any(np.isinf(values)):
-        raise AIAIFInputError("The segment MBF contains infinite values; use NaN for a missing segment.")
+    values = _checked_segment_values(segment_mbf_ml_min_g, "segment MBF", " in mL/min/g")
     try:
         threshold = float(threshold_ml_min_g)
     except (TypeError, ValueError):

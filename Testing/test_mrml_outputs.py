@@ -17,7 +17,7 @@ import vtk
 from vtk.util import numpy_support
 
 from AIAIFLib import constants as K
-from AIAIFLib import mrml, pipeline
+from AIAIFLib import mrml, pipeline, segments
 from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom, write_phantom
 
@@ -91,6 +91,17 @@ def _scene_state(scene):
             entry.append(node.GetNumberOfColors())
         state.append(tuple(entry))
     return state
+
+
+def _grid_ras_bounds(ijk_to_ras, shape_kji):
+    """Lowest and highest RAS coordinate of a voxel grid, voxel edges included, mm."""
+    corners = np.array([[i, j, k, 1.0] for i in (-0.5, shape_kji[2] - 0.5) for j in (-0.5, shape_kji[1] - 0.5)
+                        for k in (-0.5, shape_kji[0] - 0.5)]) @ np.asarray(ijk_to_ras).T
+    return corners[:, :3].min(axis=0), corners[:, :3].max(axis=0)
+
+
+def _expected_bullseye(segment_mbf):
+    return segments.bullseye_image(np.asarray(segment_mbf, dtype=float))[None].astype(np.float32)
 
 
 def _assert_names_node_in_one_sentence(error, node_name):
@@ -239,7 +250,8 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
     result, study = q.result, q.study
     prefix = nodes.sequence.GetName()
     for node, role in ((q.mbf_volume, "mbf"), (q.segments_table, "segments"), (q.aif_table, "aif_table"),
-                       (q.aif_chart, "aif_chart"), (q.fit_quality_volume, "fit_quality")):
+                       (q.aif_chart, "aif_chart"), (q.fit_quality_volume, "fit_quality"),
+                       (q.bullseye_volume, "bullseye")):
         assert node.GetScene() is scene and node.IsA(mrml.OUTPUT_ROLE_CLASSES[role])
         assert node.GetName() == "{} {}".format(prefix, mrml.OUTPUT_NAME_SUFFIXES[role])
         assert node.GetAttribute(mrml.OUTPUT_ROLE_ATTRIBUTE) == role
@@ -252,6 +264,24 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
     display = q.mbf_volume.GetDisplayNode()
     assert display.GetColorNodeID() == mrml.mbf_color_table_node(scene).GetID()
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == mrml.MBF_DISPLAY_RANGE_ML_MIN_G
+
+    # The bullseye of the segment means: one slice of 1 mm pixels, shown exactly like the MBF map ...
+    bullseye, bullseye_matrix = mrml.volume_node_array(q.bullseye_volume)
+    assert q.bullseye_volume.GetName() == prefix + " MBF bullseye"
+    np.testing.assert_array_equal(bullseye, _expected_bullseye(result.segments["mbf_mean"]))
+    labels = segments.bullseye_labels()
+    for segment in K.AHA_SEGMENTS:
+        assert np.all(bullseye[0][labels == segment] == np.float32(result.segments["mbf_mean"][segment - 1]))
+    np.testing.assert_array_equal(np.abs(np.diag(bullseye_matrix[:3, :3])), [mrml.BULLSEYE_PIXEL_MM] * 3)
+    bullseye_display = q.bullseye_volume.GetDisplayNode()
+    assert bullseye_display is not display
+    for getter in ("GetColorNodeID", "GetWindowLevelMin", "GetWindowLevelMax", "GetLowerThreshold",
+                   "GetApplyThreshold", "GetAutoWindowLevel"):
+        assert getattr(bullseye_display, getter)() == getattr(display, getter)(), getter
+    # ... and clear of the patient images: its plane lies above the study's grid.
+    low, high = _grid_ras_bounds(study.ijk_to_ras, study.myocardium_mask.shape)
+    bullseye_low, _ = _grid_ras_bounds(bullseye_matrix, bullseye.shape)
+    assert bullseye_low[2] > high[2] + 0.5 * mrml.BULLSEYE_CLEARANCE_MM
 
     nrmse, _ = mrml.volume_node_array(q.fit_quality_volume)
     np.testing.assert_array_equal(nrmse, result.fit_nrmse.astype(np.float32))
@@ -294,7 +324,7 @@ def test_rerun_updates_every_output_and_adds_nothing(phantom):
     mbf_before = mrml.volume_node_array(first.mbf_volume)[0]
     second = mrml.quantify_nodes(scene, *nodes, parameters=_true_aif_parameters(phantom))
     assert _node_ids(scene) == ids  # series, colour table and display nodes included
-    for role in ("mbf_volume", "segments_table", "aif_table", "aif_chart"):
+    for role in ("mbf_volume", "segments_table", "aif_table", "aif_chart", "bullseye_volume"):
         assert getattr(second, role) is getattr(first, role)
     mbf_after = mrml.volume_node_array(second.mbf_volume)[0]
     assert np.nanmedian(mbf_after) < 0.8 * np.nanmedian(mbf_before)  # the saturated AIF overestimates MBF
@@ -312,6 +342,84 @@ def test_rerun_updates_every_output_and_adds_nothing(phantom):
     assert separate.mbf_volume is not first.mbf_volume and separate.mbf_volume.GetName() == "other MBF"
 
 
+def test_rerun_with_other_mbf_updates_the_bullseye_values(phantom):
+    scene = slicer.vtkMRMLScene()
+    nodes = mrml.phantom_nodes(scene, phantom)
+    first = mrml.quantify_nodes(scene, *nodes, parameters=SATURATED)
+    before, matrix_before = mrml.volume_node_array(first.bullseye_volume)
+    ids = _node_ids(scene)
+    second = mrml.quantify_nodes(scene, *nodes, parameters=_true_aif_parameters(phantom))
+    assert second.bullseye_volume is first.bullseye_volume and _node_ids(scene) == ids
+    after, matrix_after = mrml.volume_node_array(second.bullseye_volume)
+    np.testing.assert_array_equal(after, _expected_bullseye(second.result.segments["mbf_mean"]))
+    np.testing.assert_array_equal(matrix_after, matrix_before)  # same place, new values
+    means_before = np.asarray(first.result.segments["mbf_mean"])
+    means_after = np.asarray(second.result.segments["mbf_mean"])
+    assert np.all(np.abs(means_after - means_before) > 0.1)  # the saturated AIF overestimates every segment
+    assert np.nanmedian(after) < 0.8 * np.nanmedian(before)
+    labels = segments.bullseye_labels()
+    for segment in K.AHA_SEGMENTS:
+        assert np.all(after[0][labels == segment] == np.float32(means_after[segment - 1]))
+    np.testing.assert_array_equal(np.isnan(after), np.isnan(before))
+
+
+def test_the_bullseye_shows_segment_1_at_the_top_of_slicers_axial_view():
+    """Slicer's own slice logic reslices the bullseye into an unrotated axial view, as the Red view shows it."""
+    scene = slicer.vtkMRMLScene()
+    values = np.arange(1.0, 17.0) / 4.0  # each segment its own value
+    node = mrml.bullseye_volume_node(scene, values, centre_ras=(12.0, -30.0, 250.0))
+    application = slicer.vtkMRMLApplicationLogic()
+    application.SetMRMLScene(scene)
+    logic = slicer.vtkMRMLSliceLogic()
+    logic.SetMRMLScene(scene)
+    view = logic.AddSliceNode("Red")
+    view.SetOrientation("Axial")
+    logic.GetSliceCompositeNode().SetBackgroundVolumeID(node.GetID())
+    size = segments.BULLSEYE_SIZE_PX
+    view.SetDimensions(size, size, 1)
+    logic.FitSliceToAll()
+    reslice = logic.GetBackgroundLayer().GetReslice()
+    reslice.Update()
+    output = reslice.GetOutput()
+    assert output.GetDimensions()[:2] == (size, size)
+    shown = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(size, size)[::-1]  # row 0 on top
+    centre, step = (size - 1) // 2, size // 10
+
+    def segment_at_ends(line):
+        finite = np.flatnonzero(np.isfinite(line))
+        return int(round(4 * line[finite[0]])), int(round(4 * line[finite[-1]]))
+
+    assert segment_at_ends(shown[:, centre]) == (1, 4)  # anterior at the top, inferior at the bottom
+    assert segment_at_ends(shown[centre - step]) == (2, 6)  # septum on the left, lateral wall on the right
+    assert segment_at_ends(shown[centre + step]) == (3, 5)
+    printed = segments.bullseye_image(values)  # and the view shows the image as printed (row 0 at the top)
+    both = np.isfinite(shown) & np.isfinite(printed)
+    assert both.sum() > 0.9 * np.isfinite(printed).sum()
+    np.testing.assert_array_equal(shown[both], printed[both].astype(np.float32))
+
+
+def test_bullseye_geometry_and_bad_input():
+    matrix = mrml.bullseye_ijk_to_ras((5.0, -7.0, 100.0), size_px=11, pixel_mm=2.0)
+    np.testing.assert_allclose(matrix @ [5.0, 5.0, 0.0, 1.0], [5.0, -7.0, 100.0, 1.0])  # centre pixel
+    np.testing.assert_allclose(matrix[:3, :3], np.diag([-2.0, -2.0, 2.0]))  # i to the left, j posterior
+    assert np.linalg.det(matrix[:3, :3]) > 0
+    grid = np.diag([2.0, 2.0, 8.0, 1.0])
+    grid[:3, 3] = (-40.0, 10.0, -20.0)
+    centre = mrml.bullseye_centre_beside(grid, (3, 20, 30), clearance_mm=50.0)
+    np.testing.assert_allclose(centre, [-40.0 + 29.0, 10.0 + 19.0, -20.0 + 2.5 * 8.0 + 50.0])
+
+    scene = slicer.vtkMRMLScene()
+    for call, phrase in (
+            (lambda: mrml.bullseye_volume_node(scene, np.ones(15)), "must hold 16 values"),
+            (lambda: mrml.bullseye_volume_node(scene, np.ones(16), centre_ras=(0.0, np.nan, 0.0)), "centre"),
+            (lambda: mrml.bullseye_volume_node(scene, np.ones(16), size_px=8), "at least"),
+            (lambda: mrml.bullseye_volume_node(scene, np.ones(16), node=slicer.vtkMRMLTableNode()),
+             "MBF bullseye volume must be a vtkMRMLScalarVolumeNode")):
+        with pytest.raises(AIAIFInputError, match=phrase):
+            call()
+    assert scene.GetNumberOfNodes() == 0
+
+
 def test_given_output_nodes_are_filled_and_a_name_prefix_names_new_ones(phantom):
     scene = slicer.vtkMRMLScene()
     nodes = mrml.phantom_nodes(scene, phantom)
@@ -319,9 +427,16 @@ def test_given_output_nodes_are_filled_and_a_name_prefix_names_new_ones(phantom)
     volume.SetName("my map")
     scene.AddNode(volume)
     table = slicer.vtkMRMLTableNode()  # not yet in a scene: added
+    bullseye = slicer.vtkMRMLScalarVolumeNode()
+    bullseye.SetName("my bullseye")
     q = mrml.quantify_nodes(scene, nodes.sequence, nodes.segmentation, nodes.rv_insertion, SATURATED,
-                            outputs={"mbf": volume, "aif_table": table, "segments": None}, name_prefix="Stress")
+                            outputs={"mbf": volume, "aif_table": table, "segments": None, "bullseye": bullseye},
+                            name_prefix="Stress")
     assert q.mbf_volume is volume and volume.GetName() == "my map"
+    assert q.bullseye_volume is bullseye and bullseye.GetScene() is scene and bullseye.GetName() == "my bullseye"
+    np.testing.assert_array_equal(mrml.volume_node_array(bullseye)[0],
+                                  _expected_bullseye(q.result.segments["mbf_mean"]))
+    assert bullseye.GetAttribute(mrml.OUTPUT_ROLE_ATTRIBUTE) == "bullseye"
     assert q.aif_table is table and table.GetScene() is scene and table.GetNumberOfColumns() == 4
     assert q.segments_table.GetName() == "Stress MBF per segment" and q.fit_quality_volume is None
     np.testing.assert_array_equal(mrml.volume_node_array(volume)[0], q.result.mbf_ml_min_g.astype(np.float32))
@@ -349,7 +464,8 @@ def _fail_after_the_map(monkeypatch, name, seen):
     return original
 
 
-@pytest.mark.parametrize("builder", ["segments_table_node", "_aif_chart", "fit_quality_volume_node"])
+@pytest.mark.parametrize("builder", ["bullseye_volume_node", "segments_table_node", "_aif_chart",
+                                     "fit_quality_volume_node"])
 def test_a_failure_while_publishing_restores_every_node(phantom, monkeypatch, builder):
     scene = slicer.vtkMRMLScene()
     nodes = mrml.phantom_nodes(scene, phantom)
@@ -380,7 +496,8 @@ def test_a_failure_on_a_fresh_scene_removes_every_added_node(phantom, monkeypatc
         mrml.OUTPUT_ROLE_ATTRIBUTE) is None
 
 
-@pytest.mark.parametrize("when", ["Reading frame", "Fermi fit", "Showing the AIF", "Done"])
+@pytest.mark.parametrize("when", ["Reading frame", "Fermi fit", "Showing the MBF bullseye", "Showing the AIF",
+                                  "Done"])
 def test_a_cancel_from_the_progress_callback_propagates_and_changes_nothing(phantom, quantified, when):
     scene, nodes, _ = quantified
     state = _scene_state(scene)

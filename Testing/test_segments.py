@@ -495,3 +495,151 @@ def test_phantom_ischaemic_territory_is_found():
     assert result["ischemic"] == [False, True, False]
     rca = np.array(K.CORONARY_TERRITORIES["RCA"]) - 1
     assert all(result["segment_ischemic"][i] for i in rca)
+
+
+# --- bullseye image ----------------------------------------------------------------------
+
+#: The standard AHA polar map [Cerqueira2002]: centre angle of each segment, degrees counter-clockwise from the
+#: right (90 = top): anterior at the top, septum on the left, inferior at the bottom, lateral on the right.
+AHA_BULLSEYE_CENTRE_DEG = {1: 90, 2: 150, 3: 210, 4: 270, 5: 330, 6: 30, 7: 90, 8: 150, 9: 210, 10: 270, 11: 330,
+                           12: 30, 13: 90, 14: 180, 15: 270, 16: 0}
+#: Left-right and top-bottom mirror images of each segment in that map.
+MIRRORED_LEFT_RIGHT = {1: 1, 2: 6, 3: 5, 4: 4, 5: 3, 6: 2, 7: 7, 8: 12, 9: 11, 10: 10, 11: 9, 12: 8, 13: 13, 14: 16,
+                       15: 15, 16: 14}
+MIRRORED_TOP_BOTTOM = {1: 4, 2: 3, 3: 2, 4: 1, 5: 6, 6: 5, 7: 10, 8: 9, 9: 8, 10: 7, 11: 12, 12: 11, 13: 15, 14: 14,
+                       15: 13, 16: 16}
+
+
+def _ring_of(segment):
+    return 2 if segment <= 6 else (1 if segment <= 12 else 0)  # index into BULLSEYE_RING_RADII
+
+
+def _pixel_at(size, radius_fraction, angle_deg):
+    """(row, column) of the pixel at a radius (fraction of the outer radius) and angle (counter-clockwise, 90 = up)."""
+    centre, outer = 0.5 * (size - 1), 0.5 * size - 1.0
+    angle = np.radians(angle_deg)
+    return (int(round(centre - radius_fraction * outer * np.sin(angle))),
+            int(round(centre + radius_fraction * outer * np.cos(angle))))
+
+
+@pytest.mark.parametrize("size", [S.BULLSEYE_SIZE_PX, 64, 101])
+def test_bullseye_segments_sit_at_their_standard_angles(size):
+    labels = S.bullseye_labels(size)
+    for segment, centre_deg in AHA_BULLSEYE_CENTRE_DEG.items():
+        inner, outer = S.BULLSEYE_RING_RADII[_ring_of(segment)]
+        for offset in (-0.3, 0.0, 0.3):  # the middle of the wedge and either side of it
+            span = 90.0 if segment >= 13 else 60.0
+            assert labels[_pixel_at(size, 0.5 * (inner + outer), centre_deg + offset * span)] == segment, segment
+    # Segment 1 is at the top centre, the septum (2, 3) on the left, the lateral wall (5, 6) on the right.
+    centre = (size - 1) // 2
+    column = labels[:, centre]
+    assert column[np.flatnonzero(column)[0]] == 1 and column[np.flatnonzero(column)[-1]] == 4
+    step = size // 10  # rows a little above and below the centre (the centre row runs along the 2|3 border)
+    for row, (left, right) in ((labels[centre - step], (2, 6)), (labels[centre + step], (3, 5))):
+        assert (row[np.flatnonzero(row)[0]], row[np.flatnonzero(row)[-1]]) == (left, right)
+    assert set(np.unique(labels[:centre, :centre])) >= {1, 2, 7, 8, 13, 14}
+    assert set(np.unique(labels[centre + 1:, centre + 1:])) >= {4, 5, 10, 11, 15, 16}
+
+
+def test_bullseye_labels_cover_16_segments_in_rings_of_the_right_area():
+    size = S.BULLSEYE_SIZE_PX
+    labels = S.bullseye_labels(size, gap_px=0.0)
+    np.testing.assert_array_equal(np.unique(labels), np.arange(17))
+    assert labels.dtype == np.uint8 and labels.shape == (size, size)
+    outer_px = 0.5 * size - 1.0
+    area = np.bincount(labels.ravel(), minlength=17)[1:].astype(float)
+    for segment in K.AHA_SEGMENTS:
+        inner, outer = S.BULLSEYE_RING_RADII[_ring_of(segment)]
+        n_in_ring = 4 if segment >= 13 else 6
+        expected = np.pi * (outer ** 2 - inner ** 2) * outer_px ** 2 / n_in_ring
+        assert area[segment - 1] == pytest.approx(expected, rel=0.02), segment
+    # Nothing outside the outer ring or inside the inner one (no segment 17).
+    jj, ii = np.indices(labels.shape)
+    radius = np.hypot(ii - 0.5 * (size - 1), jj - 0.5 * (size - 1)) / outer_px
+    assert np.all(labels[radius >= 1.0] == 0) and np.all(labels[radius < S.BULLSEYE_RING_RADII[0][0]] == 0)
+    assert np.all(labels[(radius >= S.BULLSEYE_RING_RADII[0][0]) & (radius < 1.0)] > 0)  # no gap asked for
+
+
+def test_bullseye_is_mirror_symmetric_in_the_aha_layout():
+    labels = S.bullseye_labels(S.BULLSEYE_SIZE_PX)  # the gaps take the pixels on the borders
+    for flipped, partner in ((labels[:, ::-1], MIRRORED_LEFT_RIGHT), (labels[::-1, :], MIRRORED_TOP_BOTTOM)):
+        lookup = np.zeros(17, np.uint8)
+        lookup[list(partner)] = list(partner.values())
+        np.testing.assert_array_equal(lookup[flipped], labels)
+
+
+def test_bullseye_gaps_separate_neighbouring_segments():
+    size = 129
+    without = S.bullseye_labels(size, gap_px=0.0)
+    for gap in (1.0, 3.0):
+        labels = S.bullseye_labels(size, gap_px=gap)
+        assert np.all((labels == without) | (labels == 0))  # a gap only removes pixels
+        assert set(np.unique(labels)) == set(range(17))
+        # No two 4-neighbours belong to different segments.
+        for a, b in ((labels[1:], labels[:-1]), (labels[:, 1:], labels[:, :-1])):
+            assert not np.any((a > 0) & (b > 0) & (a != b))
+    # The gap grows with gap_px.
+    assert (S.bullseye_labels(size, gap_px=3.0) == 0).sum() > (S.bullseye_labels(size, gap_px=1.0) == 0).sum()
+    # Without a gap, neighbouring segments touch.
+    assert np.any((without[1:] > 0) & (without[:-1] > 0) & (without[1:] != without[:-1]))
+
+
+def test_bullseye_image_pixels_carry_their_segment_value():
+    values = np.linspace(0.4, 4.2, 16)[::-1]
+    values[9] = np.nan  # a segment without a value stays empty
+    image = S.bullseye_image(values)
+    labels = S.bullseye_labels()
+    assert image.shape == labels.shape and image.dtype == float
+    for segment in K.AHA_SEGMENTS:
+        pixels = image[labels == segment]
+        assert pixels.size > 100
+        if segment == 10:
+            assert np.all(np.isnan(pixels))
+        else:
+            assert np.all(pixels == values[segment - 1]), segment
+    assert np.all(np.isnan(image[labels == 0]))
+    assert np.isnan(image[0, 0]) and np.isnan(image[-1, -1]) and np.all(np.isnan(image[0]))
+    centre = (S.BULLSEYE_SIZE_PX - 1) // 2
+    assert np.isnan(image[centre, centre])  # no apical cap
+    small = S.bullseye_image(np.arange(1.0, 17.0), size_px=40, gap_px=0.0)
+    np.testing.assert_array_equal(np.where(np.isnan(small), 0, small), S.bullseye_labels(40, 0.0))
+
+
+def test_bullseye_matches_the_report_bullseye():
+    report = pytest.importorskip("AIAIFLib.report")  # needs matplotlib
+    assert S.BULLSEYE_RING_RADII == report.BULLSEYE_RING_RADII
+    size = S.BULLSEYE_SIZE_PX
+    labels = S.bullseye_labels(size, gap_px=0.0)
+    jj, ii = np.indices(labels.shape)
+    x, y = ii - 0.5 * (size - 1), 0.5 * (size - 1) - jj
+    radius = np.hypot(x, y) / (0.5 * size - 1.0)
+    angle = np.degrees(np.arctan2(y, x))
+    for segment in K.AHA_SEGMENTS:
+        centre, span, inner, outer = report.bullseye_wedge(segment)
+        assert centre == pytest.approx(AHA_BULLSEYE_CENTRE_DEG[segment] % 360)
+        mine = labels == segment
+        off_centre = np.abs((angle[mine] - centre + 180.0) % 360.0 - 180.0)
+        assert off_centre.max() <= 0.5 * span + 1e-9
+        assert radius[mine].min() >= inner and radius[mine].max() < outer
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.ones(15), "must hold 16 values"),
+    (np.ones(17), "must hold 16 values"),
+    (np.ones((4, 4)), "must hold 16 values"),
+    (np.r_[np.inf, np.ones(15)], "infinite"),
+    (["a"] * 16, "16 numbers"),
+])
+def test_bullseye_image_refuses_anything_but_16_values(values, message):
+    with pytest.raises(AIAIFInputError, match=message):
+        S.bullseye_image(values)
+
+
+@pytest.mark.parametrize("size, gap, message", [
+    (20, 1.0, "at least 32"), (64.5, 1.0, "whole number"), ("big", 1.0, "whole number"), (None, 1.0, "whole number"),
+    (64, -1.0, "gap"), (64, 5.0, "half a ring"), (64, np.nan, "gap"), (64, "wide", "gap"),
+])
+def test_bullseye_refuses_a_bad_size_or_gap(size, gap, message):
+    for call in (lambda: S.bullseye_labels(size, gap), lambda: S.bullseye_image(np.ones(16), size, gap)):
+        with pytest.raises(AIAIFInputError, match=message):
+            call()
