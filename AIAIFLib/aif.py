@@ -280,6 +280,58 @@ def extract_aif_signal(frames, blood_pool_mask, percentile=75.0):
 # Contrast arrival
 # ---------------------------------------------------------------------------
 
+#: Percentile of a frame's voxels that follows the bright blood pools when no ROI exists yet
+#: (project choice: at the bolus peak the blood pools are the brightest structures and cover a
+#: few per cent of a short-axis field of view).
+PEAK_FRAME_PERCENTILE = 99.0
+
+#: Share of the enhancement range (min to max of that percentile curve) a later peak must reach
+#: to be taken for the LV's (project choice: the RV's and the LV's first-pass peaks reach about
+#: the same brightness, recirculation stays well below).
+PEAK_FRAME_LEVEL = 0.9
+
+
+def peak_enhancement_frame(frames, blood_pool_mask=None):
+    """Index of the frame of peak LV blood-pool enhancement, where the ROIs are easiest to draw.
+
+    With a blood-pool mask the frame is the peak of the AIF signal
+    (``extract_aif_signal``).  Without one (before any ROI is drawn) the
+    ``PEAK_FRAME_PERCENTILE``-th percentile of each frame's voxels follows the
+    brightest blood, first the RV's and then, after the pulmonary transit,
+    the LV's: the frame is the last local maximum of that curve that reaches
+    ``PEAK_FRAME_LEVEL`` of its enhancement range.
+
+    Parameters
+    ----------
+    frames : array_like, shape (n_frames, ...)
+        Signal of every frame (signal units).
+    blood_pool_mask : array_like of bool, optional
+        LV blood-pool ROI on the frame grid (``frames.shape[1:]``).
+
+    Returns
+    -------
+    int
+        Frame index.
+
+    Raises
+    ------
+    AIAIFInputError
+        For no frames, NaN or infinite values, or a mask of another shape.
+    """
+    frames = np.asarray(frames, dtype=float)
+    if frames.ndim < 2 or frames.shape[0] == 0 or frames[0].size == 0:
+        raise AIAIFInputError("The frames must be a non-empty array (n_frames, ...); pass the perfusion series.")
+    if blood_pool_mask is not None and np.any(blood_pool_mask):
+        return int(np.argmax(extract_aif_signal(frames, blood_pool_mask)))
+    if not np.all(np.isfinite(frames)):
+        raise AIAIFInputError("The frames contain NaN or infinite values; replace them (e.g. by 0) first.")
+    bright = np.percentile(frames.reshape(frames.shape[0], -1), PEAK_FRAME_PERCENTILE, axis=1)
+    level = bright.min() + PEAK_FRAME_LEVEL * (bright.max() - bright.min())
+    padded = np.concatenate(([-np.inf], bright, [-np.inf]))
+    peaks = np.flatnonzero((bright >= level) & (bright >= padded[:-2]) & (bright >= padded[2:]))
+    return int(peaks[-1])
+
+
 def _robust_noise_sd(signals):
     """Noise SD of each curve from its second differences (MAD), signal units.
 

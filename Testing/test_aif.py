@@ -388,3 +388,31 @@ def test_prepare_rejects_negative_signal_and_restore_rejects_bad_predictions():
         restore_network_output(prepared, np.ones((1, 32)))
     with pytest.raises(AIAIFInputError, match="NaN or infinite at sample 3"):
         restore_network_output(prepared, np.where(np.arange(64) == 3, np.nan, 1.0))
+
+
+# --- peak enhancement frame ----------------------------------------------------------------------------------
+
+def test_peak_enhancement_frame_follows_the_blood_pool_with_or_without_a_mask():
+    from AIAIFLib.aif import peak_enhancement_frame
+    from AIAIFLib.studies import demo_phantom
+
+    phantom = demo_phantom()
+    blood = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
+    with_mask = peak_enhancement_frame(phantom.frames, phantom.lv_blood_mask)
+    assert with_mask == int(np.argmax(extract_aif_signal(phantom.frames, phantom.lv_blood_mask)))
+    assert blood[with_mask] > 0.95 * blood.max()
+    rv_peak = int(np.argmax(phantom.frames[:, :, :, :].reshape(len(blood), -1).max(axis=1)))
+    assert rv_peak < with_mask - 2  # the RV is brightest first
+    without_mask = peak_enhancement_frame(phantom.frames)
+    assert abs(without_mask - int(np.argmax(blood))) <= 1  # no ROI yet: the later, LV peak is found
+
+
+def test_peak_enhancement_frame_refuses_empty_or_non_finite_frames():
+    from AIAIFLib.aif import peak_enhancement_frame
+
+    with pytest.raises(AIAIFInputError):
+        peak_enhancement_frame(np.zeros((0, 4, 4)))
+    frames = np.ones((5, 4, 4))
+    frames[2, 1, 1] = np.nan
+    with pytest.raises(AIAIFInputError):
+        peak_enhancement_frame(frames)
