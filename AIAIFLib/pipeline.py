@@ -278,6 +278,10 @@ def quantify_study(study, parameters=None, progress=None):
     QuantificationResult
         MBF map (mL/min/g), fit quality, AHA labels, segment and territory
         tables, AIF curves and the mean myocardial curve (mM), and a summary.
+        With ``aif_mode="ai"`` the summary's ``warnings`` say when the
+        study's AIF lies outside the network's training range
+        (``network.training_range_warnings``, with the ``training.json``
+        beside the weights used).
     """
     from . import aif as aif_module
     from . import conversion, deconvolution, segments
@@ -315,9 +319,13 @@ def quantify_study(study, parameters=None, progress=None):
     saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
                                                    t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     external = None
+    aif_warnings = []
     if parameters.aif_mode == "ai":
-        from .network import correct_aifs
+        from .network import correct_aifs, training_range_warnings
         corrected = correct_aifs(times, saturated, weights=parameters.weights_path)
+        # The study's AIF against the training range of the weights used (training.json beside them).
+        aif_warnings = training_range_warnings(times, saturated, parameters.field_strength_t, arrival_index=arrival,
+                                               weights_path=parameters.weights_path)
         aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, parameters.field_strength_t,
                                                  t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
     elif parameters.aif_mode == "saturated":
@@ -374,7 +382,7 @@ def quantify_study(study, parameters=None, progress=None):
                   "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
                        segment_table, territories, mbf, timings, (t1_blood_s, t1_myocardium_s, r1), external,
-                       sequence, calibration)
+                       sequence, calibration, aif_warnings)
     _report(progress, 1.0, "Done")
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
                                 conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
@@ -434,14 +442,18 @@ def _finite_stats(values):
 
 
 def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
-             territories, mbf, timings, relaxation, external, sequence, calibration):
-    """The JSON-ready account of one quantification (``summary.json``)."""
+             territories, mbf, timings, relaxation, external, sequence, calibration, aif_warnings=()):
+    """The JSON-ready account of one quantification (``summary.json``).
+
+    ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
+    of ``network.training_range_warnings``) first, then those of the fit.
+    """
     from . import __version__
 
     n_pixels = int(np.size(fit.converged))
     failed = ~np.isfinite(np.asarray(fit.mbf_ml_min_g, dtype=float))
     n_failed = int(np.count_nonzero(failed))
-    warnings = []
+    warnings = list(aif_warnings)
     if n_pixels and n_failed > FAILED_FIT_WARNING_FRACTION * n_pixels:
         warnings.append("{} of {} myocardial pixel fits failed ({:.0f} %); check the ROIs and the AIF.".format(
             n_failed, n_pixels, 100.0 * n_failed / n_pixels))

@@ -25,6 +25,13 @@ Data
   (``aif.detect_arrival_index``), and a seeded split of the cases holds
   ``validation_fraction`` of them out for validation.
 
+The training range of the network's inputs is recorded too:
+``training.json`` holds, under ``input_feature_ranges``, the 0.5th-99.5th
+percentiles of the observable features of the training curves' saturated
+AIFs (``network.input_features``: heart rate, contrast arrival, frames after
+arrival, peak-to-baseline ratio; and the field strengths), against which
+``network.training_range_warnings`` checks every study.
+
 Validation uses offset 0 and no added noise.  Everything random is seeded:
 the data by ``seed`` and the tags above, the batches and noise by a numpy
 ``Generator``, the initial weights and dropout by ``torch.manual_seed`` (in a
@@ -118,7 +125,7 @@ TRAINING_THREADS = 2
 WEIGHTS_FILE = "aiaif_unet.npz"
 CHECKSUM_FILE = "aiaif_unet.sha256"
 LOSS_CURVE_FILE = "loss_curve.png"
-TRAINING_JSON_FILE = "training.json"
+TRAINING_JSON_FILE = network.TRAINING_RECORD_FILE
 
 #: Columns of the paired-AIF training CSV.
 PAIRED_CSV_COLUMNS = ("case", "time_s", "saturated", "reference")
@@ -239,6 +246,14 @@ def _windows(times_s, saturated, reference, arrival_index, offsets):
     return np.stack(inputs), np.stack(targets)
 
 
+def _simulated_groups(n, seed, tag, frame_counts):
+    """The simulated pairs of a data set, one ``AIFPairs`` per frame count (the training set's draws)."""
+    sizes = np.diff(np.linspace(0, n, len(frame_counts) + 1).round().astype(int))
+    for group, (size, n_frames) in enumerate(zip(sizes, frame_counts)):
+        if size:
+            yield simulate_aif_pairs(int(size), n_frames=int(n_frames), seed=_derived_seed(seed, tag, group))
+
+
 def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=SIMULATED_FRAME_COUNTS):
     """Simulated pairs cut to the network window at their true arrival.
 
@@ -263,12 +278,8 @@ def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=SIMULATED_FRAME_C
     field_strength_t : numpy.ndarray, shape (n,)
         Field strength of each pair, T.
     """
-    sizes = np.diff(np.linspace(0, n, len(frame_counts) + 1).round().astype(int))
     inputs, targets, fields = [], [], []
-    for group, (size, n_frames) in enumerate(zip(sizes, frame_counts)):
-        if size == 0:
-            continue
-        pairs = simulate_aif_pairs(int(size), n_frames=int(n_frames), seed=_derived_seed(seed, tag, group))
+    for pairs in _simulated_groups(n, seed, tag, frame_counts):
         arrival = aif.arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
         x, y = _windows(pairs.times_s, pairs.saturated, pairs.reference, arrival, offsets)
         inputs.append(x)
@@ -303,6 +314,112 @@ def paired_windows(data, offsets=(0,)):
         inputs.append(x)
         targets.append(y)
     return np.concatenate(inputs, axis=1).astype(np.float32), np.concatenate(targets, axis=1).astype(np.float32)
+
+
+def _simulated_input_features(pairs):
+    """``network.input_features`` of simulated pairs, arrival detected as at inference.
+
+    Should the detection refuse a curve (none of the shipped training set's
+    50 000), that curve is measured at its true arrival frame instead, so one
+    odd draw cannot stop a training run.
+    """
+    try:
+        return network.input_features(pairs.times_s, pairs.saturated)
+    except AIAIFInputError:
+        arrival = aif.arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
+        for curve in range(len(pairs)):
+            try:
+                arrival[curve] = aif.detect_arrival_index(pairs.times_s[curve], pairs.saturated[curve])[0]
+            except AIAIFInputError:
+                pass
+        return network.input_features(pairs.times_s, pairs.saturated, arrival_index=arrival)
+
+
+def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA_TAG,
+                                   frame_counts=SIMULATED_FRAME_COUNTS,
+                                   percentiles=network.TRAINING_RANGE_PERCENTILES):
+    """Training range of the network's input features over a simulated training set.
+
+    Simulates exactly the training set of ``train`` with the same ``n``,
+    ``seed`` and ``frame_counts`` (the same draws as ``simulated_windows``)
+    and summarises its ``network.input_features`` with
+    ``network.input_feature_ranges``.  Contrast arrival is detected
+    (``aif.detect_arrival_index``), as it is for a study at inference,
+    although the training windows were cut at the true arrival.  The
+    training augmentation (window offsets, added noise) is not applied: the
+    features are those of the curves, not of one window.  The shipped
+    weights' range (``n=50000, seed=0``) takes about 3 s on one core.
+
+    Parameters
+    ----------
+    n : int, optional
+        Training pairs (``train``'s ``n_train``).
+    seed : int, optional
+        Training seed (``train``'s ``seed``).
+    tag : int, optional
+        Seed tag of the data set (the training set's by default).
+    frame_counts : sequence of int, optional
+        Frames per simulated curve, one group each.
+    percentiles : (float, float), optional
+        Percentiles (0-100) that bound the range.
+
+    Returns
+    -------
+    dict
+        The ``input_feature_ranges`` section of ``training.json``, with the
+        field strengths of the training curves (T).
+    """
+    n = _positive_int(n, "number of training pairs")
+    features, fields = [], []
+    for pairs in _simulated_groups(n, seed, tag, frame_counts):
+        features.append(_simulated_input_features(pairs))
+        fields.append(pairs.params["field_strength_t"])
+    note = ("{}th-{}th percentiles of network.input_features over the {} simulated training curves "
+            "(training.simulated_input_feature_ranges: simulation.simulate_aif_pairs with the training seed {} and "
+            "seed tag {}, {} frames per curve in equal shares, the parameter ranges of data.parameter_ranges), "
+            "contrast arrival detected as at inference; window offsets and added noise of the training "
+            "augmentation not applied.".format(percentiles[0], percentiles[1], n, seed, tag,
+                                                ", ".join(str(count) for count in frame_counts)))
+    return network.input_feature_ranges(features, np.concatenate(fields), percentiles=percentiles, note=note)
+
+
+def paired_input_feature_ranges(data, percentiles=network.TRAINING_RANGE_PERCENTILES):
+    """Training range of the network's input features over a site's paired cases.
+
+    Parameters
+    ----------
+    data : PairedAIFs
+        The training cases; their saturated curves are measured with
+        ``network.input_features`` (contrast arrival detected, as in
+        training and at inference).
+    percentiles : (float, float), optional
+        Percentiles (0-100) that bound the range; with few cases they lie
+        close to the smallest and largest value.
+
+    Returns
+    -------
+    dict
+        The ``input_feature_ranges`` section of ``training.json``; the paired
+        CSV has no field strength, so ``field_strengths_t`` is None.
+
+    Raises
+    ------
+    AIAIFInputError
+        For a case whose saturated curve the preprocessing refuses, naming the
+        case.
+    """
+    features = []
+    for case, times, saturated in zip(data.case_ids, data.times_s, data.saturated):
+        try:
+            features.append(network.input_features(times, saturated))
+        except AIAIFInputError as error:
+            raise AIAIFInputError("Case '{}' of {}: {}".format(case, data.source or "the paired AIFs",
+                                                              str(error).replace("AIF curve 0", "its AIF")))
+    note = ("{}th-{}th percentiles of network.input_features over the saturated curves of the {} training cases "
+            "of {} (training.paired_input_feature_ranges), contrast arrival detected; the paired CSV gives no "
+            "field strength, so none is checked.".format(percentiles[0], percentiles[1], len(data),
+                                                         data.source or "the paired AIFs"))
+    return network.input_feature_ranges(features, None, percentiles=percentiles, note=note)
 
 
 def split_cases(n_cases, seed, validation_fraction=VALIDATION_FRACTION):
@@ -415,6 +532,9 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
     -------
     dict
         Everything written to ``training.json`` (settings, data source,
+        the training range of the input features under
+        ``input_feature_ranges`` (``simulated_input_feature_ranges`` or
+        ``paired_input_feature_ranges``, from the training curves only),
         losses, timing, versions), plus ``output_files`` (name -> path).
 
     Raises
@@ -457,6 +577,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
             "arrival": "true arrival frame (aif.arrival_index_from_time)",
             "parameter_ranges": json_ready(AIF_PAIR_RANGES),
         }
+        feature_ranges = simulated_input_feature_ranges(n_train, seed)
     else:
         paired = data if isinstance(data, PairedAIFs) else read_paired_aif_csv(data)
         training_cases, validation_cases = split_cases(len(paired), seed, validation_fraction)
@@ -469,6 +590,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
             "validation_cases": [paired.case_ids[i] for i in validation_cases],
             "arrival": "detected (aif.detect_arrival_index)",
         }
+        feature_ranges = paired_input_feature_ranges(paired.subset(training_cases))
     val_x, val_y = val_x[0], val_y[0]
     n_pairs = train_x.shape[1]
 
@@ -568,6 +690,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
         "architecture": json_ready(numpy_model.architecture),
         "trainable_parameters": n_trainable,
         "data": data_description,
+        network.INPUT_FEATURE_RANGES_KEY: feature_ranges,
         "history": history,
         "best_iteration": best["iteration"],
         "best_validation_mse": best["mse"],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
-from AIAIFLib import pipeline, studies
+from AIAIFLib import network, pipeline, studies
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom
 
@@ -148,3 +148,44 @@ def test_external_aif_that_does_not_overlap_is_refused(phantom):
         external_aif_signal=phantom.truth["lv_blood_reference_signal"])
     with pytest.raises(AIAIFInputError, match="does not overlap"):
         pipeline.quantify_study(studies.phantom_study(phantom), parameters)
+
+
+# --- AI-AIF training range -------------------------------------------------------------
+
+def _training_range_warnings(summary):
+    return [warning for warning in summary["warnings"] if "training range" in warning]
+
+
+def test_demo_phantom_lies_inside_the_networks_training_range():
+    phantom = studies.demo_phantom()
+    result = pipeline.quantify_study(studies.phantom_study(phantom), pipeline.QuantificationParameters(
+        field_strength_t=studies.DEMO_PHANTOM["field_strength_t"], aif_mode="ai"))
+    assert _training_range_warnings(result.summary) == []
+    # the same check run directly gives the same (empty) answer
+    saturated = result.aif["saturated"]
+    assert network.training_range_warnings(phantom.frame_times_s, saturated, 3.0) == []
+
+
+def test_short_series_gets_the_training_range_warning_in_ai_mode_only(phantom, saturated_result):
+    # N_FRAMES = 40 leaves fewer frames after contrast arrival than any but the shortest training curves had
+    result = pipeline.quantify_study(studies.phantom_study(phantom), pipeline.QuantificationParameters(aif_mode="ai"))
+    times, saturated = result.aif["time_s"], result.aif["saturated"]
+    expected = network.training_range_warnings(times, saturated, 3.0,
+                                               arrival_index=result.summary["aif"]["arrival_frame"])
+    assert len(expected) == 1
+    assert expected[0].startswith("The number of frames from contrast arrival on in the network's 64-frame window")
+    assert _training_range_warnings(result.summary) == expected
+    assert result.summary["warnings"][0] == expected[0]  # AIF warnings come first
+    assert _training_range_warnings(saturated_result.summary) == []
+
+
+def test_custom_weights_without_training_record_warn_that_the_range_is_unknown(phantom, tmp_path):
+    weights = tmp_path / "site_unet.npz"
+    weights.write_bytes(open(network.DEFAULT_WEIGHTS_PATH, "rb").read())
+    (tmp_path / "site_unet.sha256").write_text(open(network.DEFAULT_CHECKSUM_PATH).read())
+    result = pipeline.quantify_study(studies.phantom_study(phantom), pipeline.QuantificationParameters(
+        aif_mode="ai", weights_path=str(weights)))
+    unknown = [warning for warning in result.summary["warnings"] if "training range is unknown" in warning]
+    assert len(unknown) == 1 and str(tmp_path) in unknown[0]
+    assert _training_range_warnings(result.summary) == unknown
+    json.dumps(pipeline.json_ready(result.summary), allow_nan=False)

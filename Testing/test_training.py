@@ -64,6 +64,67 @@ def test_training_json_records_settings_data_and_losses(tiny_run):
     assert saved["weights_sha256"] == results["weights_sha256"]
 
 
+def test_training_json_records_the_training_range_of_the_inputs(tiny_run):
+    output, results, _ = tiny_run
+    with open(str(output / "training.json")) as handle:
+        saved = json.load(handle)
+    section = saved[network.INPUT_FEATURE_RANGES_KEY]
+    assert section == results[network.INPUT_FEATURE_RANGES_KEY]
+    # computed from exactly the training curves: the same draws as training.simulated_input_feature_ranges
+    assert section == json.loads(json.dumps(training.simulated_input_feature_ranges(TINY["n_train"], seed=3)))
+    assert section["n_curves"] == TINY["n_train"]
+    assert set(section["field_strengths_t"]) <= {1.5, 3.0}
+    assert set(section["features"]) == set(network.INPUT_FEATURES)
+    assert "training seed 3" in section["note"]
+    # the trained weights are checked against this record (training.json beside them)
+    times = np.arange(60) * 0.75
+    flat_then_bolus = np.where(times < 9.3, 100.0, 100.0 + 900.0 * np.exp(-np.abs(times - 14.0) / 3.0))
+    warnings = network.training_range_warnings(times, flat_then_bolus, 7.0,
+                                               weights_path=str(output / "aiaif_unet.npz"))
+    assert warnings and warnings[-1].startswith("The field strength is 7 T")
+
+
+def test_simulated_feature_ranges_measure_the_training_curves():
+    fields_of_windows = training.simulated_windows(48, seed=5, tag=training._TRAINING_DATA_TAG)[2]
+    section = training.simulated_input_feature_ranges(48, seed=5)
+    assert section["field_strengths_t"] == sorted(set(fields_of_windows.tolist()))
+    pairs = list(training._simulated_groups(48, 5, training._TRAINING_DATA_TAG, training.SIMULATED_FRAME_COUNTS))
+    features = [network.input_features(group.times_s, group.saturated) for group in pairs]
+    for name, entry in section["features"].items():
+        values = np.concatenate([part[name] for part in features])
+        assert (entry["min"], entry["max"]) == (values.min(), values.max())
+    assert section["features"]["frames_after_arrival"]["min"] <= 50 - 4  # the 50-frame curves are the shortest
+    with pytest.raises(AIAIFInputError, match="number of training pairs"):
+        training.simulated_input_feature_ranges(0)
+
+
+def test_shipped_training_range_is_reproduced_from_the_simulator():
+    """About 3 s: the shipped record's range is that of the 50 000 training curves of its seed and frame counts."""
+    with open(network.DEFAULT_TRAINING_RECORD_PATH, encoding="utf-8") as handle:
+        record = json.load(handle)
+    stored = record[network.INPUT_FEATURE_RANGES_KEY]
+    data = record["data"]
+    recomputed = training.simulated_input_feature_ranges(
+        data["n_train"], seed=record["settings"]["seed"], tag=data["training_seed_tag"],
+        frame_counts=data["frame_counts"], percentiles=stored["percentiles"])
+    assert recomputed["n_curves"] == stored["n_curves"] == 50000
+    assert recomputed["field_strengths_t"] == stored["field_strengths_t"]
+    assert recomputed["note"] == stored["note"]
+    for name, entry in stored["features"].items():
+        for key in ("low", "high", "min", "median", "max"):
+            assert recomputed["features"][name][key] == pytest.approx(entry[key], rel=1e-9), (name, key)
+
+
+def test_a_curve_the_arrival_detection_refuses_is_measured_at_its_true_arrival():
+    pairs = simulate_aif_pairs(3, n_frames=50, seed=8)
+    pairs.saturated[1] = 100.0 + 0.01 * (-1.0) ** np.arange(50)  # no visible bolus
+    features = training._simulated_input_features(pairs)
+    true_arrival = np.argmax(pairs.times_s[1] >= pairs.params["arrival_s"][1])
+    assert features["arrival_time_s"][1] == pytest.approx(pairs.times_s[1, true_arrival])
+    detected = network.input_features(pairs.times_s[[0, 2]], pairs.saturated[[0, 2]])
+    np.testing.assert_array_equal(features["arrival_time_s"][[0, 2]], detected["arrival_time_s"])
+
+
 def test_progress_reaches_one_in_order(tiny_run):
     _, _, calls = tiny_run
     fractions = [fraction for fraction, _ in calls]
@@ -227,6 +288,19 @@ def test_training_on_paired_csv(tmp_path):
     assert sorted(described["training_cases"] + described["validation_cases"]) == ["P0{}".format(k) for k in range(6)]
     assert len(described["validation_cases"]) == 1
     network.load_weights(results["output_files"]["weights"])
+    # the training range comes from the training cases' saturated curves; the CSV has no field strength
+    section = results[network.INPUT_FEATURE_RANGES_KEY]
+    data = training.read_paired_aif_csv(str(path))
+    cases = [data.case_ids.index(case) for case in described["training_cases"]]
+    assert section["n_curves"] == len(cases) == 5
+    assert section["field_strengths_t"] is None
+    ratios = [network.input_features(data.times_s[i], data.saturated[i])["enhancement_ratio"][0] for i in cases]
+    ratio_range = section["features"]["enhancement_ratio"]
+    assert (ratio_range["low"], ratio_range["high"]) == (min(ratios), max(ratios))
+    # every training case lies inside its own training range; any field strength passes
+    weights = results["output_files"]["weights"]
+    for i in cases:
+        assert network.training_range_warnings(data.times_s[i], data.saturated[i], 7.0, weights_path=weights) == []
 
 
 def test_training_on_a_case_without_contrast_names_the_case(tmp_path):
