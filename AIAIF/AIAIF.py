@@ -13,6 +13,7 @@ console and command line share one code path.  Nothing here needs PyTorch,
 matplotlib or pynrrd: stock Slicer's numpy, scipy and VTK are enough.
 """
 
+import enum
 import logging
 import os
 import sys
@@ -93,9 +94,6 @@ def resourcePath(relativePath):
 #: Name of the sample data set (Sample Data module) and of its nodes.
 SAMPLE_PHANTOM_NAME = "AIAIFPhantom"
 
-#: AIF modes of the Logic, in the order the panel offers them.
-AIF_MODES = ("ai", "saturated", "external")
-
 #: Tissue signal-to-concentration methods (``AIAIFLib.pipeline.TISSUE_CONVERSIONS``).
 TISSUE_CONVERSIONS = ("linear", "model")
 
@@ -170,6 +168,19 @@ def registerSampleData():
 #
 
 
+class AifMode(enum.Enum):
+    """Which AIF the quantification uses (values: ``AIAIFLib.pipeline.AIF_MODES``)."""
+
+    AI = "ai"
+    SATURATED = "saturated"
+    EXTERNAL = "external"
+
+    def label(self):
+        """Text of the panel's AIF choice."""
+        return {"ai": _("AI-corrected (AI-AIF)"), "saturated": _("Saturated (uncorrected)"),
+                "external": _("External table")}[self.value]
+
+
 @parameterNodeWrapper
 class AIAIFParameterNode:
     """Every input, parameter and output reference of one AI-AIF run (saved with the scene).
@@ -180,13 +191,14 @@ class AIAIFParameterNode:
     rvInsertionPoints - optional anterior RV insertion point of each slice.
     fieldStrength - 1.5 or 3.0 T (native T1 of blood and myocardium).
     t1Blood, r1 - optional overrides (s, 1/s/mM); 0 means "from the field strength".
-    aifMode - "ai" (AI-corrected), "saturated" (uncorrected) or "external" (externalAifTable).
+    aifMode - AI-corrected, saturated (uncorrected) or external (externalAifTable).
     externalAifTable - table with columns time_s and the AIF signal.
     tissueConversion - "linear" (the paper's) or "model" (SR-FLASH inversion).
     threshold - ischaemia threshold, mL/min/g.
     frameInterval - time between frames, s, for series indexed by frame number; 0: from the series.
     computeFitQuality - also make the fit-quality (NRMSE) volume.
-    mbfVolume, segmentsTable, aifChart, fitQualityVolume - outputs, created on the first run and updated after.
+    mbfVolume, segmentsTable, aifChart, bullseyeVolume, fitQualityVolume - outputs: created on the first run
+    (None: "create new on Apply") and updated after.
     """
 
     perfusionSequence: vtkMRMLSequenceNode
@@ -197,7 +209,7 @@ class AIAIFParameterNode:
     fieldStrength: Annotated[float, Choice([1.5, 3.0])] = 3.0
     t1Blood: Annotated[float, WithinRange(0.0, 5.0)] = 0.0
     r1: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
-    aifMode: Annotated[str, Choice(list(AIF_MODES))] = "ai"
+    aifMode: AifMode = AifMode.AI
     externalAifTable: vtkMRMLTableNode
     tissueConversion: Annotated[str, Choice(list(TISSUE_CONVERSIONS))] = "linear"
     threshold: Annotated[float, WithinRange(0.1, 10.0)] = AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G
@@ -206,7 +218,56 @@ class AIAIFParameterNode:
     mbfVolume: vtkMRMLScalarVolumeNode
     segmentsTable: vtkMRMLTableNode
     aifChart: vtkMRMLPlotChartNode
+    bullseyeVolume: vtkMRMLScalarVolumeNode
     fitQualityVolume: vtkMRMLScalarVolumeNode
+
+
+#: Parameters the panel binds by hand: the wrapper has no connector for segment selectors.
+SEGMENT_PARAMETERS = {"bloodPoolSegmentId": "bloodPoolSegmentSelector",
+                      "myocardiumSegmentId": "myocardiumSegmentSelector"}
+
+#: Custom view layout of the results: slice view (MBF over the peak frame) and bullseye on the left,
+#: AIF chart and segment table on the right.
+RESULTS_LAYOUT_ID = 52601
+RESULTS_LAYOUT_XML = """
+<layout type="horizontal" split="true">
+ <item splitSize="600">
+  <layout type="vertical" split="true">
+   <item splitSize="650">
+    <view class="vtkMRMLSliceNode" singletontag="Red">
+     <property name="orientation" action="default">Axial</property>
+     <property name="viewlabel" action="default">R</property>
+     <property name="viewcolor" action="default">#F34A33</property>
+    </view>
+   </item>
+   <item splitSize="350">
+    <view class="vtkMRMLSliceNode" singletontag="Yellow">
+     <property name="orientation" action="default">Axial</property>
+     <property name="viewlabel" action="default">Y</property>
+     <property name="viewcolor" action="default">#EDD54C</property>
+    </view>
+   </item>
+  </layout>
+ </item>
+ <item splitSize="400">
+  <layout type="vertical" split="true">
+   <item>
+    <view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
+     <property name="viewlabel" action="default">P</property>
+    </view>
+   </item>
+   <item>
+    <view class="vtkMRMLTableViewNode" singletontag="TableView1">
+     <property name="viewlabel" action="default">T</property>
+    </view>
+   </item>
+  </layout>
+ </item>
+</layout>
+"""
+
+#: Opacity of the MBF map over the peak frame in the results view.
+MBF_OVERLAY_OPACITY = 0.8
 
 
 #
@@ -215,7 +276,12 @@ class AIAIFParameterNode:
 
 
 class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: binds the GUI to the parameter node and calls ``AIAIFLogic``; it computes nothing."""
+    """The panel: binds the GUI (Resources/UI/AIAIF.ui) to the parameter node and calls ``AIAIFLogic``.
+
+    It computes nothing: every action is one Logic call (tested on real MRML
+    nodes) followed by application-level display (module switch, layout,
+    views, message boxes).
+    """
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -224,60 +290,30 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._running = False
 
     def setup(self):
-        import ctk
-        import qt
-
         ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resourcePath("UI/AIAIF.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AIAIFLogic()
-        self.ui = _PanelWidgets()
-
-        inputs = ctk.ctkCollapsibleButton()
-        inputs.text = _("Inputs")
-        self.layout.addWidget(inputs)
-        form = qt.QFormLayout(inputs)
-        self.ui.perfusionSelector = self._nodeSelector("vtkMRMLSequenceNode", "perfusionSequence", form,
-                                                       _("Perfusion sequence:"))
-        self.ui.segmentationSelector = self._nodeSelector("vtkMRMLSegmentationNode", "segmentation", form,
-                                                          _("Segmentation:"))
-        self.ui.rvInsertionSelector = self._nodeSelector("vtkMRMLMarkupsFiducialNode", "rvInsertionPoints", form,
-                                                         _("RV insertion points:"), noneEnabled=True)
-
-        parameters = ctk.ctkCollapsibleButton()
-        parameters.text = _("Parameters")
-        self.layout.addWidget(parameters)
-        form = qt.QFormLayout(parameters)
-        self.ui.fieldStrengthSpinBox = qt.QDoubleSpinBox()
-        self.ui.fieldStrengthSpinBox.setProperty("SlicerParameterName", "fieldStrength")
-        form.addRow(_("Field strength (T):"), self.ui.fieldStrengthSpinBox)
-        self.ui.aifModeComboBox = qt.QComboBox()
-        self.ui.aifModeComboBox.addItems(list(AIF_MODES))
-        self.ui.aifModeComboBox.setProperty("SlicerParameterName", "aifMode")
-        form.addRow(_("AIF:"), self.ui.aifModeComboBox)
-
-        self.ui.applyButton = qt.QPushButton(_("Apply"))
-        self.layout.addWidget(self.ui.applyButton)
-        self.ui.statusLabel = qt.QLabel()
-        self.ui.statusLabel.wordWrap = True
-        self.layout.addWidget(self.ui.statusLabel)
-        self.layout.addStretch(1)
+        self.ui.progressBar.hide()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.bloodPoolSegmentSelector.connect("currentSegmentChanged(QString)",
+                                                 lambda segmentId: self._setSegmentParameter("bloodPoolSegmentId",
+                                                                                             segmentId))
+        self.ui.myocardiumSegmentSelector.connect("currentSegmentChanged(QString)",
+                                                  lambda segmentId: self._setSegmentParameter("myocardiumSegmentId",
+                                                                                              segmentId))
+        self.ui.drawRoisButton.connect("clicked(bool)", self.onDrawRoisButton)
+        self.ui.placeRvPointsButton.connect("clicked(bool)", self.onPlaceRvPointsButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.initializeParameterNode()
-
-    def _nodeSelector(self, nodeClass, parameterName, form, label, noneEnabled=False):
-        selector = slicer.qMRMLNodeComboBox()
-        selector.nodeTypes = [nodeClass]
-        selector.addEnabled = False
-        selector.removeEnabled = False
-        selector.noneEnabled = noneEnabled
-        selector.setMRMLScene(slicer.mrmlScene)
-        selector.setProperty("SlicerParameterName", parameterName)
-        form.addRow(label, selector)
-        return selector
 
     def cleanup(self):
         self.removeObservers()
@@ -289,7 +325,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
@@ -305,28 +341,121 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
 
-    def _checkCanApply(self, caller=None, event=None):
-        missing = self.logic.missingInputs(self._parameterNode) if self._parameterNode else [_("parameter node")]
-        self.ui.applyButton.enabled = not missing
+    # -- parameter node -> GUI (the parts the wrapper does not bind) ------------------------------------------
+
+    def _onParameterNodeModified(self, caller=None, event=None):
+        parameters = self._parameterNode
+        for name, selectorName in SEGMENT_PARAMETERS.items():
+            selector = getattr(self.ui, selectorName)
+            wasBlocked = selector.blockSignals(True)
+            selector.setCurrentNode(parameters.segmentation)
+            selector.setCurrentSegmentID(getattr(parameters, name))
+            selector.blockSignals(wasBlocked)
+        self.ui.externalAifTableSelector.enabled = parameters.aifMode == AifMode.EXTERNAL
+        self.ui.fitQualityVolumeSelector.enabled = parameters.computeFitQuality
+        self.ui.placeRvPointsButton.enabled = parameters.perfusionSequence is not None
+        self.ui.drawRoisButton.enabled = parameters.perfusionSequence is not None
+        missing = self.logic.missingInputs(parameters)
+        self.ui.applyButton.enabled = not missing and not self._running
         self.ui.applyButton.toolTip = (_("Quantify stress MBF") if not missing
-                                       else _("Select: {missing}").format(missing=", ".join(missing)))
+                                       else _("Missing: {missing}").format(missing=", ".join(missing)))
+
+    def _setSegmentParameter(self, name, segmentId):
+        if self._parameterNode:
+            setattr(self._parameterNode, name, segmentId or "")
+
+    # -- ROI tools ------------------------------------------------------------------------------------------------
+
+    def onDrawRoisButton(self):
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the Segment Editor."), waitCursor=True):
+            segmentation, sourceVolume = self.logic.prepareRoiDrawing(self._parameterNode)
+            slicer.util.setSliceViewerLayers(background=sourceVolume, foreground=None, fit=True)
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            editor.setSegmentationNode(segmentation)
+            editor.setSourceVolumeNode(sourceVolume)
+            slicer.util.showStatusMessage(_("Draw 'LV blood pool' and 'Myocardium' on the peak frame, then return to "
+                                            "AI-AIF with the module toolbar's back arrow."), 10000)
+
+    def onPlaceRvPointsButton(self):
+        with slicer.util.tryWithErrorDisplay(_("Cannot start placing the RV insertion points."), waitCursor=False):
+            points = self.logic.prepareRvInsertionPoints(self._parameterNode)
+            markupsLogic = slicer.modules.markups.logic()
+            markupsLogic.SetActiveList(points)
+            markupsLogic.StartPlaceMode(True)
+
+    # -- Apply -----------------------------------------------------------------------------------------------------
 
     def onApplyButton(self):
-        with slicer.util.tryWithErrorDisplay(_("AI-AIF could not quantify this study."), waitCursor=True):
-            result = self.logic.processParameterNode(self._parameterNode,
-                                                     progressCallback=lambda fraction, message: slicer.app.processEvents())
+        from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
+
+        self._setRunning(True)
+        try:
+            result = self.logic.processParameterNode(self._parameterNode, progressCallback=self._onProgress)
+        except AIAIFCancelled:
+            self.ui.statusLabel.text = _("Cancelled; the scene is as it was before Apply.")
+        except AIAIFInputError as error:
+            self.ui.statusLabel.text = str(error)
+            slicer.util.errorDisplay(str(error), windowTitle=_("AI-AIF"))
+        except Exception as error:  # a bug: the message in the box, the traceback in the log only
+            logging.exception("AI-AIF failed")
+            self.ui.statusLabel.text = _("Failed: {error}").format(error=error)
+            slicer.util.errorDisplay(_("AI-AIF failed: {error}\nDetails are in the application log.").format(
+                error=error), windowTitle=_("AI-AIF"))
+        else:
             self.ui.statusLabel.text = self.logic.statusText(result.summary)
+            self.showResults(result)
+        finally:
+            self._setRunning(False)
 
+    def onCancelButton(self):
+        self.logic.requestCancel()
 
-class _PanelWidgets:
-    """Holder of the panel's widgets (``connectGui`` looks for ``SlicerParameterName`` on its attributes)."""
+    def _setRunning(self, running):
+        self._running = running
+        self.ui.cancelButton.enabled = running
+        self.ui.progressBar.setVisible(running)
+        self.ui.progressBar.value = 0
+        self._onParameterNodeModified()
+
+    def _onProgress(self, fraction, message):
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.format = "{} (%p%)".format(message)
+        slicer.app.processEvents()  # paints the bar and lets Cancel be clicked
+
+    # -- results view ----------------------------------------------------------------------------------------------
+
+    def showResults(self, result):
+        """Results layout: MBF over the peak frame, bullseye, AIF chart and segment table."""
+        layoutManager = slicer.app.layoutManager()
+        layoutNode = layoutManager.layoutLogic().GetLayoutNode()
+        if not layoutNode.IsLayoutDescription(RESULTS_LAYOUT_ID):
+            layoutNode.AddLayoutDescription(RESULTS_LAYOUT_ID, RESULTS_LAYOUT_XML)
+        layoutManager.setLayout(RESULTS_LAYOUT_ID)
+
+        peakFrame = self.logic.showPeakFrame(self._parameterNode.perfusionSequence, result)
+        red = layoutManager.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+        red.SetBackgroundVolumeID(peakFrame.GetID() if peakFrame is not None else None)
+        red.SetForegroundVolumeID(result.mbfVolumeNode.GetID())
+        red.SetForegroundOpacity(MBF_OVERLAY_OPACITY)
+        yellow = layoutManager.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
+        yellow.SetBackgroundVolumeID(result.bullseyeVolumeNode.GetID() if result.bullseyeVolumeNode else None)
+        yellow.SetForegroundVolumeID(None)
+        for viewName in ("Red", "Yellow"):
+            layoutManager.sliceWidget(viewName).sliceController().rotateSliceToLowestVolumeAxes()
+            layoutManager.sliceWidget(viewName).sliceLogic().FitSliceToAll()
+
+        slicer.modules.plots.logic().ShowChartInLayout(result.aifChartNode)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetActiveTableID(result.segmentsTableNode.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
 
 
 #
@@ -347,6 +476,8 @@ class AIAIFResult:
         Saturated and used AIF and the mean myocardial curve, mM.
     aifTableNode : vtkMRMLTableNode
         The curves of the chart.
+    bullseyeVolumeNode : vtkMRMLScalarVolumeNode
+        AHA bullseye of the segment MBF, mL/min/g (a single-slice image).
     fitQualityVolumeNode : vtkMRMLScalarVolumeNode or None
         Fit NRMSE per pixel (when asked for).
     summary : dict
@@ -360,6 +491,7 @@ class AIAIFResult:
         self.segmentsTableNode = nodes.segments_table
         self.aifChartNode = nodes.aif_chart
         self.aifTableNode = nodes.aif_table
+        self.bullseyeVolumeNode = nodes.bullseye_volume
         self.fitQualityVolumeNode = nodes.fit_quality_volume
         self.summary = summary
         self.quantification = nodes.result
@@ -399,8 +531,8 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
                 externalAifTableNode=None, t1Blood=None, t1Myocardium=None, r1=None,
                 threshold=AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G, frameInterval=None,
                 tissueConversion="linear", sliceLevels=None, septumDirection=None, weightsPath=None,
-                mbfVolumeNode=None, segmentsTableNode=None, aifChartNode=None, fitQualityVolumeNode=None,
-                computeFitQuality=False):
+                mbfVolumeNode=None, segmentsTableNode=None, aifChartNode=None, bullseyeVolumeNode=None,
+                fitQualityVolumeNode=None, computeFitQuality=False):
         """Quantify pixelwise stress MBF and put the results into the scene.
 
         Parameters
@@ -444,7 +576,7 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             Septum side override (see ``AIAIFLib.segments.aha_segment_map``).
         weightsPath : str, optional
             Network weights (``.npz``); the shipped ones by default.
-        mbfVolumeNode, segmentsTableNode, aifChartNode, fitQualityVolumeNode : optional
+        mbfVolumeNode, segmentsTableNode, aifChartNode, bullseyeVolumeNode, fitQualityVolumeNode : optional
             Output nodes to update.  When omitted, the nodes an earlier run on
             the same perfusion series made are updated, or new ones created.
         computeFitQuality : bool
@@ -464,6 +596,7 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         """
         from AIAIFLib import mrml, pipeline
 
+        aifMode = getattr(aifMode, "value", aifMode)  # AifMode or its value
         externalTimes = externalSignal = None
         if aifMode == "external":
             externalTimes, externalSignal = mrml.external_aif_from_table(externalAifTableNode)
@@ -474,7 +607,7 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             slice_levels=tuple(sliceLevels) if sliceLevels is not None else None,
             septum_direction=septumDirection, weights_path=weightsPath)
         outputs = {"mbf": mbfVolumeNode, "segments": segmentsTableNode, "aif_chart": aifChartNode,
-                   "fit_quality": fitQualityVolumeNode}
+                   "bullseye": bullseyeVolumeNode, "fit_quality": fitQualityVolumeNode}
         self._cancelRequested = False
         nodes = mrml.quantify_nodes(
             slicer.mrmlScene, perfusionSequenceNode, segmentationNode, rvInsertionNode, parameters,
@@ -503,14 +636,16 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         result = self.process(
             p.perfusionSequence, p.segmentation, p.rvInsertionPoints, fieldStrength=p.fieldStrength,
-            aifMode=p.aifMode, progressCallback=progressCallback, bloodPoolSegmentId=p.bloodPoolSegmentId,
+            aifMode=p.aifMode.value, progressCallback=progressCallback, bloodPoolSegmentId=p.bloodPoolSegmentId,
             myocardiumSegmentId=p.myocardiumSegmentId, externalAifTableNode=p.externalAifTable,
             t1Blood=p.t1Blood or None, r1=p.r1 or None, threshold=p.threshold, frameInterval=p.frameInterval or None,
             tissueConversion=p.tissueConversion, mbfVolumeNode=p.mbfVolume, segmentsTableNode=p.segmentsTable,
-            aifChartNode=p.aifChart, fitQualityVolumeNode=p.fitQualityVolume, computeFitQuality=p.computeFitQuality)
+            aifChartNode=p.aifChart, bullseyeVolumeNode=p.bullseyeVolume, fitQualityVolumeNode=p.fitQualityVolume,
+            computeFitQuality=p.computeFitQuality)
         p.mbfVolume = result.mbfVolumeNode
         p.segmentsTable = result.segmentsTableNode
         p.aifChart = result.aifChartNode
+        p.bullseyeVolume = result.bullseyeVolumeNode
         if result.fitQualityVolumeNode is not None:
             p.fitQualityVolume = result.fitQualityVolumeNode
         return result
@@ -548,7 +683,7 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             missing.append(_("perfusion sequence"))
         if parameterNode.segmentation is None:
             missing.append(_("segmentation"))
-        if parameterNode.aifMode == "external" and parameterNode.externalAifTable is None:
+        if parameterNode.aifMode == AifMode.EXTERNAL and parameterNode.externalAifTable is None:
             missing.append(_("external AIF table"))
         return missing
 
@@ -565,6 +700,86 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             segmentation = scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
             if segmentation is not None:
                 parameterNode.segmentation = segmentation
+
+    def showPeakFrame(self, perfusionSequenceNode, result=None):
+        """Show the frame of peak LV blood-pool enhancement of a perfusion sequence (its browser's proxy volume).
+
+        Parameters
+        ----------
+        perfusionSequenceNode : vtkMRMLSequenceNode
+            The perfusion series; a browser is created if it has none.
+        result : AIAIFResult, optional
+            A result of this series: its AIF's peak is used; otherwise the
+            peak is found in the images (``AIAIFLib.aif.peak_enhancement_frame``).
+
+        Returns
+        -------
+        vtkMRMLScalarVolumeNode
+            The proxy volume, now showing that frame.
+        """
+        from AIAIFLib import aif, mrml
+
+        if result is not None:
+            index = aif.peak_enhancement_frame(result.quantification.aif["saturated"][:, None])
+        else:
+            index = aif.peak_enhancement_frame(mrml.sequence_frames(perfusionSequenceNode)[0])
+        return mrml.show_sequence_frame(perfusionSequenceNode, index)
+
+    def prepareRoiDrawing(self, parameterNode):
+        """Get the segmentation ready for drawing the ROIs on the peak frame.
+
+        Shows the frame of peak blood-pool enhancement, creates the
+        segmentation (on that frame's geometry) if none is selected, and adds
+        the segments ``LV blood pool`` and ``Myocardium`` (with their colours)
+        unless the parameter node or the segment names already point to
+        them.  The segment IDs are stored in the parameter node.
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+
+        Returns
+        -------
+        tuple
+            (segmentation node, source volume node for the Segment Editor).
+        """
+        from AIAIFLib import mrml
+        from AIAIFLib.errors import AIAIFInputError
+
+        sequence = parameterNode.perfusionSequence
+        if sequence is None:
+            raise AIAIFInputError(_("No perfusion sequence is selected; select it first, the ROIs are drawn on its "
+                                    "peak frame."))
+        sourceVolume = self.showPeakFrame(sequence)
+        segmentation = parameterNode.segmentation
+        if segmentation is None:
+            segmentation = mrml.roi_segmentation_node(slicer.mrmlScene, sourceVolume,
+                                                      name=_("{sequence} ROIs").format(sequence=sequence.GetName()))
+            parameterNode.segmentation = segmentation
+        bloodPoolId, myocardiumId = mrml.ensure_roi_segments(
+            segmentation, parameterNode.bloodPoolSegmentId, parameterNode.myocardiumSegmentId)
+        parameterNode.bloodPoolSegmentId = bloodPoolId
+        parameterNode.myocardiumSegmentId = myocardiumId
+        return segmentation, sourceVolume
+
+    def prepareRvInsertionPoints(self, parameterNode):
+        """The point list for the anterior RV insertion points: the selected one, or a new empty one.
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+
+        Returns
+        -------
+        vtkMRMLMarkupsFiducialNode
+            Stored in the parameter node.
+        """
+        points = parameterNode.rvInsertionPoints
+        if points is None:
+            points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("RV insertion points"))
+            points.CreateDefaultDisplayNodes()
+            parameterNode.rvInsertionPoints = points
+        return points
 
     @staticmethod
     def statusText(summary):
@@ -626,6 +841,9 @@ class AIAIFTest(ScriptedLoadableModuleTest):
         self.test_ProcessSamplePhantom()
         self.setUp()
         self.test_BadInputLeavesSceneUnchanged()
+        if hasattr(slicer, "app"):  # the panel needs the application (not available under slicer-core)
+            self.setUp()
+            self.test_Panel()
 
     def test_ProcessSamplePhantom(self):
         from AIAIFLib import studies
@@ -669,4 +887,33 @@ class AIAIFTest(ScriptedLoadableModuleTest):
             logic.process(sequence, segmentation, points)
         self.assertIn(segmentation.GetName(), str(raised.exception))
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.delayDisplay("Test passed")
+
+    def test_Panel(self):
+        """Drive the panel as a user would: select the sample nodes, Apply, read the results."""
+        logic = AIAIFLogic()
+        sequence, segmentation, points = logic.loadSamplePhantom()
+        slicer.util.selectModule("AIAIF")
+        widget = slicer.modules.aiaif.widgetRepresentation().self()
+        widget.ui.perfusionSequenceSelector.setCurrentNode(sequence)
+        widget.ui.segmentationSelector.setCurrentNode(segmentation)
+        widget.ui.rvInsertionSelector.setCurrentNode(points)
+        self.assertTrue(widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip)
+        self.assertEqual(widget.ui.bloodPoolSegmentSelector.currentNode(), segmentation)
+
+        self.delayDisplay("Apply")
+        widget.ui.applyButton.click()
+        parameters = logic.getParameterNode()
+        self.assertIsNotNone(parameters.mbfVolume)
+        self.assertIsNotNone(parameters.bullseyeVolume)
+        self.assertIn("LAD", widget.ui.statusLabel.text)
+        layoutManager = slicer.app.layoutManager()
+        self.assertEqual(layoutManager.layout, RESULTS_LAYOUT_ID)
+        red = layoutManager.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+        self.assertEqual(red.GetForegroundVolumeID(), parameters.mbfVolume.GetID())
+
+        self.delayDisplay("Missing input disables Apply")
+        widget.ui.segmentationSelector.setCurrentNode(None)
+        self.assertFalse(widget.ui.applyButton.enabled)
+        self.assertIn("segmentation", widget.ui.applyButton.toolTip)
         self.delayDisplay("Test passed")

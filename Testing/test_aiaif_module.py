@@ -317,20 +317,21 @@ def test_parameter_node_holds_inputs_and_receives_outputs(AIAIF, phantom_files):
     sequence, segmentation, points = _load(phantom_files)
     logic = AIAIF.AIAIFLogic()
     parameters = logic.getParameterNode()
-    assert parameters.fieldStrength == 3.0 and parameters.aifMode == "ai"
+    assert parameters.fieldStrength == 3.0 and parameters.aifMode == AIAIF.AifMode.AI
     assert parameters.threshold == K.ISCHAEMIA_THRESHOLD_ML_MIN_G
     assert set(logic.missingInputs(parameters)) == {"perfusion sequence", "segmentation"}
     logic.selectDefaultInputs(parameters)
     assert parameters.perfusionSequence is sequence and parameters.segmentation is segmentation
     parameters.rvInsertionPoints = points
     assert logic.missingInputs(parameters) == []
-    parameters.aifMode = "external"
+    parameters.aifMode = AIAIF.AifMode.EXTERNAL
     assert logic.missingInputs(parameters) == ["external AIF table"]
-    parameters.aifMode = "saturated"
+    parameters.aifMode = AIAIF.AifMode.SATURATED
 
     result = logic.processParameterNode(parameters)
     assert parameters.mbfVolume is result.mbfVolumeNode
     assert parameters.segmentsTable is result.segmentsTableNode and parameters.aifChart is result.aifChartNode
+    assert parameters.bullseyeVolume is result.bullseyeVolumeNode
     assert result.summary["parameters"]["aif_mode"] == "saturated"
     # the same parameter node is found again (one per scene), with the outputs
     assert logic.getParameterNode().mbfVolume is result.mbfVolumeNode
@@ -523,7 +524,7 @@ def test_module_runs_its_main_job_without_torch_matplotlib_or_pynrrd():
 def test_the_readme_console_snippet_runs(AIAIF, capsys):
     with open(os.path.join(REPOSITORY, "README.md")) as handle:
         readme = handle.read()
-    section = readme[readme.index("**Python console.**"):]
+    section = readme[readme.index("### From the Python console"):]
     snippet = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 3)]
     exec(compile(snippet, "README.md", "exec"), {})
     printed = capsys.readouterr().out

@@ -378,8 +378,9 @@ def runtime_files(repository=REPOSITORY):
     """Files the extension uses at run time, from the working tree, relative to the repository.
 
     The module files (``AIAIF/*.py``), the whole ``AIAIFLib`` package (every file
-    but caches and build files), the network weights with checksum and model
-    card, the icons and the panel files.
+    but caches and build files), the network weights with checksum, model card
+    and training record (its input ranges feed the training-range warnings),
+    the icons and the panel files.
     """
     repository = Path(repository)
     files = {"AIAIF/AIAIF.py"}
@@ -388,7 +389,8 @@ def runtime_files(repository=REPOSITORY):
         if (path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
                 and path.name != "CMakeLists.txt"):
             files.add(path.relative_to(repository).as_posix())
-    files.update("Resources/Models/" + name for name in ("aiaif_unet.npz", "aiaif_unet.sha256", "MODEL_CARD.md"))
+    files.update("Resources/Models/" + name for name in ("aiaif_unet.npz", "aiaif_unet.sha256", "MODEL_CARD.md",
+                                                                     "training.json"))
     for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui"):
         files.update(path.relative_to(repository).as_posix() for path in repository.glob(pattern))
     return sorted(files)
@@ -516,8 +518,8 @@ def test_runtime_files_cover_the_package_weights_and_icon():
     files = runtime_files()
     assert "AIAIFLib/__init__.py" in files and "AIAIFLib/network.py" in files
     assert {"Resources/Models/aiaif_unet.npz", "Resources/Models/aiaif_unet.sha256",
-            "Resources/Icons/AIAIF.png"} <= set(files)
-    assert not any("__pycache__" in name or name.endswith("render_icon.py") or name.endswith("training.json")
+            "Resources/Icons/AIAIF.png", "Resources/Models/training.json"} <= set(files)
+    assert not any("__pycache__" in name or name.endswith("render_icon.py") or name.endswith("loss_curve.png")
                    for name in files)
 
 
@@ -587,9 +589,10 @@ def test_checker_finds_a_new_unlisted_panel_file(tmp_path):
     for list_file in ("CMakeLists.txt", EXTENSION_NAME + "/CMakeLists.txt"):
         (tmp_path / list_file).write_text((REPOSITORY / list_file).read_text(encoding="utf-8"), encoding="utf-8")
     assert packaging_problems(tmp_path) == []
-    (tmp_path / "Resources" / "UI").mkdir()
-    (tmp_path / "Resources" / "UI" / "AIAIF.ui").write_text("<ui/>", encoding="utf-8")
-    assert packaging_problems(tmp_path) == ["Resources/UI/AIAIF.ui is used at run time but no CMake list names it."]
+    (tmp_path / "Resources" / "UI").mkdir(exist_ok=True)
+    (tmp_path / "Resources" / "UI" / "AIAIFDialog.ui").write_text("<ui/>", encoding="utf-8")
+    assert packaging_problems(tmp_path) == [
+        "Resources/UI/AIAIFDialog.ui is used at run time but no CMake list names it."]
 
 
 # ---------------------------------------------------------------------------

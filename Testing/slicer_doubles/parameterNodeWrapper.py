@@ -6,7 +6,8 @@ module's parameter node uses here:
 
 * MRML node types (and ``Optional``/``Union`` of them) are node references
   whose role is the field name (``SetNodeReferenceID``);
-* ``str``, ``float``, ``int`` and ``bool`` are parameters stored as text;
+* ``str``, ``float``, ``int``, ``bool`` and ``enum.Enum`` subclasses are
+  parameters stored as text (an enum by its member name);
 * ``Annotated[..., WithinRange(a, b)]``, ``Choice([...])``, ``Minimum``,
   ``Maximum`` validate on assignment (``ValueError`` otherwise);
 * defaults come from the class body, a ``Default(...)`` annotation, or the
@@ -17,6 +18,7 @@ GUI connection needs Qt: ``connectGui`` / ``disconnectGui`` only hand out and
 forget tags.
 """
 
+import enum
 import typing
 
 import slicer
@@ -102,6 +104,8 @@ class _Field:
         text = node.GetParameter(self.name)
         if self.type is bool:
             return text == "true"
+        if issubclass(self.type, enum.Enum):
+            return self.type[text]
         return self.type(text)
 
     def write(self, node, value):
@@ -112,6 +116,9 @@ class _Field:
             return
         if not isinstance(value, self.type) and not (self.type is float and isinstance(value, int)):
             raise TypeError("{} must be {}, got {!r}".format(self.name, self.type.__name__, value))
+        if issubclass(self.type, enum.Enum):
+            node.SetParameter(self.name, value.name)
+            return
         value = self.type(value)
         for validator in self.validators:
             validator.validate(value)

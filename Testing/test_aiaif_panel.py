@@ -1,0 +1,264 @@
+"""The module panel: Resources/UI/AIAIF.ui, its binding to the parameter node, the hand-offs, the ROI helpers.
+
+The panel itself needs the Slicer application (Qt); what can be checked here
+is checked statically (the .ui file and the widget's source) or, for every
+action the panel triggers, on the Logic with real MRML nodes.  Inside Slicer,
+``AIAIFTest.test_Panel`` clicks through the panel.
+"""
+
+import ast
+import importlib
+import os
+import re
+import sys
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+import slicer
+
+import slicer_doubles
+from AIAIFLib import constants as K
+from AIAIFLib import mrml
+from AIAIFLib.studies import demo_phantom
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_FILE = os.path.join(REPOSITORY, "AIAIF", "AIAIF.py")
+UI_FILE = os.path.join(REPOSITORY, "Resources", "UI", "AIAIF.ui")
+
+#: Methods the panel calls on Slicer objects, as declared in Slicer's source (Slicer/Slicer main, commit
+#: 583e9b37d50e, 2026-08-21): qMRMLSegmentEditorWidget.h (public slots), vtkSlicerMarkupsLogic.h,
+#: vtkSlicerPlotsLogic.h, vtkMRMLLayoutNode.h, qMRMLSegmentSelectorWidget.h.  The deprecated
+#: setMasterVolumeNode* names still exist there but only warn; they must not be used.
+SLICER_API = {
+    "editor": {"setSegmentationNode", "setSegmentationNodeID", "setSourceVolumeNode", "setSourceVolumeNodeID",
+               "setMRMLSegmentEditorNode", "setActiveEffectByName"},
+    "markupsLogic": {"SetActiveList", "SetActiveListID", "StartPlaceMode"},
+    "layoutNode": {"AddLayoutDescription", "IsLayoutDescription", "SetLayoutDescription"},
+    "selector": {"setCurrentNode", "setCurrentNodeID", "setCurrentSegmentID", "currentSegmentID", "blockSignals",
+                 "connect"},
+}
+DEPRECATED = ("setMasterVolumeNode", "setMasterVolumeNodeID", "masterVolumeNode")
+
+
+@pytest.fixture(scope="module")
+def ui_tree():
+    return ElementTree.parse(UI_FILE)
+
+
+@pytest.fixture(scope="module")
+def module_source():
+    with open(MODULE_FILE) as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def AIAIF(monkeypatch):
+    slicer_doubles.install(monkeypatch)
+    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
+    monkeypatch.syspath_prepend(os.path.dirname(MODULE_FILE))
+    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
+    yield importlib.import_module("AIAIF")
+    sys.modules.pop("AIAIF", None)
+
+
+def _widgets(ui_tree):
+    return {widget.get("name"): widget for widget in ui_tree.iter("widget")}
+
+
+def _property(widget, name):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            value = prop[0]
+            if value.tag == "stringlist":
+                return [item.text for item in value]
+            return value.text
+    return None
+
+
+def _class_source(module_source, class_name):
+    tree = ast.parse(module_source)
+    (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    return ast.get_source_segment(module_source, node), node
+
+
+# --- the .ui file -----------------------------------------------------------------------------------------
+
+def test_ui_file_is_a_designer_form_with_collapsible_sections(ui_tree):
+    root = ui_tree.getroot()
+    assert root.tag == "ui" and root.find("widget").get("class") == "qMRMLWidget"
+    sections = [w.get("name") for w in ui_tree.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+    assert sections == ["inputsCollapsibleButton", "roiToolsCollapsibleButton", "parametersCollapsibleButton",
+                        "advancedCollapsibleButton", "outputsCollapsibleButton"]
+    names = [w.get("name") for w in ui_tree.iter("widget")]
+    assert len(names) == len(set(names)), "widget names must be unique"
+    declared = {c.find("class").text for c in ui_tree.iter("customwidget")}
+    used = {w.get("class") for w in ui_tree.iter("widget") if not w.get("class").startswith("Q")}
+    assert used <= declared
+
+
+def test_every_mrml_widget_gets_the_scene(ui_tree):
+    widgets = _widgets(ui_tree)
+    mrml_widgets = {name for name, w in widgets.items()
+                    if w.get("class") in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget")}
+    receivers = {c.find("receiver").text for c in ui_tree.iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert mrml_widgets == receivers
+
+
+def test_every_widget_the_code_uses_exists_in_the_ui(ui_tree, module_source):
+    used = set(re.findall(r"\bui\.(\w+)", module_source))
+    used |= set(re.findall(r"\"(\w+(?:Selector|Button|Label|SpinBox|ComboBox|CheckBox))\"", module_source))
+    assert used, "the widget uses no .ui names?"
+    missing = used - set(_widgets(ui_tree))
+    assert not missing, missing
+
+
+def test_every_parameter_has_a_bound_widget_of_a_fitting_kind(AIAIF, ui_tree):
+    import enum
+
+    widgets = _widgets(ui_tree)
+    bound = {_property(w, "SlicerParameterName"): w for w in widgets.values() if _property(w, "SlicerParameterName")}
+    fields = AIAIF.AIAIFParameterNode.allParameters
+    assert set(bound) | set(AIAIF.SEGMENT_PARAMETERS) == set(fields)
+    assert not set(bound) & set(AIAIF.SEGMENT_PARAMETERS)
+    for name, widget_name in AIAIF.SEGMENT_PARAMETERS.items():
+        assert widgets[widget_name].get("class") == "qMRMLSegmentSelectorWidget"
+    for name, widget in bound.items():
+        field = fields[name]
+        kind = widget.get("class")
+        if field.node_classes:
+            assert kind == "qMRMLNodeComboBox", name
+            assert _property(widget, "nodeTypes") == [c.__name__ for c in field.node_classes], name
+            assert _property(widget, "noneEnabled") == "true", name  # "create new" / nothing selected yet
+        elif isinstance(field.type, type) and issubclass(field.type, enum.Enum) or any(
+                type(v).__name__ == "Choice" for v in field.validators):
+            assert kind == "QComboBox", name
+        elif field.type is bool:
+            assert kind == "QCheckBox", name
+        else:
+            assert kind == "QDoubleSpinBox", name
+            ranges = [v for v in field.validators if type(v).__name__ == "WithinRange"]
+            assert ranges and float(_property(widget, "minimum")) == ranges[0].minimum, name
+            assert float(_property(widget, "maximum")) == ranges[0].maximum, name
+
+
+def test_outputs_default_to_create_new(ui_tree):
+    widgets = _widgets(ui_tree)
+    for name in ("mbfVolumeSelector", "segmentsTableSelector", "aifChartSelector", "bullseyeVolumeSelector"):
+        assert _property(widgets[name], "noneDisplay") == "Create new on Apply"
+
+
+# --- the widget's source: thin, current API names only ------------------------------------------------------
+
+def _called_methods(function_node, receiver_names):
+    calls = set()
+    for node in ast.walk(function_node):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            receiver = node.func.value
+            name = receiver.id if isinstance(receiver, ast.Name) else getattr(receiver, "attr", None)
+            if name in receiver_names:
+                calls.add(node.func.attr)
+    return calls
+
+
+def test_hand_offs_call_only_current_slicer_api(module_source):
+    assert not any(name in module_source for name in DEPRECATED)
+    _, widget = _class_source(module_source, "AIAIFWidget")
+    methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
+    editor_calls = _called_methods(methods["onDrawRoisButton"], {"editor"})
+    assert editor_calls == {"setSegmentationNode", "setSourceVolumeNode"}
+    assert editor_calls <= SLICER_API["editor"]
+    assert _called_methods(methods["onPlaceRvPointsButton"], {"markupsLogic"}) <= SLICER_API["markupsLogic"]
+    assert _called_methods(methods["showResults"], {"layoutNode"}) <= SLICER_API["layoutNode"]
+    assert _called_methods(methods["_onParameterNodeModified"], {"selector"}) <= SLICER_API["selector"]
+
+
+def test_the_widget_computes_nothing(module_source):
+    source, widget = _class_source(module_source, "AIAIFWidget")
+    imported = {alias.name for node in ast.walk(widget) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    modules = {node.module for node in ast.walk(widget) if isinstance(node, ast.ImportFrom)}
+    assert modules <= {"AIAIFLib.errors"} and imported <= {"AIAIFCancelled", "AIAIFInputError"}
+    assert "numpy" not in source and "np." not in source
+
+
+def test_results_layout_has_the_four_views(AIAIF):
+    layout = ElementTree.fromstring(AIAIF.RESULTS_LAYOUT_XML)
+    views = {(view.get("class"), view.get("singletontag")) for view in layout.iter("view")}
+    assert views == {("vtkMRMLSliceNode", "Red"), ("vtkMRMLSliceNode", "Yellow"),
+                     ("vtkMRMLPlotViewNode", "PlotView1"), ("vtkMRMLTableViewNode", "TableView1")}
+
+
+# --- the Logic behind the ROI tools (real MRML) -----------------------------------------------------------------
+
+def _segment_names(segmentation):
+    seg = segmentation.GetSegmentation()
+    return [seg.GetNthSegment(n).GetName() for n in range(seg.GetNumberOfSegments())]
+
+
+def test_roi_drawing_shows_the_peak_frame_and_creates_the_two_segments_once(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    phantom = demo_phantom()
+    nodes = mrml.phantom_nodes(slicer.mrmlScene, phantom, name="study")
+    segmentation_of_phantom = nodes.segmentation
+    slicer.mrmlScene.RemoveNode(segmentation_of_phantom)  # the user has not drawn anything yet
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence = nodes.sequence
+
+    segmentation, source = logic.prepareRoiDrawing(parameters)
+    assert parameters.segmentation is segmentation
+    assert _segment_names(segmentation) == [K.LV_BLOOD_POOL_SEGMENT_NAME, K.MYOCARDIUM_SEGMENT_NAME]
+    assert segmentation.GetSegmentation().GetSegment(parameters.bloodPoolSegmentId).GetName() == \
+        K.LV_BLOOD_POOL_SEGMENT_NAME
+    browser = mrml.sequence_browser_node(nodes.sequence)
+    assert source is browser.GetProxyNode(nodes.sequence)
+    blood = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
+    assert blood[browser.GetSelectedItemNumber()] > 0.95 * blood.max()  # the LV peak, not the RV's
+
+    count = slicer.mrmlScene.GetNumberOfNodes()
+    again, _ = logic.prepareRoiDrawing(parameters)
+    assert again is segmentation and slicer.mrmlScene.GetNumberOfNodes() == count
+    assert len(_segment_names(segmentation)) == 2
+
+
+def test_roi_drawing_completes_an_existing_segmentation_by_name(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    nodes = mrml.phantom_nodes(slicer.mrmlScene, demo_phantom(), name="study")
+    segmentation = nodes.segmentation
+    seg = segmentation.GetSegmentation()
+    seg.RemoveSegment(seg.GetSegmentIdBySegmentName(K.MYOCARDIUM_SEGMENT_NAME))
+    blood_id = seg.GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence, parameters.segmentation = nodes.sequence, segmentation
+    logic.prepareRoiDrawing(parameters)
+    assert parameters.bloodPoolSegmentId == blood_id  # the drawn segment is kept
+    assert _segment_names(segmentation) == [K.LV_BLOOD_POOL_SEGMENT_NAME, K.MYOCARDIUM_SEGMENT_NAME]
+
+
+def test_roi_drawing_without_a_sequence_says_what_to_select(AIAIF):
+    from AIAIFLib.errors import AIAIFInputError
+
+    logic = AIAIF.AIAIFLogic()
+    with pytest.raises(AIAIFInputError, match="select it first"):
+        logic.prepareRoiDrawing(logic.getParameterNode())
+
+
+def test_rv_point_list_is_made_once(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    parameters = logic.getParameterNode()
+    points = logic.prepareRvInsertionPoints(parameters)
+    assert points.IsA("vtkMRMLMarkupsFiducialNode") and parameters.rvInsertionPoints is points
+    assert logic.prepareRvInsertionPoints(parameters) is points
+
+
+def test_peak_frame_of_a_result_is_its_aif_peak(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    sequence, segmentation, points = logic.loadSamplePhantom()
+    result = logic.process(sequence, segmentation, points, aifMode="saturated")
+    proxy = logic.showPeakFrame(sequence, result)
+    index = mrml.sequence_browser_node(sequence).GetSelectedItemNumber()
+    saturated = result.quantification.aif["saturated"]
+    assert saturated[index] > 0.95 * np.max(saturated)
+    np.testing.assert_array_equal(mrml.volume_node_array(proxy)[0],
+                                  mrml.volume_node_array(sequence.GetNthDataNode(index))[0])
