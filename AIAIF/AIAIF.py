@@ -13,6 +13,7 @@ console and command line share one code path.  Nothing here needs PyTorch,
 matplotlib or pynrrd: stock Slicer's numpy, scipy and VTK are enough.
 """
 
+import contextlib
 import enum
 import logging
 import os
@@ -374,7 +375,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- ROI tools ------------------------------------------------------------------------------------------------
 
     def onDrawRoisButton(self):
-        with slicer.util.tryWithErrorDisplay(_("Cannot open the Segment Editor."), waitCursor=True):
+        with self._errorsShown(_("Cannot open the Segment Editor")):
             segmentation, sourceVolume = self.logic.prepareRoiDrawing(self._parameterNode)
             slicer.util.setSliceViewerLayers(background=sourceVolume, foreground=None, fit=True)
             slicer.util.selectModule("SegmentEditor")
@@ -385,7 +386,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                             "AI-AIF with the module toolbar's back arrow."), 10000)
 
     def onPlaceRvPointsButton(self):
-        with slicer.util.tryWithErrorDisplay(_("Cannot start placing the RV insertion points."), waitCursor=False):
+        with self._errorsShown(_("Cannot start placing the RV insertion points")):
             points = self.logic.prepareRvInsertionPoints(self._parameterNode)
             markupsLogic = slicer.modules.markups.logic()
             markupsLogic.SetActiveList(points)
@@ -394,26 +395,42 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- Apply -----------------------------------------------------------------------------------------------------
 
     def onApplyButton(self):
-        from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
+        from AIAIFLib.errors import AIAIFCancelled
 
         self._setRunning(True)
         try:
-            result = self.logic.processParameterNode(self._parameterNode, progressCallback=self._onProgress)
-        except AIAIFCancelled:
-            self.ui.statusLabel.text = _("Cancelled; the scene is as it was before Apply.")
-        except AIAIFInputError as error:
-            self.ui.statusLabel.text = str(error)
-            slicer.util.errorDisplay(str(error), windowTitle=_("AI-AIF"))
-        except Exception as error:  # a bug: the message in the box, the traceback in the log only
-            logging.exception("AI-AIF failed")
-            self.ui.statusLabel.text = _("Failed: {error}").format(error=error)
-            slicer.util.errorDisplay(_("AI-AIF failed: {error}\nDetails are in the application log.").format(
-                error=error), windowTitle=_("AI-AIF"))
-        else:
-            self.ui.statusLabel.text = self.logic.statusText(result.summary)
-            self.showResults(result)
+            with self._errorsShown(_("AI-AIF could not quantify this study")):
+                try:
+                    result = self.logic.processParameterNode(self._parameterNode, progressCallback=self._onProgress)
+                except AIAIFCancelled:
+                    self.ui.statusLabel.text = _("Cancelled; the scene is as it was before Apply.")
+                    return
+                self.ui.statusLabel.text = self.logic.statusText(result.summary)
+                self.showResults(result)
         finally:
             self._setRunning(False)
+
+    @contextlib.contextmanager
+    def _errorsShown(self, failure):
+        """Show an error of the block as its sentence in a message box and the status line, never a traceback.
+
+        Input errors (``AIAIFInputError``) already say what to fix; anything
+        else is a defect: its message is shown and its traceback goes to the
+        application log only.
+        """
+        from AIAIFLib.errors import AIAIFInputError
+
+        try:
+            yield
+        except AIAIFInputError as error:
+            text = str(error)
+        except Exception as error:
+            logging.exception("%s", failure)
+            text = _("{failure}: {error} (details are in the application log).").format(failure=failure, error=error)
+        else:
+            return
+        self.ui.statusLabel.text = text
+        slicer.util.errorDisplay(text, windowTitle=_("AI-AIF"))
 
     def onCancelButton(self):
         self.logic.requestCancel()

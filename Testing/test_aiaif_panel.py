@@ -262,3 +262,35 @@ def test_peak_frame_of_a_result_is_its_aif_peak(AIAIF):
     assert saturated[index] > 0.95 * np.max(saturated)
     np.testing.assert_array_equal(mrml.volume_node_array(proxy)[0],
                                   mrml.volume_node_array(sequence.GetNthDataNode(index))[0])
+
+
+# --- errors reach the user as sentences, never as tracebacks -----------------------------------------------------
+
+@pytest.mark.parametrize("error, expected", [
+    ("input", "Segmentation 'x' has no segment named 'Myocardium'; draw it."),
+    ("defect", "Apply failed: division by zero (details are in the application log)."),
+])
+def test_panel_errors_show_their_sentence_and_no_traceback(AIAIF, monkeypatch, error, expected):
+    import types
+
+    from AIAIFLib.errors import AIAIFInputError
+
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: shown.append(text))
+    widget = object.__new__(AIAIF.AIAIFWidget)  # the Qt parts are not needed for the error path
+    widget.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""))
+    with widget._errorsShown("Apply failed"):
+        if error == "input":
+            raise AIAIFInputError("Segmentation 'x' has no segment named 'Myocardium'; draw it.")
+        1 / 0
+    assert shown == [expected] and widget.ui.statusLabel.text == expected
+    assert "Traceback" not in shown[0]
+
+
+def test_every_panel_action_runs_inside_the_error_display(module_source):
+    _, widget = _class_source(module_source, "AIAIFWidget")
+    methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
+    for name in ("onDrawRoisButton", "onPlaceRvPointsButton", "onApplyButton"):
+        withs = [node for node in ast.walk(methods[name]) if isinstance(node, ast.With)]
+        assert any("_errorsShown" in ast.dump(w.items[0].context_expr) for w in withs), name
+    assert "tryWithErrorDisplay" not in ast.get_source_segment(module_source, widget)
