@@ -533,8 +533,6 @@ def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
         For a scene that is not a ``vtkMRMLScene``.  If anything fails, every
         node added is removed again.
     """
-    from .simulation import SEGMENT_COLOURS
-
     _require_scene(scene)
     name = str(name)
     ijk_to_ras, (frames, blood_pool, myocardium) = _right_handed(
@@ -542,7 +540,6 @@ def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
     matrix = _vtk_matrix(ijk_to_ras)
     _ensure_segmentation_converters()
     before = _scene_node_ids(scene)
-    logic, private_logic = None, False
     try:
         sequence = slicer.vtkMRMLSequenceNode()
         sequence.SetName(name)
@@ -555,29 +552,15 @@ def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
             frame.SetAndObserveImageData(_image_from_array(np.asarray(values, dtype=np.float32), vtk.VTK_FLOAT))
             sequence.SetDataNodeAtValue(frame, repr(float(time_s)))  # copied; repr reads back exactly
         scene.AddNode(sequence)
+        proxy = show_sequence_frame(sequence, 0)  # its browser (name + " browser") and proxy volume
 
-        browser = slicer.vtkMRMLSequenceBrowserNode()
-        browser.SetName(name + " browser")
-        scene.AddNode(browser)
-        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-        logic, private_logic = _sequences_logic(scene)
-        logic.UpdateProxyNodesFromSequences(browser)
-        proxy = browser.GetProxyNode(sequence)
-        if proxy is None:
-            raise RuntimeError("Slicer's Sequences logic made no proxy node for the phantom sequence.")
-
-        segmentation = slicer.vtkMRMLSegmentationNode()
-        segmentation.SetName(name + " segmentation")
-        scene.AddNode(segmentation)
-        segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(proxy)
-        for segment_name, mask in ((K.LV_BLOOD_POOL_SEGMENT_NAME, blood_pool),
-                                   (K.MYOCARDIUM_SEGMENT_NAME, myocardium)):
-            segment_id = segmentation.GetSegmentation().AddEmptySegment("", segment_name,
-                                                                        list(SEGMENT_COLOURS[segment_name]))
+        segmentation = roi_segmentation_node(scene, proxy, name + " segmentation")
+        segment_ids = ensure_roi_segments(segmentation)
+        for segment_id, mask in zip(segment_ids, (blood_pool, myocardium)):
             if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
                     _oriented_labelmap(mask, ijk_to_ras), segmentation, segment_id):
-                raise RuntimeError("Slicer could not set the phantom's {} segment.".format(segment_name))
+                raise RuntimeError("Slicer could not set the phantom's {} segment.".format(
+                    segmentation.GetSegmentation().GetSegment(segment_id).GetName()))
 
         points = slicer.vtkMRMLMarkupsFiducialNode()
         points.SetName(name + " RV insertion points")
@@ -589,9 +572,6 @@ def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
     except BaseException:
         _remove_nodes_added_since(scene, before)
         raise
-    finally:
-        if private_logic:
-            logic.SetMRMLScene(None)
     return StudyNodes(sequence, segmentation, points)
 
 
@@ -2412,7 +2392,6 @@ def show_sequence_frame(sequence_node, index):
     if scene is None or not 0 <= int(index) < n_frames:
         raise AIAIFInputError("Frame {} of sequence {!r} cannot be shown (it has {} frames and must be in a scene); "
                               "choose a frame of a loaded sequence.".format(index, _node_name(sequence_node), n_frames))
-    logic, _ = _sequences_logic(scene)
     browser = sequence_browser_node(sequence_node)
     if browser is None:
         browser = slicer.vtkMRMLSequenceBrowserNode()
@@ -2420,8 +2399,17 @@ def show_sequence_frame(sequence_node, index):
         scene.AddNode(browser)
         browser.SetAndObserveMasterSequenceNodeID(sequence_node.GetID())
     browser.SetSelectedItemNumber(int(index))
-    logic.UpdateProxyNodesFromSequences(browser)
-    return browser.GetProxyNode(sequence_node)
+    logic, private_logic = _sequences_logic(scene)
+    try:
+        logic.UpdateProxyNodesFromSequences(browser)
+    finally:
+        if private_logic:  # a logic made for this call must not keep observing the scene
+            logic.SetMRMLScene(None)
+    proxy = browser.GetProxyNode(sequence_node)
+    if proxy is None:
+        raise RuntimeError("Slicer's Sequences logic made no proxy node for sequence {!r}.".format(
+            _node_name(sequence_node)))
+    return proxy
 
 
 def roi_segmentation_node(scene, reference_volume_node, name="ROIs"):
