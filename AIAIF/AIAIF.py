@@ -75,6 +75,7 @@ if PACKAGE_ROOT not in sys.path:  # a source checkout: Slicer only put the modul
     sys.path.insert(0, PACKAGE_ROOT)
 
 from AIAIFLib import constants as AIAIFConstants  # noqa: E402  (light: no numpy work at Slicer start-up)
+from AIAIFLib.pipeline import TISSUE_CONVERSIONS  # noqa: E402  (numpy only, which Slicer has loaded)
 
 
 def resourcePath(relativePath):
@@ -94,9 +95,6 @@ def resourcePath(relativePath):
 
 #: Name of the sample data set (Sample Data module) and of its nodes.
 SAMPLE_PHANTOM_NAME = "AIAIFPhantom"
-
-#: Tissue signal-to-concentration methods (``AIAIFLib.pipeline.TISSUE_CONVERSIONS``).
-TISSUE_CONVERSIONS = ("linear", "model")
 
 
 #
