@@ -7,8 +7,6 @@ own storage nodes into a ``vtkMRMLScene`` set as ``slicer.mrmlScene``, and the
 Logic's output nodes are checked in that scene.
 """
 
-import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -19,7 +17,6 @@ import types
 import numpy as np
 import pytest
 import slicer
-import vtk
 from vtk.util import numpy_support
 
 import slicer_doubles
@@ -28,6 +25,7 @@ from AIAIFLib import constants as K
 from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
 from AIAIFLib.simulation import PHANTOM_FILES, write_phantom
 from AIAIFLib.studies import demo_phantom
+from scene_helpers import move_by_transform, per_slice_sequences, scene_state, vector_sequence
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_DIRECTORY = os.path.join(REPOSITORY, "AIAIF")
@@ -62,13 +60,8 @@ def cli_output(phantom_files, tmp_path_factory):
 @pytest.fixture
 def AIAIF(monkeypatch):
     """The module file imported under slicer-core with a fresh ``slicer.mrmlScene``."""
-    slicer_doubles.install(monkeypatch)
     monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
-    monkeypatch.syspath_prepend(MODULE_DIRECTORY)
-    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
-    module = importlib.import_module("AIAIF")
-    yield module
-    sys.modules.pop("AIAIF", None)
+    return slicer_doubles.import_module_file(monkeypatch, MODULE_DIRECTORY)
 
 
 def _load(files, scene=None):
@@ -76,75 +69,8 @@ def _load(files, scene=None):
                                  files["rv_insertion"])
 
 
-def _image_digest(image):
-    if image is None:
-        return None
-    scalars = image.GetPointData().GetScalars()
-    values = numpy_support.vtk_to_numpy(scalars) if scalars is not None else np.zeros(0)
-    return (image.GetDimensions(), hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest())
-
-
-def _node_content(node):
-    """What a user would call the node's content, as comparable values."""
-    content = {"class": node.GetClassName(), "name": node.GetName(),
-               "attributes": {name: node.GetAttribute(name) for name in (node.GetAttributeNames() or ())}}
-    roles = []
-    node.GetNodeReferenceRoles(roles)
-    content["references"] = {role: [node.GetNthNodeReferenceID(role, n)
-                                    for n in range(node.GetNumberOfNodeReferences(role))] for role in roles}
-    if node.IsA("vtkMRMLVolumeNode"):
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        content["image"] = _image_digest(node.GetImageData())
-        content["ijk_to_ras"] = [matrix.GetElement(r, c) for r in range(4) for c in range(4)]
-    elif node.IsA("vtkMRMLTableNode"):
-        table = node.GetTable()
-        content["table"] = [[table.GetColumn(c).GetName()] + [table.GetValue(r, c).ToString()
-                                                               for r in range(table.GetNumberOfRows())]
-                            for c in range(table.GetNumberOfColumns())]
-    elif node.IsA("vtkMRMLSegmentationNode"):
-        segmentation = node.GetSegmentation()
-        content["segments"] = [(segmentation.GetNthSegmentID(n), segmentation.GetNthSegment(n).GetName())
-                               for n in range(segmentation.GetNumberOfSegments())]
-    elif node.IsA("vtkMRMLSequenceNode"):
-        content["frames"] = [(node.GetNthIndexValue(n), _image_digest(node.GetNthDataNode(n).GetImageData())
-                              if node.GetNthDataNode(n).IsA("vtkMRMLVolumeNode") else None)
-                             for n in range(node.GetNumberOfDataNodes())]
-    elif node.IsA("vtkMRMLMarkupsNode"):
-        content["points"] = [tuple(node.GetNthControlPointPosition(n)) for n in range(node.GetNumberOfControlPoints())]
-    return content
-
-
-def scene_state(scene):
-    """Every node of ``scene`` with its content, by ID."""
-    return {scene.GetNthNode(n).GetID(): _node_content(scene.GetNthNode(n)) for n in range(scene.GetNumberOfNodes())}
-
-
 def _mbf_array(node):
     return mrml.volume_node_array(node)[0]
-
-
-def _slice_sequences(scene, sequence):
-    """The loaded series as one single-slice sequence per slice, as real perfusion DICOM often loads."""
-    values, ijk_to_ras = mrml.volume_node_array(sequence.GetNthDataNode(0))
-    sequences = []
-    for k in range(values.shape[0]):
-        single = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "slice {}".format(k))
-        single.SetIndexName(sequence.GetIndexName())
-        single.SetIndexUnit(sequence.GetIndexUnit())
-        matrix = ijk_to_ras.copy()
-        matrix[:3, 3] += k * ijk_to_ras[:3, 2]
-        for n in range(sequence.GetNumberOfDataNodes()):
-            frame = slicer.vtkMRMLScalarVolumeNode()
-            frame.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
-            image = vtk.vtkImageData()
-            image.SetDimensions(values.shape[2], values.shape[1], 1)
-            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(
-                mrml.volume_node_array(sequence.GetNthDataNode(n))[0][k].ravel().copy(), deep=True))
-            frame.SetAndObserveImageData(image)
-            single.SetDataNodeAtValue(frame, sequence.GetNthIndexValue(n))
-        sequences.append(single)
-    return sequences
 
 
 # ---------------------------------------------------------------------------
@@ -176,27 +102,17 @@ def test_module_finds_resources_beside_itself_when_installed(tmp_path, monkeypat
     (installed / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
     (installed / "AIAIFLib").symlink_to(os.path.join(REPOSITORY, "AIAIFLib"))
     (installed / "Resources").symlink_to(os.path.join(REPOSITORY, "Resources"))
-    slicer_doubles.install(monkeypatch)
-    monkeypatch.syspath_prepend(str(installed))
-    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
-    module = importlib.import_module("AIAIF")
-    try:
-        assert module.PACKAGE_ROOT == str(installed)
-        assert module.resourcePath("Icons/AIAIF.png") == str(installed / "Resources" / "Icons" / "AIAIF.png")
-    finally:
-        sys.modules.pop("AIAIF", None)
+    module = slicer_doubles.import_module_file(monkeypatch, installed)
+    assert module.PACKAGE_ROOT == str(installed)
+    assert module.resourcePath("Icons/AIAIF.png") == str(installed / "Resources" / "Icons" / "AIAIF.png")
 
 
 def test_module_without_library_beside_it_says_how_to_fix(tmp_path, monkeypatch):
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
-    slicer_doubles.install(monkeypatch)
-    monkeypatch.syspath_prepend(str(lonely))
-    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
     with pytest.raises(ImportError, match="reinstall the extension"):
-        importlib.import_module("AIAIF")
-    sys.modules.pop("AIAIF", None)
+        slicer_doubles.import_module_file(monkeypatch, lonely)
 
 
 def test_module_metadata_cites_the_paper_and_registers_sample_data_at_start_up(AIAIF, monkeypatch):
@@ -297,9 +213,9 @@ def test_rerun_updates_the_same_nodes_instead_of_adding_new_ones(AIAIF, phantom_
     logic = AIAIF.AIAIFLogic()
     first = logic.process(sequence, segmentation, points, aifMode="ai")
     ai_map = _mbf_array(first.mbfVolumeNode)
-    ids_after_first = sorted(scene_state(slicer.mrmlScene))
+    ids_after_first = [node[0] for node in scene_state(slicer.mrmlScene)]
     second = logic.process(sequence, segmentation, points, aifMode="saturated")
-    assert sorted(scene_state(slicer.mrmlScene)) == ids_after_first
+    assert [node[0] for node in scene_state(slicer.mrmlScene)] == ids_after_first
     for name in ("mbfVolumeNode", "segmentsTableNode", "aifChartNode", "aifTableNode"):
         assert getattr(second, name).GetID() == getattr(first, name).GetID()
     saturated_map = _mbf_array(second.mbfVolumeNode)
@@ -341,7 +257,9 @@ def test_several_single_slice_sequences_give_the_same_map(AIAIF, phantom_files):
     sequence, segmentation, points = _load(phantom_files)
     logic = AIAIF.AIAIFLogic()
     whole = _mbf_array(logic.process(sequence, segmentation, points).mbfVolumeNode)
-    slices = _slice_sequences(slicer.mrmlScene, sequence)[::-1]  # the order given does not matter
+    frames, ijk_to_ras = mrml.sequence_frames(sequence)
+    times = mrml.frame_times_s(sequence)
+    slices = per_slice_sequences(slicer.mrmlScene, frames, times, ijk_to_ras)[::-1]  # the order does not matter
     split = _mbf_array(logic.process(slices, segmentation, points, mbfVolumeNode=slicer.mrmlScene.AddNewNodeByClass(
         "vtkMRMLScalarVolumeNode")).mbfVolumeNode)
     np.testing.assert_allclose(split, whole, rtol=1e-5, equal_nan=True)
@@ -363,18 +281,6 @@ def test_external_aif_from_a_table_node(AIAIF, phantom_files, phantom):
 # ---------------------------------------------------------------------------
 # Bad input, cancel, failure: the scene stays exactly as it was
 # ---------------------------------------------------------------------------
-
-def _vector_sequence(scene, sequence):
-    vectors = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "colour frames")
-    for n in range(sequence.GetNumberOfDataNodes()):
-        frame = slicer.vtkMRMLVectorVolumeNode()
-        image = vtk.vtkImageData()
-        image.SetDimensions(4, 4, 1)
-        image.AllocateScalars(vtk.VTK_FLOAT, 3)
-        frame.SetAndObserveImageData(image)
-        vectors.SetDataNodeAtValue(frame, sequence.GetNthIndexValue(n))
-    return vectors
-
 
 def _single_frame(scene, sequence):
     single = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "one frame")
@@ -398,12 +304,7 @@ def _with_empty_myocardium(scene, segmentation):
 def _moved_away(scene, segmentation):
     copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "elsewhere")
     copy.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
-    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "500 mm right")
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, 500.0)
-    transform.SetMatrixTransformToParent(matrix)
-    copy.SetAndObserveTransformNodeID(transform.GetID())
-    return copy
+    return move_by_transform(scene, copy, 500.0, name="500 mm right")
 
 
 def _too_many_points(scene, points):
@@ -416,7 +317,8 @@ def _too_many_points(scene, points):
 
 BAD_INPUTS = {
     # case: (build the bad argument, which argument it replaces, words the message must contain)
-    "vector volumes": (lambda s, seq, seg, pts: _vector_sequence(s, seq), "sequence", "colour frames"),
+    "vector volumes": (lambda s, seq, seg, pts: vector_sequence(s, "colour frames", seq.GetNumberOfDataNodes(),
+                                                                (4, 4, 1)), "sequence", "colour frames"),
     "single frame": (lambda s, seq, seg, pts: _single_frame(s, seq), "sequence", "one frame"),
     "missing segment": (lambda s, seq, seg, pts: _without_segment(s, seg, K.MYOCARDIUM_SEGMENT_NAME),
                         "segmentation", "without Myocardium"),

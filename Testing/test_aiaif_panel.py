@@ -7,10 +7,8 @@ action the panel triggers, on the Logic with real MRML nodes.  Inside Slicer,
 """
 
 import ast
-import importlib
 import os
 import re
-import sys
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -54,12 +52,8 @@ def module_source():
 
 @pytest.fixture
 def AIAIF(monkeypatch):
-    slicer_doubles.install(monkeypatch)
     monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
-    monkeypatch.syspath_prepend(os.path.dirname(MODULE_FILE))
-    monkeypatch.delitem(sys.modules, "AIAIF", raising=False)
-    yield importlib.import_module("AIAIF")
-    sys.modules.pop("AIAIF", None)
+    return slicer_doubles.import_module_file(monkeypatch, os.path.dirname(MODULE_FILE))
 
 
 def _widgets(ui_tree):

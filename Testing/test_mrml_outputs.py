@@ -21,6 +21,9 @@ from AIAIFLib import mrml, pipeline, segments
 from AIAIFLib.errors import AIAIFCancelled, AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom, write_phantom
 
+from scene_helpers import (column_values, move_by_transform, per_slice_sequences, scene_state, vector_sequence,
+                           volume_sequence)
+
 SATURATED = pipeline.QuantificationParameters(aif_mode="saturated")  # needs no network
 
 
@@ -52,47 +55,6 @@ def _node_ids(scene):
     return [scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())]
 
 
-def _column_values(table_node, name):
-    column = table_node.GetTable().GetColumnByName(name)
-    assert column is not None, name
-    if column.IsA("vtkDataArray"):
-        return numpy_support.vtk_to_numpy(column).copy()
-    return [column.GetValue(row) for row in range(column.GetNumberOfValues())]
-
-
-def _scene_state(scene):
-    """Everything a user could see of every node: IDs, names, attributes, references, voxels, cells."""
-    state = []
-    for n in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(n)
-        entry = [node.GetID(), node.GetClassName(), node.GetName(),
-                 tuple((name, node.GetAttribute(name)) for name in sorted(node.GetAttributeNames() or ()))]
-        if node.IsA("vtkMRMLDisplayableNode"):
-            entry.append(tuple(node.GetNthDisplayNodeID(d) for d in range(node.GetNumberOfDisplayNodes())))
-        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
-            values, matrix = mrml.volume_node_array(node)
-            entry += [values.shape, values.tobytes(), matrix.tobytes()]
-        if node.IsA("vtkMRMLScalarVolumeDisplayNode"):
-            entry += [node.GetColorNodeID(), node.GetWindow(), node.GetLevel(), node.GetLowerThreshold(),
-                      node.GetUpperThreshold(), node.GetApplyThreshold()]
-        if node.IsA("vtkMRMLTableNode"):
-            table = node.GetTable()
-            for c in range(table.GetNumberOfColumns()):
-                name = table.GetColumnName(c)
-                values = _column_values(node, name)
-                entry.append((name, node.GetColumnTitle(name), node.GetColumnUnitLabel(name),
-                              values.tobytes() if isinstance(values, np.ndarray) else tuple(values)))
-        if node.IsA("vtkMRMLPlotChartNode"):
-            entry += [tuple(node.GetNthPlotSeriesNodeID(s) for s in range(node.GetNumberOfPlotSeriesNodes())),
-                      node.GetTitle(), node.GetXAxisTitle(), node.GetYAxisTitle()]
-        if node.IsA("vtkMRMLPlotSeriesNode"):
-            entry += [node.GetTableNodeID(), node.GetXColumnName(), node.GetYColumnName(), tuple(node.GetColor())]
-        if node.IsA("vtkMRMLColorTableNode"):
-            entry.append(node.GetNumberOfColors())
-        state.append(tuple(entry))
-    return state
-
-
 def _grid_ras_bounds(ijk_to_ras, shape_kji):
     """Lowest and highest RAS coordinate of a voxel grid, voxel edges included, mm."""
     corners = np.array([[i, j, k, 1.0] for i in (-0.5, shape_kji[2] - 0.5) for j in (-0.5, shape_kji[1] - 0.5)
@@ -108,22 +70,6 @@ def _assert_names_node_in_one_sentence(error, node_name):
     message = str(error.value)
     assert message.endswith(".") and ";" in message and message.count(". ") == 0, message
     assert repr(node_name) in message, message
-
-
-def _sequence(name, frames, times, ijk_to_ras, scene=None):
-    """A volume sequence in memory: one scalar volume per frame, indexed by time in s."""
-    sequence = slicer.vtkMRMLSequenceNode()
-    sequence.SetName(name)
-    sequence.SetIndexName("time")
-    sequence.SetIndexUnit("s")
-    for values, time_s in zip(frames, times):
-        volume = slicer.vtkMRMLScalarVolumeNode()
-        volume.SetIJKToRASMatrix(mrml._vtk_matrix(ijk_to_ras))
-        volume.SetAndObserveImageData(mrml._image_from_array(np.asarray(values, np.float32), vtk.VTK_FLOAT))
-        sequence.SetDataNodeAtValue(volume, repr(float(time_s)))
-    if scene is not None:
-        scene.AddNode(sequence)
-    return sequence
 
 
 def _segmentation(scene, masks, ijk_to_ras, name="segmentation"):
@@ -147,18 +93,6 @@ def _points(scene, positions, name="RV points"):
     for n, position in enumerate(positions):
         node.AddControlPoint(vtk.vtkVector3d(*position), "point {}".format(n))
     return node
-
-
-def _per_slice_sequences(scene, study, times_by_slice=None, order=None):
-    """The study's frames as one single-slice sequence per slice (given in ``order``)."""
-    n_slices = study.frames.shape[1]
-    sequences = []
-    for k in (range(n_slices) if order is None else order):
-        matrix = study.ijk_to_ras.copy()
-        matrix[:3, 3] = study.ijk_to_ras[:3, 3] + k * study.ijk_to_ras[:3, 2]
-        times = study.frame_times_s if times_by_slice is None else times_by_slice[k]
-        sequences.append(_sequence("slice {}".format(k), study.frames[:, k:k + 1], times, matrix, scene))
-    return sequences
 
 
 # --- the phantom as nodes --------------------------------------------------------------------------
@@ -214,7 +148,7 @@ def test_phantom_nodes_are_a_browsable_sequence_a_segmentation_and_labelled_poin
     points = nodes.rv_insertion
     labels = [points.GetNthControlPointLabel(n) for n in range(points.GetNumberOfControlPoints())]
     assert tuple(labels) == phantom.rv_insertion_labels
-    assert mrml.sequence_browser_node(_sequence("alone", phantom.frames[:1], [0.0], np.eye(4))) is None
+    assert mrml.sequence_browser_node(volume_sequence("alone", phantom.frames[:1], [0.0], np.eye(4))) is None
 
 
 def test_phantom_nodes_need_neither_pynrrd_nor_matplotlib_nor_torch():
@@ -232,7 +166,7 @@ def test_phantom_nodes_need_neither_pynrrd_nor_matplotlib_nor_torch():
 def test_phantom_nodes_failure_removes_what_was_added(phantom, monkeypatch):
     scene = slicer.vtkMRMLScene()
     mrml.phantom_nodes(scene, phantom)
-    state = _scene_state(scene)
+    state = scene_state(scene)
 
     def broken(*args):
         raise RuntimeError("injected")
@@ -240,7 +174,7 @@ def test_phantom_nodes_failure_removes_what_was_added(phantom, monkeypatch):
     monkeypatch.setattr(mrml, "_oriented_labelmap", broken)
     with pytest.raises(RuntimeError, match="injected"):
         mrml.phantom_nodes(scene, phantom, name="second")
-    assert _scene_state(scene) == state
+    assert scene_state(scene) == state
 
 
 # --- the published nodes -----------------------------------------------------------------------------
@@ -290,11 +224,11 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
 
     table = q.segments_table
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == list(result.segments)
-    np.testing.assert_array_equal(_column_values(table, "segment"), K.AHA_SEGMENTS)
-    np.testing.assert_allclose(_column_values(table, "mbf_mean"), result.segments["mbf_mean"], rtol=1e-12)
-    assert _column_values(table, "territory") == result.segments["territory"]
+    np.testing.assert_array_equal(column_values(table, "segment"), K.AHA_SEGMENTS)
+    np.testing.assert_allclose(column_values(table, "mbf_mean"), result.segments["mbf_mean"], rtol=1e-12)
+    assert column_values(table, "territory") == result.segments["territory"]
     assert table.GetColumnUnitLabel("mbf_mean") == "mL/min/g"
-    ischemic = _column_values(table, "ischemic")
+    ischemic = column_values(table, "ischemic")
     assert [bool(flag) for flag in ischemic] == [bool(flag) for flag in result.segments["ischemic"]]
 
     aif = q.aif_table
@@ -302,7 +236,7 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
         "time_s", "saturated_mM", "used_mM", "myocardium_mM"]
     for column, key in (("time_s", "time_s"), ("saturated_mM", "saturated_mM"), ("used_mM", "used_mM"),
                         ("myocardium_mM", "myocardium_mM")):
-        np.testing.assert_allclose(_column_values(aif, column), result.aif[key], rtol=1e-12)
+        np.testing.assert_allclose(column_values(aif, column), result.aif[key], rtol=1e-12)
     assert aif.GetColumnUnitLabel("time_s") == "s" and aif.GetColumnUnitLabel("used_mM") == "mM"
     assert aif.GetColumnTitle("used_mM") == "AIF used: " + pipeline.AIF_MODE_LABELS["saturated"]
 
@@ -471,14 +405,14 @@ def test_a_failure_while_publishing_restores_every_node(phantom, monkeypatch, bu
     nodes = mrml.phantom_nodes(scene, phantom)
     first = mrml.quantify_nodes(scene, *nodes, parameters=SATURATED, fit_quality=True)
     first.mbf_volume.GetDisplayNode().SetWindowLevelMinMax(1.0, 2.0)  # a user's own window is kept too
-    state = _scene_state(scene)
+    state = scene_state(scene)
     mbf_before = mrml.volume_node_array(first.mbf_volume)[0]
     seen = []
     _fail_after_the_map(monkeypatch, builder, seen)
     with pytest.raises(RuntimeError, match="injected"):
         mrml.quantify_nodes(scene, *nodes, parameters=_true_aif_parameters(phantom), fit_quality=True)
     assert seen and not np.array_equal(seen[0], mbf_before, equal_nan=True)  # the map had been rewritten ...
-    assert _scene_state(scene) == state  # ... and is restored, with everything else
+    assert scene_state(scene) == state  # ... and is restored, with everything else
 
 
 def test_a_failure_on_a_fresh_scene_removes_every_added_node(phantom, monkeypatch):
@@ -486,11 +420,11 @@ def test_a_failure_on_a_fresh_scene_removes_every_added_node(phantom, monkeypatc
     nodes = mrml.phantom_nodes(scene, phantom)
     given = slicer.vtkMRMLTableNode()
     given.SetName("given")
-    state = _scene_state(scene)
+    state = scene_state(scene)
     _fail_after_the_map(monkeypatch, "_aif_chart", [])
     with pytest.raises(RuntimeError, match="injected"):
         mrml.quantify_nodes(scene, *nodes, parameters=SATURATED, outputs={"segments": given})
-    assert _scene_state(scene) == state
+    assert scene_state(scene) == state
     assert scene.GetNodesByClassByName("vtkMRMLColorTableNode", mrml.MBF_COLOR_TABLE_NAME).GetNumberOfItems() == 0
     assert given.GetScene() is None and given.GetNumberOfColumns() == 0 and given.GetAttribute(
         mrml.OUTPUT_ROLE_ATTRIBUTE) is None
@@ -500,7 +434,7 @@ def test_a_failure_on_a_fresh_scene_removes_every_added_node(phantom, monkeypatc
                                   "Done"])
 def test_a_cancel_from_the_progress_callback_propagates_and_changes_nothing(phantom, quantified, when):
     scene, nodes, _ = quantified
-    state = _scene_state(scene)
+    state = scene_state(scene)
     calls = []
 
     def progress(fraction, message):
@@ -511,7 +445,7 @@ def test_a_cancel_from_the_progress_callback_propagates_and_changes_nothing(phan
     with pytest.raises(AIAIFCancelled):
         mrml.quantify_nodes(scene, *nodes, parameters=_true_aif_parameters(phantom), fit_quality=True,
                             progress=progress)
-    assert _scene_state(scene) == state
+    assert scene_state(scene) == state
     assert all(later >= earlier for (earlier, _), (later, _) in zip(calls, calls[1:]))
 
 
@@ -531,7 +465,7 @@ def test_progress_runs_from_zero_to_one_and_reports_during_the_fit(phantom):
 def test_single_slice_sequences_stack_into_the_same_study(phantom, quantified):
     scene, nodes, q = quantified
     study = q.study
-    sequences = _per_slice_sequences(scene, study, order=[2, 0, 1])  # list order is not slice order
+    sequences = per_slice_sequences(scene, study.frames, study.frame_times_s, study.ijk_to_ras, order=[2, 0, 1])  # list order is not slice order
     stacked = mrml.study_from_nodes(sequences, nodes.segmentation, nodes.rv_insertion)
     np.testing.assert_array_equal(stacked.frames, study.frames)
     np.testing.assert_allclose(stacked.frame_times_s, study.frame_times_s, rtol=1e-15, atol=0)
@@ -554,7 +488,7 @@ def test_per_slice_frame_times_are_averaged_and_their_spread_recorded(quantified
     study = q.study
     shifts = np.array([0.0, 0.12, 0.3])  # slices acquired one after another in each heartbeat
     times = [study.frame_times_s + shift for shift in shifts]
-    stacked = mrml.study_from_nodes(_per_slice_sequences(scene, study, times), nodes.segmentation)
+    stacked = mrml.study_from_nodes(per_slice_sequences(scene, study.frames, study.frame_times_s, study.ijk_to_ras, times), nodes.segmentation)
     np.testing.assert_allclose(stacked.frame_times_s, study.frame_times_s + shifts.mean(), rtol=0, atol=1e-12)
     assert stacked.source["frame_times_max_difference_s"] == pytest.approx(0.3, abs=1e-12)
     assert "per-frame mean over 3" in stacked.source["frame_times_from"]
@@ -584,7 +518,7 @@ def test_uneven_slices_get_exact_masks_on_their_own_geometry():
     segmentation = _segmentation(scene, [("LV blood pool", blood), ("Myocardium", myocardium)], GRID)
     rng = np.random.default_rng(3)
     times = 0.8 * np.arange(mrml.MIN_FRAMES)
-    sequences = [_sequence("S {:g}".format(s), rng.uniform(50, 150, (len(times), 1, 12, 14)), times,
+    sequences = [volume_sequence("S {:g}".format(s), rng.uniform(50, 150, (len(times), 1, 12, 14)), times,
                            _slice_matrix(s), scene) for s in SLICE_S_MM[::-1]]
     ids = _node_ids(scene)
     study = mrml.study_from_nodes(sequences, segmentation)
@@ -610,24 +544,24 @@ def _stack_case(case):
     segmentation = _segmentation(scene, [("LV blood pool", blood), ("Myocardium", myocardium)], GRID)
     times = 0.8 * np.arange(mrml.MIN_FRAMES)
     frames = np.ones((len(times), 1, 12, 14))
-    sequences = [_sequence("S {:g}".format(s), frames, times, _slice_matrix(s), scene) for s in SLICE_S_MM]
+    sequences = [volume_sequence("S {:g}".format(s), frames, times, _slice_matrix(s), scene) for s in SLICE_S_MM]
     blame = "S 16"
     if case == "frame count":
-        sequences[1] = _sequence(blame, frames[:-1], times[:-1], _slice_matrix(16.0), scene)
+        sequences[1] = volume_sequence(blame, frames[:-1], times[:-1], _slice_matrix(16.0), scene)
     elif case == "pixel grid":
-        sequences[1] = _sequence(blame, np.ones((len(times), 1, 12, 13)), times, _slice_matrix(16.0), scene)
+        sequences[1] = volume_sequence(blame, np.ones((len(times), 1, 12, 13)), times, _slice_matrix(16.0), scene)
     elif case == "orientation":
         turned = _slice_matrix(16.0)
         turned[:3, :2] = [[0, 1.5], [1.5, 0], [0, 0]]
-        sequences[1] = _sequence(blame, frames, times, turned, scene)
+        sequences[1] = volume_sequence(blame, frames, times, turned, scene)
     elif case == "shifted":
         shifted = _slice_matrix(16.0)
         shifted[0, 3] += 1.0
-        sequences[1] = _sequence(blame, frames, times, shifted, scene)
+        sequences[1] = volume_sequence(blame, frames, times, shifted, scene)
     elif case == "same position":
-        sequences[1] = _sequence(blame, frames, times, _slice_matrix(10.0), scene)
+        sequences[1] = volume_sequence(blame, frames, times, _slice_matrix(10.0), scene)
     elif case == "multi-slice":
-        sequences[1] = _sequence(blame, np.ones((len(times), 2, 12, 14)), times, _slice_matrix(16.0), scene)
+        sequences[1] = volume_sequence(blame, np.ones((len(times), 2, 12, 14)), times, _slice_matrix(16.0), scene)
     elif case == "twice":
         sequences[2] = sequences[1]
     return scene, segmentation, sequences, blame
@@ -661,21 +595,7 @@ def _small_scene():
     segmentation = _segmentation(scene, [("LV blood pool", blood), ("Myocardium", myocardium & ~blood),
                                          ("Scar", np.zeros_like(blood))], SMALL_MATRIX, name="my segments")
     frames = np.random.default_rng(2).uniform(50, 150, (len(SMALL_TIMES), 2, 8, 9))
-    return scene, _sequence("perfusion", frames, SMALL_TIMES, SMALL_MATRIX, scene), segmentation
-
-
-def _vector_sequence(scene):
-    sequence = slicer.vtkMRMLSequenceNode()
-    sequence.SetName("colour cine")
-    for n in range(mrml.MIN_FRAMES):
-        volume = slicer.vtkMRMLVectorVolumeNode()
-        image = vtk.vtkImageData()
-        image.SetDimensions(9, 8, 2)
-        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
-        volume.SetAndObserveImageData(image)
-        sequence.SetDataNodeAtValue(volume, str(n))
-    scene.AddNode(sequence)
-    return sequence
+    return scene, volume_sequence("perfusion", frames, SMALL_TIMES, SMALL_MATRIX, scene), segmentation
 
 
 def _table_sequence(scene):
@@ -687,22 +607,13 @@ def _table_sequence(scene):
     return sequence
 
 
-def _moved_far_away(scene, segmentation):
-    transform = slicer.vtkMRMLLinearTransformNode()
-    scene.AddNode(transform)
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, 500.0)
-    transform.SetMatrixTransformToParent(matrix)
-    segmentation.SetAndObserveTransformNodeID(transform.GetID())
-
-
 BAD_INPUTS = {
     # case: (build(scene, sequence, segmentation) -> (arguments, keyword arguments), name to blame, phrase)
-    "vector volumes": (lambda scene, seq, seg: ((_vector_sequence(scene), seg), {}), "colour cine",
+    "vector volumes": (lambda scene, seq, seg: ((vector_sequence(scene, "colour cine", mrml.MIN_FRAMES, (9, 8, 2)), seg), {}), "colour cine",
                        "3 components per voxel"),
     "sequence of tables": (lambda scene, seq, seg: ((_table_sequence(scene), seg), {}), "measurements",
                            "vtkMRMLTableNode items"),
-    "a single frame": (lambda scene, seq, seg: ((_sequence("one frame", np.ones((1, 2, 8, 9)), [0.0], SMALL_MATRIX,
+    "a single frame": (lambda scene, seq, seg: ((volume_sequence("one frame", np.ones((1, 2, 8, 9)), [0.0], SMALL_MATRIX,
                                                            scene), seg), {}), "one frame", "has 1 frame but"),
     "a volume, not a sequence": (lambda scene, seq, seg: ((_named(seq.GetNthDataNode(0), "frame 0"), seg), {}),
                                  "frame 0", "must be a vtkMRMLSequenceNode"),
@@ -711,7 +622,7 @@ BAD_INPUTS = {
     "missing segment name": (lambda scene, seq, seg: (
         (seq, seg), {"myocardium_segment_id": seg.GetSegmentation().GetSegmentIdBySegmentName("Scar")}),
         "my segments", "is empty"),
-    "segmentation elsewhere": (lambda scene, seq, seg: (_moved_far_away(scene, seg) or (seq, seg), {}),
+    "segmentation elsewhere": (lambda scene, seq, seg: ((move_by_transform(scene, seg, 500.0), (seq, seg))[1], {}),
                                "my segments", "lies outside the perfusion images"),
     "more points than myocardial slices": (
         lambda scene, seq, seg: ((seq, seg, _points(scene, [(0, 8, 10), (0, 8, 16), (1, 8, 11)])), {}),
@@ -746,11 +657,11 @@ def test_bad_input_names_the_node_and_leaves_the_scene(case):
     build, blame, phrase = BAD_INPUTS[case]
     scene, sequence, segmentation = _small_scene()
     arguments, keywords = build(scene, sequence, segmentation)
-    state = _scene_state(scene)
+    state = scene_state(scene)
     with pytest.raises(AIAIFInputError, match=phrase) as error:
         mrml.quantify_nodes(scene, *arguments, parameters=SATURATED, **keywords)
     _assert_names_node_in_one_sentence(error, blame)
-    assert _scene_state(scene) == state
+    assert scene_state(scene) == state
 
 
 def test_unknown_output_roles_and_arguments_are_refused():

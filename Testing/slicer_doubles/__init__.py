@@ -8,7 +8,8 @@ for exactly those four, so that ``AIAIF/AIAIF.py`` imports under
 ``slicer.mrmlScene``.  Nothing MRML is faked.
 
 ``install(monkeypatch)`` puts the doubles into ``sys.modules`` for one test
-(or test module) and restores everything afterwards.
+(or test module) and restores everything afterwards;
+``import_module_file(monkeypatch, directory)`` also imports the module file.
 """
 
 import importlib
@@ -37,3 +38,27 @@ def install(monkeypatch):
         monkeypatch.setitem(sys.modules, name, double)
         if name.startswith("slicer."):
             monkeypatch.setattr(slicer, name.split(".", 1)[1], double, raising=False)
+
+
+def import_module_file(monkeypatch, directory, name="AIAIF"):
+    """Import the scripted module ``<directory>/<name>.py`` afresh with the doubles installed.
+
+    Parameters
+    ----------
+    monkeypatch : pytest.MonkeyPatch
+        Undoes the doubles, the ``sys.path`` entry and the module import after the test.
+    directory : str or os.PathLike
+        Folder of the module file (a source checkout's ``AIAIF/`` or an installed layout).
+    name : str, optional
+        Module name.
+
+    Returns
+    -------
+    module
+    """
+    install(monkeypatch)
+    monkeypatch.syspath_prepend(str(directory))
+    # setitem records what was there (or that nothing was), so the import is undone after the test.
+    monkeypatch.setitem(sys.modules, name, None)
+    del sys.modules[name]
+    return importlib.import_module(name)
