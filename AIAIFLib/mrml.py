@@ -365,7 +365,7 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     segmentation_path : str or os.PathLike
         Segmentation with the LV blood pool and myocardium segments.
     rv_insertion_path : str or os.PathLike, optional
-        Point list with the anterior RV insertion point of each slice.
+        Point list with the RV insertion points (anterior; 'inferior' in a label for inferior ones).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``, called as each file is read.
 
@@ -1222,7 +1222,7 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         Segmentation with the LV blood pool and myocardium; resampled onto the
         frame grid (see ``segment_masks``) and not modified.
     rv_insertion_node : vtkMRMLMarkupsNode, optional
-        Anterior RV insertion points (world RAS positions and labels are used).
+        RV insertion points, anterior or inferior by label (world RAS positions and labels are used).
     blood_pool_segment_id, myocardium_segment_id : str, optional
         Segment IDs; by default the segments named ``LV blood pool`` and
         ``Myocardium`` (case-insensitive).
@@ -1337,9 +1337,11 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
 def check_rv_insertion_points(study, rv_insertion_node):
     """Check the RV insertion points of a study against its slices, naming the point list.
 
-    ``segments.aha_segment_map`` needs at most one anterior RV insertion point
-    per slice with myocardium, each inside a slice; this says so before the
-    quantification runs, with the point list's name in the message.
+    The points are optional; ``segments.aha_segment_map`` takes per slice
+    with myocardium at most one anterior and one inferior point (a label
+    containing "inferior" marks the inferior one, ``segments.rv_point_kinds``),
+    each inside a slice.  This says so before the quantification runs, with
+    the point list's name in the message.
 
     Parameters
     ----------
@@ -1351,13 +1353,14 @@ def check_rv_insertion_points(study, rv_insertion_node):
     Raises
     ------
     AIAIFInputError
-        For a point outside every slice, more placed points than slices with
-        myocardium, or two points in one slice.
+        For a point outside every slice, more anterior or inferior points
+        than slices with myocardium, or two of one kind in one slice.
     """
     if rv_insertion_node is None or study.rv_insertion_ras is None:
         return
     name = _node_name(rv_insertion_node)
     points = np.asarray(study.rv_insertion_ras, dtype=float).reshape(-1, 3)
+    kinds = np.array(segments.rv_point_kinds(study.rv_insertion_labels, points.shape[0]))
     matrix = np.asarray(study.ijk_to_ras, dtype=float)
     n_slices = study.myocardium_mask.shape[0]
     k = np.linalg.solve(matrix[:3, :3], (points - matrix[:3, 3]).T)[2]
@@ -1372,17 +1375,21 @@ def check_rv_insertion_points(study, rv_insertion_node):
                               "slice; move it into the short-axis slice it belongs to.".format(index + 1, name,
                                                                                             distance))
     n_myocardial = int(np.count_nonzero(np.asarray(study.myocardium_mask).any(axis=(1, 2))))
-    if points.shape[0] > n_myocardial:
-        raise AIAIFInputError("The point list {!r} has {} placed points but only {} slice{} myocardium; keep one "
-                              "anterior RV insertion point per segmented slice.".format(
-                                  name, points.shape[0], n_myocardial, " has" if n_myocardial == 1 else "s have"))
+    for kind in ("anterior", "inferior"):
+        count = int(np.count_nonzero(kinds == kind))
+        if count > n_myocardial:
+            raise AIAIFInputError("The point list {!r} has {} placed {} points but only {} slice{} myocardium; keep "
+                                  "one anterior and at most one inferior RV insertion point (labelled "
+                                  "'inferior') per segmented slice.".format(
+                                      name, count, kind, n_myocardial, " has" if n_myocardial == 1 else "s have"))
     slice_of_point = np.clip(np.rint(k).astype(int), 0, n_slices - 1)
     for index in range(1, points.shape[0]):
-        earlier = np.flatnonzero(slice_of_point[:index] == slice_of_point[index])
+        earlier = np.flatnonzero((slice_of_point[:index] == slice_of_point[index]) & (kinds[:index] == kinds[index]))
         if earlier.size:
-            raise AIAIFInputError("Points {} and {} of the point list {!r} both lie in slice {}; keep one anterior RV "
-                                  "insertion point per slice.".format(int(earlier[0]) + 1, index + 1, name,
-                                                                      int(slice_of_point[index])))
+            raise AIAIFInputError("Points {} and {} of the point list {!r} are both {} points of slice {}; keep one "
+                                  "anterior and at most one inferior RV insertion point (labelled 'inferior') per "
+                                  "slice.".format(int(earlier[0]) + 1, index + 1, name, kinds[index],
+                                                  int(slice_of_point[index])))
 
 
 # ---------------------------------------------------------------------------
@@ -2260,7 +2267,7 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     segmentation_node : vtkMRMLSegmentationNode
         Segmentation with the LV blood pool and myocardium (not modified).
     rv_insertion_node : vtkMRMLMarkupsNode, optional
-        Anterior RV insertion point of each slice with myocardium.
+        RV insertion points (optional; ``check_rv_insertion_points``).
     parameters : pipeline.QuantificationParameters, optional
         Choices of the quantification; the paper's defaults when omitted.
     blood_pool_segment_id, myocardium_segment_id : str, optional
@@ -2509,7 +2516,7 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     parameters : pipeline.QuantificationParameters, optional
         Choices of the quantification; the paper's defaults when omitted.
     rv_insertion_path : str or os.PathLike, optional
-        Point list (``.mrk.json``) with the anterior RV insertion points.
+        Point list (``.mrk.json``) with the RV insertion points (optional).
     frame_interval_s : float, optional
         Time between frames, s, for sequences indexed by frame number.
     blood_pool_segment_name, myocardium_segment_name : str, optional

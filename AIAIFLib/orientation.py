@@ -48,9 +48,10 @@ pool is the cavity beside the LV that enhances strongly and early.
    itself).  Its standard error follows from the fit.
 7. *Anterior end*: the end lying further along the patient's anterior
    direction projected into the slice plane (``anterior_sense``); the
-   slices vote in ``decide_orientation``.  The offset of the RV from the LV
-   along the anterior-right direction (where a normal heart has its RV) is
-   kept for the flipped-geometry cross-check.
+   slices vote in ``decide_orientation``.  How far the RV's centroid lies
+   anterior of the LV centre (as an angle above the patient's left-right
+   line in the slice plane) is kept for the flipped-geometry cross-check: a
+   normal heart has its RV anterior and to the right of the LV.
 
 Confidence of a slice's RV (0-1): the smallest of four scores, each 0-1 --
 ``size`` (RV area over ``RV_FULL_CONFIDENCE_AREA_MM2``), ``contrast`` (the
@@ -82,8 +83,9 @@ handedness rule disagree the images are followed (the slice axis of the
 stored geometry may be reversed, or the heart mirrored).  When no rule
 applies, ``AIAIFInputError`` asks for the RV insertion points or
 ``septum_direction``.  An RV lying on the far side of the LV from the
-patient's anterior-right direction in most slices is reported too: the
-in-plane image geometry may be flipped.
+patient's anterior direction (more than ``RV_POSTERIOR_WARNING_DEG`` behind
+the left-right line) in most slices is reported too: the in-plane image
+geometry may be flipped.
 
 The *insertion point* (angle origin) of each segmented slice:
 
@@ -177,10 +179,13 @@ MAX_EXTRAPOLATION_DEG = 15.0
 #: Largest confidence of the handedness rule (project choice: a reversed
 #: slice axis in the stored geometry mirrors it without a trace).
 HANDEDNESS_MAX_CONFIDENCE = 0.5
-#: Patient anterior direction and the direction from the LV in which a
-#: normal heart has its RV (anterior and to the right), RAS.
+#: Patient anterior direction, RAS.
 ANTERIOR_RAS = np.array([0.0, 1.0, 0.0])
-TYPICAL_RV_DIRECTION_RAS = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+#: An RV centroid more than this far behind the patient's left-right line
+#: through the LV centre (in the slice plane) counts as posterior of the LV,
+#: degrees (project choice: a normal RV lies anterior, its centroid well in
+#: front of that line; some margin for RVs that sit beside the septum).
+RV_POSTERIOR_WARNING_DEG = 30.0
 #: Smallest in-plane length of a projected unit direction for it to count
 #: (project choice: the plane within about 80 degrees of containing it).
 MIN_IN_PLANE_LENGTH = 0.17
@@ -273,10 +278,10 @@ class RVSlice:
         (``anterior_separation`` below ``MIN_ANTERIOR_SEPARATION``).
     anterior_separation : float
         Difference of the two ends' anterior components (unit directions).
-    rv_offset_mm : float
-        Offset of the RV centroid from the LV centre along the patient's
-        anterior-right direction in the slice plane, mm (negative: on the
-        far side); NaN when that direction is nearly normal to the slice.
+    rv_anterior_deg : float
+        Direction from the LV centre to the RV centroid, degrees above the
+        patient's left-right line in the slice plane (positive: anterior);
+        NaN when the anterior direction is nearly normal to the slice.
     """
 
     found: bool = False
@@ -291,7 +296,7 @@ class RVSlice:
     arc_ends_sd_deg: Tuple[float, float] = (float("nan"), float("nan"))
     anterior_sense: int = 0
     anterior_separation: float = 0.0
-    rv_offset_mm: float = float("nan")
+    rv_anterior_deg: float = float("nan")
 
     def summary(self):
         """JSON-ready account of this slice's RV."""
@@ -301,7 +306,8 @@ class RVSlice:
                 "scores": {key: round(float(value), 3) for key, value in self.scores.items()},
                 "area_mm2": round(float(self.area_mm2), 1), "cnr": _rounded(self.cnr, 1),
                 "lead_s": _rounded(self.lead_s, 2), "contact_arc_deg": round(float(self.contact_arc_deg), 1),
-                "insertion_sd_deg": [_rounded(value, 2) for value in self.arc_ends_sd_deg]}
+                "insertion_sd_deg": [_rounded(value, 2) for value in self.arc_ends_sd_deg],
+                "rv_anterior_deg": _rounded(self.rv_anterior_deg, 1)}
 
 
 @dataclass
@@ -507,10 +513,11 @@ def _slice_rv(plane, k, fraction, rv_mask, myocardium, blood_pool, area_mm2, lea
 
     centre = pixel_xy(blood_pool).mean(axis=1)
     rv_offset = pixel_xy(rv_mask).mean(axis=1) - centre
-    typical = plane.in_plane(TYPICAL_RV_DIRECTION_RAS)
-    found = RVSlice(area_mm2=area_mm2, cnr=cnr, lead_s=lead_s,
-                    rv_offset_mm=float(rv_offset @ typical / np.linalg.norm(typical))
-                    if np.linalg.norm(typical) >= MIN_IN_PLANE_LENGTH else float("nan"))
+    anterior = plane.in_plane(ANTERIOR_RAS)
+    found = RVSlice(area_mm2=area_mm2, cnr=cnr, lead_s=lead_s)
+    if np.linalg.norm(anterior) >= MIN_IN_PLANE_LENGTH and np.linalg.norm(rv_offset) > 0:
+        found.rv_anterior_deg = float(np.degrees(np.arcsin(np.clip(
+            rv_offset @ anterior / (np.linalg.norm(rv_offset) * np.linalg.norm(anterior)), -1.0, 1.0))))
 
     # Epicardial radius along each ray: outer 0.5 crossing of the myocardium mask, Fourier-smoothed.
     theta = np.arange(N_RAYS) * 2.0 * np.pi / N_RAYS
@@ -558,7 +565,6 @@ def _slice_rv(plane, k, fraction, rv_mask, myocardium, blood_pool, area_mm2, lea
         sds.append(sd)
     found.arc_ends_ras = np.array(ends)
     found.arc_ends_sd_deg = tuple(sds)
-    anterior = plane.in_plane(ANTERIOR_RAS)
     if np.linalg.norm(anterior) >= MIN_IN_PLANE_LENGTH:
         centre_ras = plane.xy_to_ras(centre, k)
         components = [float(plane.in_plane(end - centre_ras) @ anterior
@@ -774,10 +780,13 @@ def decide_orientation(normal_ras, centres_ras, segmented_slices, anterior_point
             image_votes.append((k, 1 if end == 0 else -1, rv.confidence))
         elif rv.anterior_sense:
             image_votes.append((k, rv.anterior_sense, rv.confidence))
-    offsets = [rv.rv_offset_mm for rv in image.values() if np.isfinite(rv.rv_offset_mm)]
-    if offsets and 2 * sum(offset < 0 for offset in offsets) > len(offsets):
-        warnings.append("The RV found in the images lies left of or behind the LV in the image geometry, unlike a "
-                        "normal heart; the image geometry may be flipped.")
+    if image_rv is not None and not image:
+        warnings.append("No RV was found in the images ({}), so they could not check the orientation of the "
+                        "segments.".format(image_rv.slices[segmented[0]].reason if segmented else "no myocardium"))
+    elevations = [rv.rv_anterior_deg for rv in image.values() if np.isfinite(rv.rv_anterior_deg)]
+    if elevations and 2 * sum(e < -RV_POSTERIOR_WARNING_DEG for e in elevations) > len(elevations):
+        warnings.append("The RV found in the images lies posterior of the LV in the geometry's anterior "
+                        "direction, unlike a normal heart; the image geometry may be flipped.")
 
     candidates = []
     if override_sign is not None:
