@@ -41,9 +41,11 @@ pool is the cavity beside the LV that enhances strongly and early.
 6. *Insertion points*: near each end of the arc, the RV's depth beyond the
    epicardium along each ray (where the fraction falls below 0.5 again) is
    fitted, over the ``DEPTH_SPAN_DEG`` next to the end and where the depth
-   exceeds the inner edge by ``DEPTH_MIN_MM``, by a quadratic in the angle;
-   its root, where the RV's free wall extended meets the epicardial contour,
-   is the insertion point, to a fraction of a pixel (at most
+   exceeds the inner edge by ``DEPTH_MIN_MM``, by a power law of the angle
+   from the insertion (``TIP_POWERS``: from a free wall that meets the
+   epicardium at an angle to a rounded crescent tip).  Where it reaches zero
+   depth -- the RV's free wall extended to the epicardial contour -- is the
+   insertion point, to a fraction of a pixel (at most
    ``MAX_EXTRAPOLATION_DEG`` beyond the arc's end; otherwise the arc's end
    itself).  Its standard error follows from the fit.
 7. *Anterior end*: the end lying further along the patient's anterior
@@ -172,10 +174,15 @@ SHELL_MAX_MM = 15.0
 #: Insertion points from the RV depth profile: span of rays next to each arc
 #: end (degrees), the depth beyond the RV's inner edge from which a ray is
 #: used (mm; nearer the tip the pixels no longer resolve the RV), and how far
-#: beyond the arc's end the root may lie (degrees).  Project choices.
-DEPTH_SPAN_DEG = 40.0
+#: beyond the arc's end the insertion may lie (degrees).  Project choices.
+DEPTH_SPAN_DEG = 30.0
 DEPTH_MIN_MM = 1.0
 MAX_EXTRAPOLATION_DEG = 15.0
+#: Powers of the RV tip model ``depth = a (angle - insertion)^p``: 1 where the
+#: free wall meets the epicardium at an angle, 1/2 for a rounded crescent tip
+#: whose depth grows as the square root of the angle (project choice: the
+#: range between and a little beyond).
+TIP_POWERS = np.round(np.arange(0.4, 1.0001, 0.05), 2)
 #: Largest confidence of the handedness rule (project choice: a reversed
 #: slice axis in the stored geometry mirrors it without a trace).
 HANDEDNESS_MAX_CONFIDENCE = 0.5
@@ -626,35 +633,41 @@ def _depth_profile(shell_values, offsets):
 def _arc_end(depth, inner, theta, start, length, end):
     """Angle (rad) of one end of the contact arc and its standard error (degrees; NaN: the arc's end as it is).
 
-    The depth profile next to the end, where it exceeds the inner edge by
-    ``DEPTH_MIN_MM``, is fitted by a quadratic in the angle; its root nearest
-    the end, within ``MAX_EXTRAPOLATION_DEG`` beyond it, is the insertion
-    angle.
+    The rays within ``DEPTH_SPAN_DEG`` of the end whose RV depth exceeds the
+    RV's inner edge by ``DEPTH_MIN_MM`` are fitted by ``depth = a (x - x0)^p``
+    (``x`` the angle into the arc, ``p`` one of ``TIP_POWERS``: the power whose
+    fit leaves the smallest squared depth residual); ``x0``, where the depth
+    reaches the epicardial contour, within ``MAX_EXTRAPOLATION_DEG`` beyond
+    the end, is the insertion angle.
     """
     n = len(theta)
     step_deg = 360.0 / n
     steps = np.arange(min(int(round(DEPTH_SPAN_DEG / step_deg)), length // 2))
     index = (start + steps) % n if end == 0 else (start + length - 1 - steps) % n
-    edge = theta[index[0]]
+    edge = float(theta[index[0]])
+    profile = depth[index]
+    use = np.isfinite(profile) & (profile >= inner + DEPTH_MIN_MM)
+    x, y = steps[use] * step_deg, profile[use]  # degrees into the arc, mm
+    if x.size < 5:
+        return edge, float("nan")
+    best = None
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    for power in TIP_POWERS:
+        z = y ** (1.0 / power)  # a straight line in x for the right power
+        (slope, intercept), _, _, _ = np.linalg.lstsq(design, z, rcond=None)
+        if slope <= 0:
+            continue
+        root = -intercept / slope
+        cost = float(np.sum((np.clip(slope * (x - root), 0.0, None) ** power - y) ** 2))
+        if best is None or cost < best[0]:
+            residual = z - design @ np.array([slope, intercept])
+            covariance = np.linalg.inv(design.T @ design) * (residual @ residual) / max(x.size - 2, 1)
+            gradient = np.array([intercept / slope ** 2, -1.0 / slope])  # d root / d (slope, intercept)
+            best = (cost, root, float(np.sqrt(max(gradient @ covariance @ gradient, 0.0))))
+    if best is None or not (-MAX_EXTRAPOLATION_DEG <= best[1] < x.min()):
+        return edge, float("nan")
     sign = 1.0 if end == 0 else -1.0  # from the end into the arc
-    use = np.isfinite(depth[index]) & (depth[index] >= inner + DEPTH_MIN_MM)
-    x, y = steps[use] * step_deg, depth[index][use]  # degrees into the arc, mm
-    if x.size < 6:
-        return float(edge), float("nan")
-    design = np.stack([x * x, x, np.ones_like(x)], axis=1)
-    coefficients, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
-    roots = np.roots(coefficients) if coefficients[0] != 0 else np.roots(coefficients[1:])
-    roots = roots[np.isreal(roots)].real
-    roots = roots[(roots < x.min()) & (roots >= -MAX_EXTRAPOLATION_DEG)]
-    if rank < 3 or roots.size == 0:
-        return float(edge), float("nan")
-    root = float(roots.max())
-    residual = y - design @ coefficients
-    covariance = np.linalg.inv(design.T @ design) * (residual @ residual) / max(x.size - 3, 1)
-    at_root = np.array([root * root, root, 1.0])
-    slope = 2.0 * coefficients[0] * root + coefficients[1]
-    sd = float(np.sqrt(max(at_root @ covariance @ at_root, 0.0)) / max(abs(slope), 1e-9))
-    return float(edge + sign * np.radians(root)), sd
+    return edge + sign * float(np.radians(best[1])), best[2]
 
 
 # ---------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_without_rv_points_the_images_orient_the_segments(phantom, saturated_res
     study.rv_insertion_ras = study.rv_insertion_labels = None
     result = pipeline.quantify_study(study, pipeline.QuantificationParameters(aif_mode="saturated"))
     myocardium = phantom.myocardium_mask
-    assert np.mean(result.aha_labels[myocardium] == phantom.aha_segments[myocardium]) > 0.975
+    assert np.mean(result.aha_labels[myocardium] == phantom.aha_segments[myocardium]) > 0.95
     assert _territory_calls(result) == _territory_calls(saturated_result)
     segmentation = json.loads(json.dumps(pipeline.json_ready(result.summary)))["segmentation"]
     assert segmentation["rules_used"]["septum_side"]["rule"] == "image RV"
