@@ -650,24 +650,24 @@ def _arc_end(depth, inner, theta, start, length, end):
     x, y = steps[use] * step_deg, profile[use]  # degrees into the arc, mm
     if x.size < 5:
         return edge, float("nan")
-    best = None
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    for power in TIP_POWERS:
-        z = y ** (1.0 / power)  # a straight line in x for the right power
-        (slope, intercept), _, _, _ = np.linalg.lstsq(design, z, rcond=None)
-        if slope <= 0:
-            continue
+    # One straight line in x per power, z = y^(1/p) (closed-form least squares, all powers at once).
+    z = y[None, :] ** (1.0 / TIP_POWERS[:, None])
+    dx = x - x.mean()
+    slope = (z - z.mean(axis=1, keepdims=True)) @ dx / (dx @ dx)
+    intercept = z.mean(axis=1) - slope * x.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
         root = -intercept / slope
-        cost = float(np.sum((np.clip(slope * (x - root), 0.0, None) ** power - y) ** 2))
-        if best is None or cost < best[0]:
-            residual = z - design @ np.array([slope, intercept])
-            covariance = np.linalg.inv(design.T @ design) * (residual @ residual) / max(x.size - 2, 1)
-            gradient = np.array([intercept / slope ** 2, -1.0 / slope])  # d root / d (slope, intercept)
-            best = (cost, root, float(np.sqrt(max(gradient @ covariance @ gradient, 0.0))))
-    if best is None or not (-MAX_EXTRAPOLATION_DEG <= best[1] < x.min()):
+        fitted = np.clip(slope[:, None] * (x[None, :] - root[:, None]), 0.0, None) ** TIP_POWERS[:, None]
+    cost = np.where(slope > 0, np.sum((fitted - y[None, :]) ** 2, axis=1), np.inf)
+    best = int(np.argmin(cost))
+    if not (np.isfinite(cost[best]) and -MAX_EXTRAPOLATION_DEG <= root[best] < x.min()):
         return edge, float("nan")
+    # Standard error of the root from the line's residuals (delta method).
+    residual = z[best] - (slope[best] * x + intercept[best])
+    variance = (residual @ residual) / max(x.size - 2, 1)
+    root_sd = np.sqrt(variance * (1.0 / x.size + (root[best] - x.mean()) ** 2 / (dx @ dx))) / slope[best]
     sign = 1.0 if end == 0 else -1.0  # from the end into the arc
-    return edge + sign * float(np.radians(best[1])), best[2]
+    return edge + sign * float(np.radians(root[best])), float(root_sd)
 
 
 # ---------------------------------------------------------------------------
@@ -696,6 +696,7 @@ class Orientation:
     slices : list of dict
         Per segmented slice: ``slice``, ``insertion_point`` (``rule`` in
         ``ORIGIN_RULES``, ``confidence``, ``from_slice`` when borrowed),
+        ``septum_side`` (the stack's ``rule`` and ``confidence``),
         ``image_rv`` (``RVSlice.summary``) and ``user_vs_image_deg`` (the
         turn from the user's anterior point to the image's, degrees) when
         there are both.
@@ -837,6 +838,7 @@ def decide_orientation(normal_ras, centres_ras, segmented_slices, anterior_point
     origins, origin_points, records = _origins(segmented, centres, anterior, image, sign, warnings)
     for record in records:
         k = record["slice"]
+        record["septum_side"] = {"rule": rule, "confidence": round(confidence, 3)}
         record["image_rv"] = image_rv.slices[k].summary() if image_rv is not None else None
         if k in user_vs_image:
             record["user_vs_image_deg"] = round(user_vs_image[k], 2)

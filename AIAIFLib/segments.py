@@ -76,10 +76,11 @@ Handedness rule (the septum side from the geometry)
 Sectors (shared/PHYSICS.md, after [Cerqueira2002])
     The angle origin is the anterior insertion point, also when an inferior
     point is given (it decides the septum side); the septum spans
-    ``SEPTUM_SPAN_DEG`` = 120 degrees from it.  Basal and mid slices: six 60-degree sectors starting at
-    the anterior insertion point: 2|8 anteroseptal [0, 60), 3|9 inferoseptal
-    [60, 120), 4|10 inferior [120, 180), 5|11 inferolateral [180, 240),
-    6|12 anterolateral [240, 300), 1|7 anterior [300, 360).  Apical slice:
+    ``SEPTUM_SPAN_DEG`` = 120 degrees from it.  Basal and mid slices: six
+    60-degree sectors starting at the anterior insertion point: 2|8
+    anteroseptal [0, 60), 3|9 inferoseptal [60, 120), 4|10 inferior
+    [120, 180), 5|11 inferolateral [180, 240), 6|12 anterolateral
+    [240, 300), 1|7 anterior [300, 360).  Apical slice:
     four 90-degree sectors with the septal one centred on mid-septum (60
     degrees), i.e. starting 15 degrees past the insertion point: 14 septal
     [15, 105), 15 inferior [105, 195), 16 lateral [195, 285), 13 anterior
@@ -111,7 +112,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import constants as K
-from . import evaluation
+from . import evaluation, orientation
 from .errors import AIAIFInputError
 
 #: Angular span of the septum from the anterior RV insertion point, degrees:
@@ -752,8 +753,6 @@ def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_r
     -----
     The rules are stated in the module docstring.
     """
-    from . import orientation
-
     myocardium, blood_pool = _check_masks(myocardium_mask, blood_pool_mask)
     n_slices = myocardium.shape[0]
     grid = _Grid(_check_matrix(ijk_to_ras), n_slices)

@@ -208,6 +208,7 @@ def test_without_rv_points_the_images_orient_the_segments(phantom, saturated_res
     assert segmentation["rules_used"]["septum_side"]["rule"] == "image RV"
     for record in segmentation["rules_used"]["slices"]:
         assert record["insertion_point"]["rule"] == "image RV"
+        assert record["septum_side"] == segmentation["rules_used"]["septum_side"]
         assert 0.8 <= record["insertion_point"]["confidence"] <= 1.0
         assert record["image_rv"]["found"] and set(record["image_rv"]["scores"]) == {
             "size", "contrast", "timing", "contact"}
