@@ -288,3 +288,88 @@ def test_every_panel_action_runs_inside_the_error_display(module_source):
         withs = [node for node in ast.walk(methods[name]) if isinstance(node, ast.With)]
         assert any("_errorsShown" in ast.dump(w.items[0].context_expr) for w in withs), name
     assert "tryWithErrorDisplay" not in ast.get_source_segment(module_source, widget)
+
+
+# --- the panel itself, on widget doubles and Slicer's real MRML logics ------------------------------------------
+
+@pytest.fixture
+def panel(AIAIF, monkeypatch, tmp_path):
+    """The module's panel after Slicer's start-up, set up from Resources/UI/AIAIF.ui (``slicer_doubles``)."""
+    slicer_doubles.start_application(monkeypatch, AIAIF, tmp_path / "cache")
+    panel = slicer_doubles.build_panel(monkeypatch, AIAIF)
+    yield panel
+    panel.cleanup()  # as when Slicer unloads the module: its scene observers go
+
+
+def _segmentation_with_new_ids(segmentation, prefix):
+    """A copy of a segmentation whose segments have other IDs (as one drawn anew would)."""
+    copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", prefix)
+    source = segmentation.GetSegmentation()
+    for n in range(source.GetNumberOfSegments()):
+        segment = slicer.vtkSegment()
+        segment.DeepCopy(source.GetNthSegment(n))
+        copy.GetSegmentation().AddSegment(segment, "{}_{}".format(prefix, n))
+    return copy
+
+
+def test_apply_shows_the_results_layout_with_chart_and_table(AIAIF, panel):
+    """What AIAIFTest.test_Panel asserts after Apply, on Slicer's own layout and Plots logics."""
+    logic = AIAIF.AIAIFLogic()
+    sequence, segmentation, points = logic.loadSamplePhantom()
+    panel.enter()  # the first sequence and segmentation are picked
+    parameters = logic.getParameterNode()
+    assert parameters.perfusionSequence is sequence and parameters.segmentation is segmentation
+    parameters.rvInsertionPoints = points
+    assert panel.ui.applyButton.enabled, panel.ui.applyButton.toolTip
+
+    panel.ui.applyButton.click()
+    assert parameters.mbfVolume is not None and parameters.bullseyeVolume is not None
+    assert "LAD" in panel.ui.statusLabel.text
+    layoutManager = slicer.app.layoutManager()
+    assert layoutManager.layout == AIAIF.RESULTS_LAYOUT_ID
+    red = layoutManager.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+    assert red.GetForegroundVolumeID() == parameters.mbfVolume.GetID()
+    yellow = layoutManager.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
+    assert yellow.GetBackgroundVolumeID() == parameters.bullseyeVolume.GetID()
+    plotView = slicer.mrmlScene.GetSingletonNode("PlotView1", "vtkMRMLPlotViewNode")
+    assert plotView.GetPlotChartNodeID() == parameters.aifChart.GetID()
+    tableView = slicer.mrmlScene.GetSingletonNode("TableView1", "vtkMRMLTableViewNode")
+    assert tableView.GetTableNodeID() == parameters.segmentsTable.GetID()
+    assert not panel.ui.progressBar.visible and not panel.ui.cancelButton.enabled
+
+
+@pytest.mark.parametrize("selector", ["bloodPoolSegmentId", "myocardiumSegmentId"])
+def test_segment_selectors_show_what_the_parameter_holds_after_the_segmentation_changes(AIAIF, panel, selector):
+    """An ID of the previous segmentation is not left in the parameter behind a selector showing another segment."""
+    logic = AIAIF.AIAIFLogic()
+    sequence, first, points = logic.loadSamplePhantom()
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence, parameters.segmentation = sequence, first
+    parameters.rvInsertionPoints = points
+    seg = first.GetSegmentation()
+    parameters.bloodPoolSegmentId = seg.GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
+    parameters.myocardiumSegmentId = seg.GetSegmentIdBySegmentName(K.MYOCARDIUM_SEGMENT_NAME)
+    widget = getattr(panel.ui, AIAIF.SEGMENT_PARAMETERS[selector])
+    assert widget.currentSegmentID() == getattr(parameters, selector) != ""
+
+    parameters.segmentation = _segmentation_with_new_ids(first, "redrawn")
+    assert widget.currentSegmentID() == getattr(parameters, selector)  # what is shown is what Apply uses
+    result = logic.processParameterNode(parameters)  # the segments named so are used
+    assert result.summary["results"]["ischemic_territories"] == ["LAD"]
+
+
+def test_segment_ids_of_another_segmentation_are_reset_but_not_while_importing(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    sequence, segmentation, points = logic.loadSamplePhantom()
+    parameters = logic.getParameterNode()
+    parameters.segmentation = segmentation
+    blood = segmentation.GetSegmentation().GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
+    parameters.bloodPoolSegmentId, parameters.myocardiumSegmentId = blood, "gone"
+    slicer.mrmlScene.StartState(slicer.vtkMRMLScene.ImportState)  # segments are read after the parameter node
+    assert logic.clearUnknownSegmentIds(parameters) == [] and parameters.myocardiumSegmentId == "gone"
+    slicer.mrmlScene.EndState(slicer.vtkMRMLScene.ImportState)
+    assert logic.clearUnknownSegmentIds(parameters) == ["myocardiumSegmentId"]
+    assert (parameters.bloodPoolSegmentId, parameters.myocardiumSegmentId) == (blood, "")
+    parameters.segmentation = None
+    parameters.bloodPoolSegmentId = "kept until a segmentation is chosen"
+    assert logic.clearUnknownSegmentIds(parameters) == []

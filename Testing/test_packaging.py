@@ -380,7 +380,7 @@ def runtime_files(repository=REPOSITORY):
     The module files (``AIAIF/*.py``), the whole ``AIAIFLib`` package (every file
     but caches and build files), the network weights with checksum, model card
     and training record (its input ranges feed the training-range warnings),
-    the icons and the panel files.
+    the icons, the sample data recipe and the panel files.
     """
     repository = Path(repository)
     files = {"AIAIF/AIAIF.py"}
@@ -391,7 +391,7 @@ def runtime_files(repository=REPOSITORY):
             files.add(path.relative_to(repository).as_posix())
     files.update("Resources/Models/" + name for name in ("aiaif_unet.npz", "aiaif_unet.sha256", "MODEL_CARD.md",
                                                                      "training.json"))
-    for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui"):
+    for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui", "Resources/SampleData/*"):
         files.update(path.relative_to(repository).as_posix() for path in repository.glob(pattern))
     return sorted(files)
 

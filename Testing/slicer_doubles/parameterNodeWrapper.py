@@ -15,7 +15,8 @@ module's parameter node uses here:
   node when it lacks the parameter.
 
 GUI connection needs Qt: ``connectGui`` / ``disconnectGui`` only hand out and
-forget tags.
+forget tags.  ``StartModify``, ``EndModify``, ``AddObserver`` and
+``RemoveObserver`` go to the node, as the real wrapper's do.
 """
 
 import enum
@@ -173,11 +174,25 @@ def parameterNodeWrapper(classtype):
     def connectGui(self, gui):
         return object()
 
+    # The wrapper forwards these to its node (_processClass in wrapper.py, v5.8.1 to the development head).
+    def StartModify(self):
+        return self.parameterNode.StartModify()
+
+    def EndModify(self, wasModified):
+        return self.parameterNode.EndModify(wasModified)
+
+    def AddObserver(self, event, callback, priority=0.0):
+        return self.parameterNode.AddObserver(event, callback, priority)
+
+    def RemoveObserver(self, tag):
+        return self.parameterNode.RemoveObserver(tag)
+
     def disconnectGui(self, tag):
         pass
 
     namespace = {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__,
                  "getValue": getValue, "setValue": setValue, "default": default, "connectGui": connectGui,
-                 "disconnectGui": disconnectGui, "allParameters": dict(fields), "__doc__": classtype.__doc__,
+                 "disconnectGui": disconnectGui, "StartModify": StartModify, "EndModify": EndModify,
+                 "AddObserver": AddObserver, "RemoveObserver": RemoveObserver, "allParameters": dict(fields), "__doc__": classtype.__doc__,
                  "__module__": classtype.__module__}
     return type(classtype.__name__, (), namespace)
