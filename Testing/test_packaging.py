@@ -621,6 +621,18 @@ def test_metadata_is_complete(metadata):
     assert variables["EXTENSION_DEPENDS"] == "NA"  # Sequences, Segmentations, SampleData... are core modules
 
 
+#: The oldest supported Slicer release: the module's start-up and every Slicer name it uses were
+#: checked from there on (Testing/SLICER_API.md).
+SUPPORTED_SLICER = "Slicer 5.8 and later"
+
+
+def test_supported_slicer_versions_are_stated_in_the_catalog_metadata_and_the_readme(metadata):
+    variables, _ = metadata
+    assert SUPPORTED_SLICER in variables["EXTENSION_DESCRIPTION"]
+    assert SUPPORTED_SLICER in (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    assert SUPPORTED_SLICER in (REPOSITORY / "Testing" / "SLICER_API.md").read_text(encoding="utf-8")
+
+
 def test_icon_and_screenshot_urls_name_files_in_the_repository(metadata):
     variables, _ = metadata
     prefix = _raw_github_prefix(variables["EXTENSION_HOMEPAGE"])

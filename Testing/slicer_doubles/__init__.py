@@ -14,13 +14,16 @@ rule cites the Slicer source it follows:
 * start-up order: the module file is imported while ``slicer`` holds none of
   the Markups module's classes (``install``), which arrive when the Markups
   module is instantiated (``load_markups``);
-* ``slicer.app`` (``application``): the real application, layout, slice and
-  Plots logics wired to the scene, so ``ShowChartInLayout`` changes the layout
+* ``slicer.app`` (``application``): the real application, layout, slice,
+  colour and Plots logics wired to the scene, so ``ShowChartInLayout`` changes the layout
   as it does in Slicer;
 * the segment selectors (``widgets.SegmentSelector``) choose their current
   segment as ``qMRMLSegmentSelectorWidget`` does;
 * ``SampleData`` downloads and loads a sample as Slicer's module does, and
   calls a ``customDownloader`` only from the sample's button.
+
+``pyqt_widgets`` holds the PyQt5 stand-ins for Slicer's and CTK's widget
+classes, with which the .ui file loads in real Qt.
 
 ``import_module_file(monkeypatch, directory)`` imports the module file the way
 Slicer starts it; ``start_application`` and ``build_panel`` add the

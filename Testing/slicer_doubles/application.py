@@ -200,7 +200,10 @@ class Application:
 
 
 def modules(application):
-    """``slicer.modules`` with the module logics the panel calls (real MRML logics).
+    """``slicer.modules`` with the logics of the modules the panel relies on (real MRML logics).
+
+    The Colors module's logic adds Slicer's default colour tables to the scene,
+    as at Slicer's start-up, so that volumes get their grey display.
 
     Parameters
     ----------
@@ -209,14 +212,18 @@ def modules(application):
     Returns
     -------
     types.SimpleNamespace
-        ``plots`` and ``markups``, each with ``logic()``.
+        ``colors``, ``plots`` and ``markups``, each with ``logic()``.
     """
     scene = application._scene
+    colors = slicer.vtkSlicerColorLogic()  # the Colors module: default colour tables (Grey...) in the scene
+    colors.SetMRMLApplicationLogic(application.applicationLogic())
+    colors.SetMRMLScene(scene)
     plots = slicer.vtkSlicerPlotsLogic()
     plots.SetMRMLApplicationLogic(application.applicationLogic())
     plots.SetMRMLScene(scene)
     markups = slicer.vtkSlicerMarkupsLogic()
     markups.SetMRMLApplicationLogic(application.applicationLogic())
     markups.SetMRMLScene(scene)
-    return types.SimpleNamespace(plots=types.SimpleNamespace(logic=lambda: plots),
+    return types.SimpleNamespace(colors=types.SimpleNamespace(logic=lambda: colors),
+                                 plots=types.SimpleNamespace(logic=lambda: plots),
                                  markups=types.SimpleNamespace(logic=lambda: markups))
