@@ -483,3 +483,10 @@ def test_the_readme_console_snippet_runs(AIAIF, capsys):
 
 def test_the_in_slicer_self_test_passes_on_slicer_core(AIAIF):
     AIAIF.AIAIFTest().runTest()
+
+
+def test_the_in_slicer_self_test_with_its_panel_passes_on_the_doubles(AIAIF, application):
+    """With ``slicer.app`` the self-test also runs test_Panel: it clicks Apply and checks the results layout."""
+    assert hasattr(slicer, "app")
+    AIAIF.AIAIFTest().runTest()
+    assert slicer.app.layoutManager().layout == AIAIF.RESULTS_LAYOUT_ID

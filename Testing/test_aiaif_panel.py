@@ -279,7 +279,7 @@ def test_every_panel_action_runs_inside_the_error_display(module_source):
 def panel(AIAIF, monkeypatch, tmp_path):
     """The module's panel after Slicer's start-up, set up from Resources/UI/AIAIF.ui (``slicer_doubles``)."""
     slicer_doubles.start_application(monkeypatch, AIAIF, tmp_path / "cache")
-    panel = slicer_doubles.build_panel(monkeypatch, AIAIF)
+    panel = slicer_doubles.build_panel(AIAIF)
     yield panel
     panel.cleanup()  # as when Slicer unloads the module: its scene observers go
 

@@ -149,3 +149,33 @@ def test_download_sample_never_calls_a_custom_downloader(monkeypatch):
         SampleData.downloadSample("Generated")  # no URI: nothing is loaded
     assert called == []
     assert SampleData.clickSampleButton("Generated") == ["node"] and called == ["Generated"]
+
+
+# --- parameter node GUI binding ---------------------------------------------------------------------------------
+
+def test_connect_gui_binds_node_selectors_both_ways_and_shows_the_other_parameters(scene):
+    import types
+
+    from slicer_doubles.parameterNodeWrapper import parameterNodeWrapper
+
+    @parameterNodeWrapper
+    class Parameters:
+        volume: slicer.vtkMRMLScalarVolumeNode
+        threshold: float = 1.5
+
+    parameters = Parameters(scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode"))
+    gui = types.SimpleNamespace(
+        selector=widgets.NodeComboBox(properties={"SlicerParameterName": "volume"}),
+        spin=widgets.Widget("QDoubleSpinBox", properties={"SlicerParameterName": "threshold"}),
+        label=widgets.Widget("QLabel"))
+    tag = parameters.connectGui(gui)
+    assert gui.selector.nodeTypes == ["vtkMRMLScalarVolumeNode"] and gui.spin.value == 1.5
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    gui.selector.setCurrentNode(volume)
+    assert parameters.volume is volume
+    parameters.threshold = 2.0
+    parameters.volume = None
+    assert gui.spin.value == 2.0 and gui.selector.currentNode() is None
+    parameters.disconnectGui(tag)
+    gui.selector.setCurrentNode(volume)
+    assert parameters.volume is None

@@ -50,7 +50,7 @@ def run_module_panel(patch, cache_directory):
     slicer.mrmlScene = slicer.vtkMRMLScene()
     module = slicer_doubles.import_module_file(patch, os.path.join(REPOSITORY, "AIAIF"))
     slicer_doubles.start_application(patch, module, cache_directory)
-    panel = slicer_doubles.build_panel(patch, module)
+    panel = slicer_doubles.build_panel(module)
     logic = module.AIAIFLogic()
     sequence, segmentation, points = logic.loadSamplePhantom()
     panel.enter()  # picks the first sequence and segmentation, as on entering the module

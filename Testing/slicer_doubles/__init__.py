@@ -176,10 +176,13 @@ def start_application(monkeypatch, module, cache_directory):
     """Finish Slicer's start-up around an imported module file: ``slicer.app``, the module, its IO, start-up signal.
 
     As the application does: ``slicer.app`` and ``slicer.modules`` (with the
-    Plots and Markups logics) exist; the module class is instantiated with its
-    ``qSlicerScriptedLoadableModule`` parent; the file's ``<name>FileReader`` is
+    Colors, Plots and Markups logics) exist; the module class is instantiated
+    with its ``qSlicerScriptedLoadableModule`` parent, which is
+    ``slicer.modules.<lower-case name>``; the file's ``<name>FileReader`` is
     registered (``qSlicerScriptedLoadableModule::registerIO``); then
-    ``startupCompleted()`` is emitted.
+    ``startupCompleted()`` is emitted.  ``slicer.util.selectModule``,
+    ``loadUI`` and ``childWidgetVariables`` work on the widget doubles, built
+    from the module's .ui file (``widgets.load_ui``).
 
     Parameters
     ----------
@@ -198,26 +201,27 @@ def start_application(monkeypatch, module, cache_directory):
 
     import slicer
 
-    from . import SampleData, application
+    from . import SampleData, application, widgets
 
     app = application.Application(slicer.mrmlScene)
     monkeypatch.setattr(slicer, "app", app, raising=False)
     monkeypatch.setattr(slicer, "modules", application.modules(app), raising=False)
     monkeypatch.setattr(SampleData, "cacheDirectory", str(cache_directory))
-    parent = types.SimpleNamespace(path=os.path.abspath(module.__file__))
-    getattr(module, module.__name__)(parent)
+    monkeypatch.setattr(slicer.util, "loadUI", widgets.load_ui)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", widgets.child_widget_variables)
+    monkeypatch.setattr(slicer.util, "selectModule", application.select_module)
+    name = module.__name__
+    parent = application.ScriptedModule(os.path.abspath(module.__file__),
+                                        lambda: getattr(module, name + "Widget")(widgets.ModulePanel()))
+    setattr(slicer.modules, name.lower(), parent)
+    getattr(module, name)(parent)
     application.register_scripted_io(app.coreIOManager(), module)
     app.emit("startupCompleted()")
     return app
 
 
-def build_panel(monkeypatch, module):
-    """The module's panel, set up as Slicer does when the module is first shown.
-
-    ``slicer.util.loadUI`` and ``childWidgetVariables`` build widget doubles
-    from the module's .ui file (``widgets.load_ui``); the panel's parent is a
-    ``qSlicerScriptedLoadableModuleWidget`` double with a layout.  Needs
-    ``start_application`` first.
+def build_panel(module):
+    """The module's panel, made and set up as when Slicer first shows it (needs ``start_application``).
 
     Returns
     -------
@@ -225,10 +229,4 @@ def build_panel(monkeypatch, module):
     """
     import slicer
 
-    from . import widgets
-
-    monkeypatch.setattr(slicer.util, "loadUI", widgets.load_ui)
-    monkeypatch.setattr(slicer.util, "childWidgetVariables", widgets.child_widget_variables)
-    panel = getattr(module, module.__name__ + "Widget")(widgets.ModulePanel())
-    panel.setup()
-    return panel
+    return getattr(slicer.modules, module.__name__.lower()).widgetRepresentation().self()

@@ -140,6 +140,45 @@ class IOManager:
         return False
 
 
+class ScriptedModule:
+    """``qSlicerScriptedLoadableModule``: the parent of a module class (metadata) and its panel.
+
+    ``widgetRepresentation()`` makes the panel on first use and sets it up
+    (``qSlicerAbstractCoreModule::widgetRepresentation``); its ``self()`` is
+    the Python panel object (``qSlicerScriptedLoadableModuleWidget``).
+    """
+
+    def __init__(self, module_file, make_panel):
+        self.path = module_file
+        self._make_panel = make_panel
+        self._representation = None
+
+    def widgetRepresentation(self):
+        if self._representation is None:
+            panel = self._make_panel()
+            panel.setup()
+            self._representation = types.SimpleNamespace(self=lambda: panel)
+        return self._representation
+
+
+def select_module(name):
+    """``slicer.util.selectModule``: the panel is made if needed, then entered (its parent ``isEntered``).
+
+    As ``qSlicerAbstractModuleWidget::enter`` (Base/QTGUI) then the Python
+    ``enter``; the module shown before is left (``exit``).
+    """
+    panel = getattr(slicer.modules, name.lower()).widgetRepresentation().self()
+    previous = getattr(slicer.modules, "_selectedPanel", None)
+    if previous is panel:
+        return
+    if previous is not None:
+        previous.parent.isEntered = False
+        previous.exit()
+    slicer.modules._selectedPanel = panel
+    panel.parent.isEntered = True
+    panel.enter()
+
+
 def register_scripted_io(io_manager, module):
     """What ``qSlicerScriptedLoadableModule::registerIO`` does for a module file (Base/QTGUI, v5.8.1).
 

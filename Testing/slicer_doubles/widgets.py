@@ -4,8 +4,9 @@ Inside Slicer the panel's widgets reach Python through PythonQt: Qt properties
 are read and written as attributes (``button.enabled = False``), signals are
 connected by their C++ signature (``button.connect("clicked(bool)", slot)``)
 and ``blockSignals(True)`` returns the previous state.  ``Widget`` keeps
-exactly that, for every class of the .ui file.  ``SegmentSelector`` also keeps
-the rules by which ``qMRMLSegmentSelectorWidget`` chooses its current segment,
+exactly that, for every class of the .ui file.  ``NodeComboBox`` keeps the
+current node of a ``qMRMLNodeComboBox``; ``SegmentSelector`` also keeps the
+rules by which ``qMRMLSegmentSelectorWidget`` chooses its current segment,
 because the panel depends on them (see its docstring).
 
 ``load_ui(path)`` builds the widget tree of a .ui file with its properties and
@@ -20,7 +21,7 @@ import xml.etree.ElementTree as ElementTree
 
 import slicer
 
-__all__ = ["Widget", "SegmentSelector", "ModulePanel", "load_ui", "child_widget_variables"]
+__all__ = ["Widget", "NodeComboBox", "SegmentSelector", "ModulePanel", "load_ui", "child_widget_variables"]
 
 
 def _call_slot(slot, arguments):
@@ -99,6 +100,35 @@ class Widget:
         """qMRMLWidget::setMRMLScene: stores the scene and emits ``mrmlSceneChanged(vtkMRMLScene*)``."""
         self.mrmlScene = scene
         self.emit("mrmlSceneChanged(vtkMRMLScene*)", scene)
+
+    def property(self, name):
+        """QObject::property: a property of the .ui file (dynamic ones too), None if not set."""
+        return getattr(self, name, None)
+
+
+class NodeComboBox(Widget):
+    """``qMRMLNodeComboBox``: its current node (Libs/MRML/Widgets/qMRMLNodeComboBox.h).
+
+    ``setCurrentNode`` emits ``currentNodeChanged(vtkMRMLNode*)`` and
+    ``currentNodeChanged(bool)`` only when the node changes (the combo box's
+    index changes).
+    """
+
+    def __init__(self, class_name="qMRMLNodeComboBox", name="", properties=None):
+        self.noneEnabled = False
+        self.nodeTypes = []
+        super().__init__(class_name, name, properties)
+        self._node = None
+
+    def currentNode(self):
+        return self._node
+
+    def setCurrentNode(self, node):
+        if node is self._node:
+            return
+        self._node = node
+        self.emit("currentNodeChanged(vtkMRMLNode*)", node)
+        self.emit("currentNodeChanged(bool)", node is not None)
 
 
 #: Text and item data of the "None" entry of a segment selector (``NONE_DISPLAY`` in
@@ -249,7 +279,7 @@ class ModulePanel(Widget):
 # ---------------------------------------------------------------------------
 
 #: Widget classes whose doubles are not plain ``Widget``.
-WIDGET_DOUBLES = {"qMRMLSegmentSelectorWidget": SegmentSelector}
+WIDGET_DOUBLES = {"qMRMLSegmentSelectorWidget": SegmentSelector, "qMRMLNodeComboBox": NodeComboBox}
 
 
 def _property_value(element):
