@@ -179,8 +179,6 @@ def test_sample_phantom_loads_from_the_console_and_from_its_button(AIAIF, applic
 
 
 def test_sample_phantom_downloads_only_its_recipe_from_the_extension(AIAIF, application):
-    import SampleData
-
     (source,) = slicer.modules.sampleDataSources["AI-AIF"]
     assert source.customDownloader is None and source.loadFileTypes == [AIAIF.SAMPLE_FILE_TYPE]
     (uri,) = source.uris

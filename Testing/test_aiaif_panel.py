@@ -321,9 +321,8 @@ def test_apply_shows_the_results_layout_with_chart_and_table(AIAIF, panel):
     assert not panel.ui.progressBar.visible and not panel.ui.cancelButton.enabled
 
 
-@pytest.mark.parametrize("selector", ["bloodPoolSegmentId", "myocardiumSegmentId"])
-def test_segment_selectors_show_what_the_parameter_holds_after_the_segmentation_changes(AIAIF, panel, selector):
-    """An ID of the previous segmentation is not left in the parameter behind a selector showing another segment."""
+def test_segment_selectors_show_what_the_parameters_hold_after_the_segmentation_changes(AIAIF, panel):
+    """An ID of the previous segmentation is not left in a parameter behind a selector showing another segment."""
     logic = AIAIF.AIAIFLogic()
     sequence, first, points = logic.loadSamplePhantom()
     parameters = logic.getParameterNode()
@@ -332,11 +331,13 @@ def test_segment_selectors_show_what_the_parameter_holds_after_the_segmentation_
     seg = first.GetSegmentation()
     parameters.bloodPoolSegmentId = seg.GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
     parameters.myocardiumSegmentId = seg.GetSegmentIdBySegmentName(K.MYOCARDIUM_SEGMENT_NAME)
-    widget = getattr(panel.ui, AIAIF.SEGMENT_PARAMETERS[selector])
-    assert widget.currentSegmentID() == getattr(parameters, selector) != ""
+    selectors = {name: getattr(panel.ui, widget) for name, widget in AIAIF.SEGMENT_PARAMETERS.items()}
+    for name, selector in selectors.items():
+        assert selector.currentSegmentID() == getattr(parameters, name) != ""
 
     parameters.segmentation = _segmentation_with_new_ids(first, "redrawn")
-    assert widget.currentSegmentID() == getattr(parameters, selector)  # what is shown is what Apply uses
+    for name, selector in selectors.items():
+        assert selector.currentSegmentID() == getattr(parameters, name), name  # what is shown is what Apply uses
     result = logic.processParameterNode(parameters)  # the segments named so are used
     assert result.summary["results"]["ischemic_territories"] == ["LAD"]
 

@@ -30,7 +30,7 @@ import slicer  # noqa: E402
 
 import slicer_doubles  # noqa: E402
 from slicer_doubles import pyqt_widgets  # noqa: E402
-from slicer_doubles.pyqt_widgets import QtGui, QtWidgets  # noqa: E402
+from slicer_doubles.pyqt_widgets import QtWidgets  # noqa: E402
 
 PANEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "panel.png")
 UI_FILE = os.path.join(REPOSITORY, "Resources", "UI", "AIAIF.ui")

@@ -30,7 +30,7 @@ import types
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PyQt5 import QtCore, QtGui, QtWidgets, uic  # noqa: E402
+from PyQt5 import QtCore, QtWidgets, uic  # noqa: E402
 
 
 _APPLICATION = []
@@ -362,5 +362,5 @@ def grab_png(widget, path):
     return image.width(), image.height()
 
 
-__all__ = ["application", "load_panel", "grab_png", "registered_stand_ins", "STAND_INS", "QtCore", "QtGui",
+__all__ = ["application", "load_panel", "grab_png", "registered_stand_ins", "STAND_INS", "QtCore",
            "QtWidgets"]
