@@ -13,9 +13,8 @@ leaves:
 * the plot and table views are drawn with matplotlib from the AIF chart's
   series and the segment table node (Slicer's own views look different).
 
-Run from the repository root with the test environment (slicer-core, PyQt5 is
-not needed): ``.venv/bin/python Resources/Screenshots/render_results_view.py``
-(about 10 s).  The PNG is also the extension catalog's screenshot: keep it
+Run from the repository root with the test environment (slicer-core, PyQt5):
+``.venv/bin/python Resources/Screenshots/render_results_view.py`` (about 10 s).  The PNG is also the extension catalog's screenshot: keep it
 under ``MAX_FILE_BYTES``.
 """
 
