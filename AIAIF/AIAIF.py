@@ -238,9 +238,9 @@ class AIAIFFileReader:
     """Loads the sample phantom's recipe by generating the phantom.
 
     Slicer registers the class named ``<module name>FileReader`` of a scripted
-    module's file as a file reader (``qSlicerScriptedLoadableModule::registerIO``,
-    ``Base/QTCore/qSlicerScriptedFileReader.cxx``, v5.8.1 to the development
-    head); ``parent`` is that ``qSlicerScriptedFileReader``.
+    module's file as a file reader (``qSlicerScriptedLoadableModule::registerIO``
+    in Base/QTGUI/qSlicerScriptedLoadableModule.cxx, v5.8.1 to the development
+    head); ``parent`` is that ``qSlicerScriptedFileReader`` (Base/QTCore).
     """
 
     def __init__(self, parent):
