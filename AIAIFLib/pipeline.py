@@ -2,7 +2,7 @@
 
 Every caller (the command line, the Slicer module's Logic, the Python
 console) reaches the science through ``quantify_study``; the MRML adapter
-(``mrml.py``) turns Slicer nodes into a ``PerfusionStudy`` and the result back
+(``mrml``) turns Slicer nodes into a ``PerfusionStudy`` and the result back
 into nodes.
 """
 

@@ -295,8 +295,8 @@ def _small_sequence(values, index_name="time", unit="s", frames=None, text_index
         sequence.SetIndexType(slicer.vtkMRMLSequenceNode.TextIndex)
     for frame, value in zip(frames, values):
         volume = slicer.vtkMRMLScalarVolumeNode()
-        volume.SetIJKToRASMatrix(mrml._vtk_matrix(SMALL_IJK_TO_RAS))
-        volume.SetAndObserveImageData(mrml._image_from_array(frame, vtk.VTK_FLOAT))
+        volume.SetIJKToRASMatrix(mrml.nodes._vtk_matrix(SMALL_IJK_TO_RAS))
+        volume.SetAndObserveImageData(mrml.nodes._image_from_array(frame, vtk.VTK_FLOAT))
         sequence.SetDataNodeAtValue(volume, str(value))
     return sequence, frames
 
@@ -378,7 +378,7 @@ def _with_moved_frame():
     sequence, _ = _small_sequence(TIMES)
     moved = SMALL_IJK_TO_RAS.copy()
     moved[0, 3] += 1.0
-    sequence.GetNthDataNode(4).SetIJKToRASMatrix(mrml._vtk_matrix(moved))
+    sequence.GetNthDataNode(4).SetIJKToRASMatrix(mrml.nodes._vtk_matrix(moved))
     return sequence
 
 
@@ -437,7 +437,7 @@ def test_legacy_fcsv_point_list_loads(standard_files, tmp_path):
         points.AddControlPoint(*position, "RV {}".format(n))
     storage = slicer.vtkMRMLMarkupsFiducialStorageNode()
     storage.SetFileName(str(tmp_path / "rv.fcsv"))
-    with mrml._vtk_messages_silenced():  # Slicer warns that .fcsv is deprecated
+    with mrml.nodes._vtk_messages_silenced():  # Slicer warns that .fcsv is deprecated
         assert storage.WriteData(points) == 1
     scene = slicer.vtkMRMLScene()
     nodes = mrml.load_study_files(scene, paths["perfusion"], paths["segmentation"], tmp_path / "rv.fcsv")
@@ -622,18 +622,18 @@ def test_bad_output_arguments_raise(tmp_path):
 # --- the MBF colour scale ----------------------------------------------------------------------
 
 def test_colour_conversion_known_values_and_round_trip():
-    np.testing.assert_allclose(mrml._lab_to_srgb([100.0, 0.0, 0.0]), [1.0, 1.0, 1.0], atol=1e-3)
-    np.testing.assert_allclose(mrml._lab_to_srgb([0.0, 0.0, 0.0]), [0.0, 0.0, 0.0], atol=1e-9)
-    np.testing.assert_allclose(mrml._srgb_to_lab([1.0, 0.0, 0.0]), [53.24, 80.09, 67.20], atol=0.05)  # sRGB red
-    np.testing.assert_allclose(mrml._srgb_to_lab([0.0, 0.0, 1.0]), [32.30, 79.19, -107.86], atol=0.05)  # blue
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb([100.0, 0.0, 0.0]), [1.0, 1.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb([0.0, 0.0, 0.0]), [0.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(mrml.colors._srgb_to_lab([1.0, 0.0, 0.0]), [53.24, 80.09, 67.20], atol=0.05)  # sRGB red
+    np.testing.assert_allclose(mrml.colors._srgb_to_lab([0.0, 0.0, 1.0]), [32.30, 79.19, -107.86], atol=0.05)  # blue
     rgb = np.random.default_rng(0).uniform(0, 1, (200, 3))
-    np.testing.assert_allclose(mrml._lab_to_srgb(mrml._srgb_to_lab(rgb)), rgb, atol=1e-9)
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb(mrml.colors._srgb_to_lab(rgb)), rgb, atol=1e-9)
 
 
 def test_mbf_colour_scale_is_in_gamut_with_linearly_rising_lightness():
     colours = mrml.mbf_colors(256)
     assert colours.shape == (256, 3) and colours.min() >= 0.0 and colours.max() <= 1.0
-    lab = mrml._srgb_to_lab(colours)
+    lab = mrml.colors._srgb_to_lab(colours)
     np.testing.assert_allclose(lab[:, 0], np.linspace(*mrml.MBF_COLOR_LIGHTNESS, 256), atol=0.05)
     assert np.all(np.diff(lab[:, 0]) > 0)
     chroma = np.hypot(lab[:, 1], lab[:, 2])
