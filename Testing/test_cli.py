@@ -83,7 +83,7 @@ def test_phantom_is_reproducible_from_the_seed(tmp_path, capsys):
     (["--field-strength", "2"], "field strength must be 3 or 1.5"),
     (["--seed", "-1"], "non-negative integer"),
     (["--ischemic", "LM"], "invalid choice"),
-    (["--frames", "0"], "positive integer"),
+    (["--frames", "0"], "expected 20 to 200 frames"),
 ])
 def test_phantom_rejects_bad_arguments_without_creating_anything(tmp_path, capsys, arguments, phrase):
     out = tmp_path / "new" / "study"

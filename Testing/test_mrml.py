@@ -476,10 +476,10 @@ def test_missing_or_unreadable_files_raise_and_leave_the_scene_as_it_was(standar
     cases = {
         "missing sequence": ((str(tmp_path / "none.seq.nrrd"), paths["segmentation"], None), "does not exist"),
         "unreadable sequence": ((_garbage(tmp_path, "bad.seq.nrrd"), paths["segmentation"], None),
-                                "could not read the perfusion"),
+                                "perfusion file .* is not a NRRD file"),
         "missing segmentation": ((paths["perfusion"], str(tmp_path / "none.seg.nrrd"), None), "does not exist"),
         "unreadable segmentation": ((paths["perfusion"], _garbage(tmp_path, "bad.seg.nrrd"), None),
-                                    "could not read the segmentation"),
+                                    "segmentation file .* is not a NRRD file"),
         "unreadable points": ((paths["perfusion"], paths["segmentation"], _garbage(tmp_path, "bad.mrk.json")),
                               "could not read the RV insertion"),
         "points of unknown type": ((paths["perfusion"], paths["segmentation"], _garbage(tmp_path, "p.txt")),
@@ -492,7 +492,7 @@ def test_missing_or_unreadable_files_raise_and_leave_the_scene_as_it_was(standar
         _assert_one_sentence_with_fix(error)
         assert _node_ids(scene) == ids, case
     assert kept.GetScene() is scene
-    with pytest.raises(AIAIFInputError, match="could not read the volume"):
+    with pytest.raises(AIAIFInputError, match="volume file .* is not a NRRD file"):
         mrml.load_volume_file(scene, _garbage(tmp_path, "bad.nrrd"))
     assert _node_ids(scene) == ids
 

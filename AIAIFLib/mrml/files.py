@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional
 import slicer
 
 from ..errors import AIAIFInputError
+from ..file_checks import (PERFUSION_FILE, RV_INSERTION_FILE, SEGMENTATION_FILE, check_study_files,
+                           check_volume_file, existing_file)
 from .nodes import (_node_name, _remove_nodes_added_since, _report, _require_node, _require_scene, _scene_node_ids,
                     _vtk_messages_silenced)
 from .segmentation import _ensure_segmentation_converters
@@ -48,15 +50,6 @@ def _name_from_path(path):
         if base.lower().endswith(ending):
             return base[:-len(ending)] or base
     return base
-
-
-def _existing_file(path, what, fix):
-    if path is None:
-        raise AIAIFInputError("No {} file was given; {}.".format(what, fix))
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AIAIFInputError("The {} file {} does not exist; {}.".format(what, path, fix))
-    return path
 
 
 def _read_into_new_node(scene, node_class, storage_class, path, what, fix):
@@ -114,24 +107,26 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     Raises
     ------
     AIAIFInputError
-        For a missing file or one Slicer cannot read.  Every node added to
-        ``scene`` until then is removed again.
+        For a missing, empty or damaged file, one of the wrong kind, a
+        sequence whose frame times do not increase strictly, or one Slicer
+        cannot read.  The files are checked before Slicer's readers see them
+        (``file_checks``).  Every node added to ``scene`` until then is
+        removed again.
     """
     _require_scene(scene)
-    perfusion_path = _existing_file(perfusion_path, "perfusion volume sequence",
-                                    "pass the perfusion series as a .seq.nrrd file")
-    segmentation_path = _existing_file(segmentation_path, "segmentation",
-                                       "pass the segmentation as a .seg.nrrd file")
+    perfusion_path = existing_file(perfusion_path, *PERFUSION_FILE)
+    segmentation_path = existing_file(segmentation_path, *SEGMENTATION_FILE)
     markups_storage = None
     if rv_insertion_path is not None:
-        rv_insertion_path = _existing_file(rv_insertion_path, "RV insertion point list",
-                                           "pass the point list as a .mrk.json file or leave it out")
+        rv_insertion_path = existing_file(rv_insertion_path, *RV_INSERTION_FILE)
         lower = rv_insertion_path.lower()
         markups_storage = next((storage for ending, storage in _MARKUPS_STORAGE_CLASSES if lower.endswith(ending)),
                                None)
         if markups_storage is None:
             raise AIAIFInputError("The RV insertion point list {} is neither a .mrk.json nor a .fcsv file; "
                                   "save the points from Slicer as a .mrk.json file.".format(rv_insertion_path))
+    # Slicer's readers are C++ and some abort the process on a damaged file: check each one first.
+    check_study_files(perfusion_path, segmentation_path, rv_insertion_path)
 
     _ensure_segmentation_converters()  # so that the segmentation gets Slicer's conversion parameters
     before = _scene_node_ids(scene)
@@ -236,9 +231,11 @@ def load_volume_file(scene, path, name=None):
     Raises
     ------
     AIAIFInputError
-        For a missing or unreadable file (the scene is left as it was).
+        For a missing, damaged (``file_checks.check_volume_file``) or
+        unreadable file (the scene is left as it was).
     """
-    path = _existing_file(path, "volume", "pass an existing .nrrd file")
+    path = existing_file(path, "volume", "pass an existing .nrrd file")
+    check_volume_file(path)
     before = _scene_node_ids(scene)
     try:
         node = _read_into_new_node(scene, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", path,

@@ -18,11 +18,30 @@ def _report(progress, fraction, message):
         progress(float(fraction), message)
 
 
-def _scaled_progress(progress, start, end):
-    """A progress callback mapping 0..1 onto ``start``..``end`` of ``progress`` (None stays None)."""
+#: The message of the last progress report of a whole run; a stage inside a
+#: run reports its own end as ``STAGE_DONE_MESSAGE`` instead.
+DONE_MESSAGE = "Done"
+STAGE_DONE_MESSAGE = "Finishing"
+
+
+def _scaled_progress(progress, start, end, message_at=None):
+    """A progress callback mapping a stage's 0..1 onto ``start``..``end`` of ``progress`` (None stays None).
+
+    The stage runs inside a larger run, so its own ``"Done"`` becomes
+    ``STAGE_DONE_MESSAGE``: only the run says Done, at its end.  If given,
+    ``message_at(fraction, message)`` replaces each message of the stage.
+    """
     if progress is None:
         return None
-    return lambda fraction, message: progress(start + (end - start) * float(fraction), message)
+
+    def scaled(fraction, message):
+        if message_at is not None:
+            message = message_at(float(fraction), message)
+        if message == DONE_MESSAGE:
+            message = STAGE_DONE_MESSAGE
+        return progress(start + (end - start) * float(fraction), message)
+
+    return scaled
 
 
 @contextlib.contextmanager
@@ -73,6 +92,30 @@ def _image_from_array(values_kji, vtk_type):
 
 def _node_name(node):
     return node.GetName() if node.GetName() else node.GetID() or node.GetClassName()
+
+
+def short_list(names, shown=4):
+    """``'a', 'b', 'c', 'd' and 96 more``: at most ``shown`` names of a long list, then the count of the rest.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names in order.
+    shown : int, optional
+        How many to show.
+
+    Returns
+    -------
+    str
+        The names quoted and joined with commas, ``none`` for an empty list.
+    """
+    names = list(names)
+    if not names:
+        return "none"
+    text = ", ".join(repr(name) for name in names[:shown])
+    if len(names) > shown:
+        text += " and {} more".format(len(names) - shown)
+    return text
 
 
 def _validated_ijk_to_ras(ijk_to_ras):

@@ -10,7 +10,7 @@ from .. import pipeline
 from ..errors import AIAIFInputError
 from ..pipeline import PerfusionStudy
 from .files import load_study_files, save_volume_node
-from .nodes import _node_name, _report, _require_scene, _scaled_progress
+from .nodes import DONE_MESSAGE, _node_name, _report, _require_scene, _scaled_progress
 from .outputs import (bullseye_centre_beside, bullseye_volume_node, fit_quality_volume_node, mbf_volume_node,
                       segments_table_node)
 from .points import check_rv_insertion_points
@@ -18,7 +18,16 @@ from .publish import (MBF_COLUMNS, OUTPUT_ROLE_CLASSES, _aif_chart, _aif_table, 
                       _perfusion_key, _scene_transaction, _table_columns)
 from .segmentation import find_segment_id
 from .sequences import _perfusion_sequences
-from .study import study_from_nodes
+from .study import check_rois_match_images, study_from_nodes
+
+
+#: Fraction of ``quantify_nodes``'s progress from which it publishes the output nodes.
+PUBLISH_FRACTION = 0.95
+
+
+def _without_panel_steps(fraction, message):
+    """The messages of ``quantify_nodes`` for a run without Slicer's views: its publishing steps are one step."""
+    return "Preparing the result files" if fraction >= PUBLISH_FRACTION and fraction < 1.0 else message
 
 
 class QuantifiedNodes(NamedTuple):
@@ -132,13 +141,15 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
                              rv_insertion_node, blood_pool_segment_id, myocardium_segment_id, frame_interval_s,
                              progress=_scaled_progress(progress, 0.0, 0.1))
     check_rv_insertion_points(study, rv_insertion_node)
-    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.1, 0.95))
+    roi_warnings = check_rois_match_images(study, segmentation_node, rv_insertion_node)
+    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.1, PUBLISH_FRACTION))
+    result.summary["warnings"].extend(roi_warnings)
 
     key = _perfusion_key(sequences)
     prefix = str(name_prefix) if name_prefix else _node_name(sequences[0])
     roles = [role for role in OUTPUT_ROLE_CLASSES if role != "fit_quality" or with_fit_quality]
     with _scene_transaction(scene) as undo:
-        _report(progress, 0.95, "Showing the results")
+        _report(progress, PUBLISH_FRACTION, "Showing the results")
         nodes = {role: _output_for_role(scene, undo, role, given, key, prefix) for role in roles}
         mbf_volume_node(scene, result.mbf_ml_min_g, study.ijk_to_ras, node=nodes["mbf"])
         _report(progress, 0.955, "Showing the MBF bullseye")
@@ -154,7 +165,7 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
         if with_fit_quality:
             _report(progress, 0.98, "Showing the fit quality")
             fit_quality_volume_node(scene, result.fit_nrmse, study.ijk_to_ras, node=nodes["fit_quality"])
-        _report(progress, 1.0, "Done")
+        _report(progress, 1.0, DONE_MESSAGE)
     return QuantifiedNodes(result=result, study=study, mbf_volume=nodes["mbf"], segments_table=nodes["segments"],
                            aif_table=nodes["aif_table"], aif_chart=nodes["aif_chart"],
                            fit_quality_volume=nodes.get("fit_quality"), bullseye_volume=nodes["bullseye"])
@@ -210,9 +221,9 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     myocardium_id = find_segment_id(nodes.segmentation, myocardium_segment_name or K.MYOCARDIUM_SEGMENT_NAME)
     quantified = quantify_nodes(scene, nodes.sequence, nodes.segmentation, nodes.rv_insertion, parameters,
                                 blood_pool_id, myocardium_id, frame_interval_s,
-                                progress=_scaled_progress(progress, 0.05, 0.95))
-    _report(progress, 0.95, "Writing the results")
+                                progress=_scaled_progress(progress, 0.05, 0.9, _without_panel_steps))
+    _report(progress, 0.9, "Writing the results")
     save_volume_node(quantified.mbf_volume, os.path.join(output_dir, pipeline.OUTPUT_FILES["mbf"]))
     pipeline.write_result_files(quantified.result, output_dir, study_name=nodes.sequence.GetName())
-    _report(progress, 1.0, "Done")
+    _report(progress, 1.0, DONE_MESSAGE)
     return quantified.result

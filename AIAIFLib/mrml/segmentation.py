@@ -11,7 +11,7 @@ import vtk
 
 from ..errors import AIAIFInputError
 from .nodes import (_ijk_to_ras_of, _node_name, _numpy_matrix, _require_node, _validated_ijk_to_ras,
-                    _vtk_matrix, _vtk_messages_silenced, _voxels)
+                    _vtk_matrix, _vtk_messages_silenced, _voxels, short_list)
 
 
 #: Name of Slicer's binary labelmap segment representation.
@@ -23,8 +23,7 @@ def _segment_names(segmentation):
 
 
 def _segment_list_text(segmentation):
-    names = _segment_names(segmentation)
-    return ", ".join(repr(name) for name in names) if names else "none"
+    return short_list(_segment_names(segmentation))
 
 
 def find_segment_id(segmentation_node, name):
@@ -70,7 +69,7 @@ def _checked_segment_id(segmentation_node, segment_id, default_name):
     segmentation = segmentation_node.GetSegmentation()
     if segmentation.GetSegment(str(segment_id)) is None:
         ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
-        listed = ", ".join("{!r} ({})".format(i, segmentation.GetSegment(i).GetName()) for i in ids) or "none"
+        listed = short_list(["{} ({})".format(i, segmentation.GetSegment(i).GetName()) for i in ids])
         raise AIAIFInputError("Segmentation {!r} has no segment with ID {!r} (its segments: {}); pass one of "
                               "these IDs.".format(_node_name(segmentation_node), segment_id, listed))
     return str(segment_id)

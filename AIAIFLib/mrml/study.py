@@ -8,9 +8,10 @@ segments are resampled onto each slice's own exact geometry.
 import numpy as np
 
 from .. import constants as K
+from .. import roi_checks
 from ..errors import AIAIFInputError
 from ..pipeline import PerfusionStudy
-from .nodes import _node_name, _report, _require_node
+from .nodes import _node_name, _report, _require_node, short_list
 from .points import rv_insertion_points
 from .segmentation import _checked_segment_id, _segment_masks_on_grids
 from .sequences import _check_sequence_items, _checked_frame_times, _frames_of, _perfusion_sequences, _slice_stack
@@ -195,10 +196,13 @@ def external_aif_from_table(table_node):
     lowered = [column.strip().lower() for column in columns]
     if TIME_COLUMN not in lowered:
         raise AIAIFInputError("The external AIF table {!r} has no column {!r} (it has {}); name the time column "
-                              "{} (seconds).".format(name, TIME_COLUMN, ", ".join(map(repr, columns)) or "none",
+                              "{} (seconds).".format(name, TIME_COLUMN, short_list(columns),
                                                      TIME_COLUMN))
     time_index = lowered.index(TIME_COLUMN)
     others = [c for c in range(len(columns)) if c != time_index]
+    if not others:
+        raise AIAIFInputError("The external AIF table {!r} has only the column {} and no AIF signal; add a column "
+                              "with the signal (e.g. named 'signal').".format(name, columns[time_index]))
     if len(others) != 1:
         others = [c for c in others if lowered[c] == "signal"]
     if len(others) != 1:
@@ -217,3 +221,59 @@ def external_aif_from_table(table_node):
         return values
 
     return numbers(time_index), numbers(others[0])
+
+
+def check_rois_match_images(study, segmentation_node, rv_insertion_node=None):
+    """Check that the ROIs and RV insertion points belong to the study's images (``roi_checks``).
+
+    A segmentation or point list from another study may overlap the images
+    in part; the quantification would then run on the wrong voxels.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+        From ``study_from_nodes``.
+    segmentation_node : vtkMRMLSegmentationNode
+        The segmentation the masks came from (named in the messages).
+    rv_insertion_node : vtkMRMLMarkupsNode, optional
+        The point list the study's points came from.
+
+    Returns
+    -------
+    list of str
+        Warnings for the summary: an ROI or point that fits the images only
+        loosely.
+
+    Raises
+    ------
+    AIAIFInputError
+        When over ``roi_checks.BLOOD_POOL_REFUSE_FRACTION`` of the blood-pool
+        ROI does not follow the blood's curve, or a point lies more than
+        ``roi_checks.RV_POINT_REFUSE_MM`` from its slice's myocardium.
+    """
+    warnings = []
+    fraction = roi_checks.blood_pool_mismatch_fraction(study.frames, study.blood_pool_mask)
+    segment = study.source.get("blood_pool_segment", K.LV_BLOOD_POOL_SEGMENT_NAME)
+    where = "segment {!r} of segmentation {!r}".format(segment, _node_name(segmentation_node))
+    if fraction > roi_checks.BLOOD_POOL_REFUSE_FRACTION:
+        raise AIAIFInputError("{:.0f} % of the voxels of the {} do not enhance like blood, so it does not fit "
+                              "these images (a segmentation of another study?); draw the LV blood pool on this "
+                              "perfusion series.".format(100 * fraction, where))
+    if fraction > roi_checks.BLOOD_POOL_WARN_FRACTION:
+        warnings.append("{:.0f} % of the voxels of the {} do not enhance like blood; check that the ROIs were "
+                        "drawn on this perfusion series.".format(100 * fraction, where))
+    if rv_insertion_node is None or study.rv_insertion_ras is None:
+        return warnings
+    distances = roi_checks.rv_point_distances_mm(study.rv_insertion_ras, study.ijk_to_ras, study.myocardium_mask)
+    name = _node_name(rv_insertion_node)
+    worst = int(np.nanargmax(distances)) if np.any(np.isfinite(distances)) else None
+    if worst is not None and distances[worst] > roi_checks.RV_POINT_REFUSE_MM:
+        raise AIAIFInputError("Point {} of the point list {!r} lies {:.0f} mm from the myocardium of its slice, so it "
+                              "is no RV insertion point of this study (a point list of another study?); place the "
+                              "points on this perfusion series or leave the point list out.".format(
+                                  worst + 1, name, distances[worst]))
+    if worst is not None and distances[worst] > roi_checks.RV_POINT_WARN_MM:
+        warnings.append("Point {} of the point list {!r} lies {:.0f} mm from the myocardium of its slice; an RV "
+                        "insertion point lies on the myocardium's outer edge.".format(worst + 1, name,
+                                                                                      distances[worst]))
+    return warnings
