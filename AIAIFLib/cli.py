@@ -106,6 +106,8 @@ def staged_output_dir(output_dir, overwrite=False):
     overwrite : bool
         Allow writing into an existing non-empty directory.
     """
+    if not str(output_dir).strip():
+        raise AIAIFInputError("The output directory is an empty name; give --output-dir a directory path.")
     target = os.path.abspath(output_dir)
     if os.path.exists(target) and not os.path.isdir(target):
         raise AIAIFInputError("Output path {} is a file, not a directory; choose a directory path.".format(target))

@@ -27,6 +27,7 @@ import bz2
 import os
 import re
 import zlib
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -81,7 +82,7 @@ SEGMENTATION_FILE = ("segmentation", "pass the segmentation as a .seg.nrrd file"
 RV_INSERTION_FILE = ("RV insertion point list", "pass the point list as a .mrk.json file or leave it out")
 
 
-class NrrdHeader(object):
+class NrrdHeader(NamedTuple):
     """The fields of a NRRD header that the checks need.
 
     Attributes
@@ -100,13 +101,12 @@ class NrrdHeader(object):
         ``raw``, ``gzip``, ``bzip2``, ``text`` or ``hex``.
     """
 
-    def __init__(self, fields, key_values, header_bytes, sizes, value_bytes, encoding):
-        self.fields = fields
-        self.key_values = key_values
-        self.header_bytes = header_bytes
-        self.sizes = sizes
-        self.value_bytes = value_bytes
-        self.encoding = encoding
+    fields: dict
+    key_values: dict
+    header_bytes: int
+    sizes: tuple
+    value_bytes: Optional[int]
+    encoding: str
 
 
 def existing_file(path, what, fix):

@@ -114,18 +114,10 @@ def _aif_pairs_text(n_cases=2):
     return "\n".join(rows) + "\n"
 
 
-def _points_moved_away(phantom, distance_mm):
-    """The phantom's RV insertion points moved in-plane, away from the LV centre of their slice."""
-    points = np.asarray(phantom.rv_insertion_ras["anterior"], dtype=float)
-    matrix = phantom.ijk_to_ras
-    moved = []
-    for point in points:
-        k = int(round(np.linalg.solve(matrix[:3, :3], point - matrix[:3, 3])[2]))
-        rows, columns = np.nonzero(phantom.lv_blood_mask[k])
-        centre = matrix[:3, :3] @ np.array([columns.mean(), rows.mean(), k]) + matrix[:3, 3]
-        away = point - centre
-        moved.append(point + distance_mm * away / np.linalg.norm(away))
-    return np.array(moved)
+def _points_moved_in_plane(phantom, distance_mm):
+    """The phantom's RV insertion points moved along the image rows; 100 mm is beyond any myocardium."""
+    step = phantom.ijk_to_ras[:3, 0] / np.linalg.norm(phantom.ijk_to_ras[:3, 0])
+    return np.asarray(phantom.rv_insertion_ras["anterior"], dtype=float) + distance_mm * step
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +155,7 @@ def study(tmp_path_factory):
         mask[k, j, i] = True
         many.append(("Structure {}".format(number), mask, (0.5, 0.5, 0.5)))
     sf.write_segmentation(bad / "many_segments.seg.nrrd", many, phantom.ijk_to_ras)
-    sf.write_markups_points(bad / "far_points.mrk.json", _points_moved_away(phantom, 30.0),
+    sf.write_markups_points(bad / "far_points.mrk.json", _points_moved_in_plane(phantom, 100.0),
                             phantom.rv_insertion_labels, name=RV_INSERTION_NODE_NAME)
     _write_text(bad / "points.fcsv", "# Markups fiducial file version = 4.11\nnot,a,point\n")
     (bad / "cut.mrk.json").write_bytes(open(files.rv_insertion, "rb").read()[:300])

@@ -6,6 +6,7 @@ so voxel indices differ from the file's while every voxel keeps its place.
 """
 
 import os
+import re
 
 import nrrd
 import numpy as np
@@ -674,3 +675,55 @@ def test_quantify_files_writes_the_mbf_map_on_the_loaded_frame_grid(standard_fil
     on_phantom_grid = _to_grid(values, ijk_to_ras, phantom.ijk_to_ras)
     finite = np.isfinite(on_phantom_grid)
     assert finite.any() and not np.any(finite & ~phantom.myocardium_mask)  # values in the myocardium only
+
+
+# --- ROIs of another study; long lists in messages --------------------------------------------------
+
+def _moved_in_plane(scene, node, study, mm):
+    """Put ``node`` under a linear transform moving it ``mm`` along the image rows (in the slices' plane)."""
+    step = study.ijk_to_ras[:3, 0] / np.linalg.norm(study.ijk_to_ras[:3, 0])
+    transform = slicer.vtkMRMLLinearTransformNode()
+    scene.AddNode(transform)
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, 3, float(mm * step[axis]))
+    transform.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+
+
+def test_rois_of_another_study_warn_when_slightly_off_and_are_refused_when_far_off(standard_files):
+    from AIAIFLib import pipeline
+    from scene_helpers import scene_state
+
+    _, paths = standard_files
+    parameters = pipeline.QuantificationParameters(aif_mode="saturated")
+    scene, nodes = _load(paths)
+    study = mrml.study_from_nodes(*nodes)
+    assert not any("enhance like blood" in text
+                   for text in mrml.quantify_nodes(scene, *nodes, parameters=parameters).result.summary["warnings"])
+    scene, nodes = _load(paths)
+    _moved_in_plane(scene, nodes.segmentation, study, 7.0)  # two pixels: drawn on a slightly different position
+    warnings = mrml.quantify_nodes(scene, *nodes, parameters=parameters).result.summary["warnings"]
+    assert any(re.search(r"\d+ % of the voxels of the segment 'LV blood pool' .* do not enhance like blood", text)
+               for text in warnings)
+    for role, mm, message in (("segmentation", 25.0, r"do not enhance like blood, so it does not fit these "
+                                                     r"images \(a segmentation of another study\?\)"),
+                              ("rv_insertion", -40.0, r"Point \d of the point list .* mm from the myocardium")):
+        scene, nodes = _load(paths)
+        _moved_in_plane(scene, getattr(nodes, role), study, mm)
+        before = scene_state(scene)
+        with pytest.raises(AIAIFInputError, match=message) as error:
+            mrml.quantify_nodes(scene, *nodes, parameters=parameters)
+        _assert_one_sentence_with_fix(error)
+        assert scene_state(scene) == before
+
+
+def test_a_long_list_of_segments_is_cut_to_a_few_names_and_a_count():
+    segmentation = slicer.vtkMRMLSegmentationNode()
+    slicer.vtkMRMLScene().AddNode(segmentation)
+    for number in range(30):
+        segmentation.GetSegmentation().AddEmptySegment("", "Structure {}".format(number))
+    with pytest.raises(AIAIFInputError) as error:
+        mrml.find_segment_id(segmentation, "Myocardium")
+    assert "'Structure 0', 'Structure 1', 'Structure 2', 'Structure 3' and 26 more" in str(error.value)
+    assert "Structure 4" not in str(error.value)

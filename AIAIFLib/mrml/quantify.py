@@ -71,8 +71,11 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
                    outputs=None, fit_quality=False, name_prefix=None, progress=None):
     """Quantify a study from its nodes and publish the results as nodes: the one path of every caller.
 
-    Steps: the study is built (``study_from_nodes``) and its RV insertion
-    points checked against its slices (``check_rv_insertion_points``);
+    Steps: the study is built (``study_from_nodes``), its RV insertion
+    points checked against its slices (``check_rv_insertion_points``) and
+    its ROIs and points against its images (``check_rois_match_images``:
+    ROIs of another study are refused, loosely fitting ones give a warning
+    in ``result.summary["warnings"]``);
     ``pipeline.quantify_study`` runs; only then are the output nodes published,
     as one transaction: if anything raises before or during publishing, or
     the progress callback raises (a cancel), the scene is exactly as it was
@@ -129,8 +132,9 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     Raises
     ------
     AIAIFInputError
-        For unusable input nodes (naming the node: see ``study_from_nodes``
-        and ``check_rv_insertion_points``), parameters, or an ``outputs`` node
+        For unusable input nodes (naming the node: see ``study_from_nodes``,
+        ``check_rv_insertion_points`` and ``check_rois_match_images``),
+        parameters, or an ``outputs`` node
         of the wrong class or of another scene.  The scene is unchanged.
     """
     _require_scene(scene)
