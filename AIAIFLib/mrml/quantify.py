@@ -27,7 +27,7 @@ PUBLISH_FRACTION = 0.95
 
 def _without_panel_steps(fraction, message):
     """The messages of ``quantify_nodes`` for a run without Slicer's views: its publishing steps are one step."""
-    return "Preparing the result files" if fraction >= PUBLISH_FRACTION and fraction < 1.0 else message
+    return "Preparing the result files" if fraction >= PUBLISH_FRACTION else message
 
 
 class QuantifiedNodes(NamedTuple):
