@@ -802,7 +802,9 @@ def format_line_equation(line, r_squared_text="R^2"):
     Returns
     -------
     str
-        Two decimals; "n/a" fields when the line is undefined.
+        Two decimals; "n/a" fields when the line is undefined, and R^2 "n/a"
+        through fewer than ``MIN_PAIRS_FOR_SPREAD`` points (two points always
+        give R^2 = 1).
     """
     if not np.isfinite(line.slope):
         return "y = n/a (fewer than two distinct reference values)"
@@ -824,7 +826,7 @@ def format_limits_of_agreement(agreement):
     Returns
     -------
     str
-        ``bias (n/a: limits need 3 or more pairs)`` for fewer pairs than
+        ``bias (limits n/a: need 3 or more pairs)`` for fewer pairs than
         ``MIN_PAIRS_FOR_SPREAD``.
     """
     if agreement.n < MIN_PAIRS_FOR_SPREAD or not np.isfinite(agreement.sd):
