@@ -425,7 +425,7 @@ def resolve_t1_blood_s(field_strength_t=3.0, t1_blood_s=None):
     """
     if t1_blood_s is not None:
         return _positive_number(t1_blood_s, "native blood T1 (s)", "give T1b in seconds, e.g. 1.736 at 3 T")
-    return _default_t1_s(field_strength_t, K.T1_BLOOD_S, "blood", "--t1-blood")
+    return _default_t1_s(field_strength_t, K.T1_BLOOD_S, "blood", "--t1-blood-s")
 
 
 def resolve_t1_myocardium_s(field_strength_t=3.0, t1_myocardium_s=None):
@@ -457,7 +457,7 @@ def resolve_t1_myocardium_s(field_strength_t=3.0, t1_myocardium_s=None):
         if np.any(~np.isfinite(t1)) or np.any(t1 <= 0):
             raise AIAIFInputError("The native myocardial T1 map must be positive everywhere (s); check the map.")
         return t1
-    return _default_t1_s(field_strength_t, K.T1_MYOCARDIUM_S, "myocardial", "--t1-myocardium")
+    return _default_t1_s(field_strength_t, K.T1_MYOCARDIUM_S, "myocardial", "--t1-myocardium-s")
 
 
 def _relaxivity(r1_per_s_per_mM):

@@ -446,7 +446,7 @@ def test_failure_while_publishing_restores_the_updated_nodes(AIAIF, phantom_file
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mrml, "segments_table_node", broken)
+    monkeypatch.setattr(mrml.quantify, "segments_table_node", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         logic.process(sequence, segmentation, points, aifMode="saturated")
     assert scene_state(slicer.mrmlScene) == before

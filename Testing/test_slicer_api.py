@@ -75,10 +75,12 @@ def _defined_names(tree):
 
 def _library_names():
     names = set()
-    for name in os.listdir(LIBRARY):
-        if name.endswith(".py"):
-            names |= _defined_names(_parse(os.path.join(LIBRARY, name)))
-            names.add(name[:-3])
+    for directory, _, files in os.walk(LIBRARY):  # the package and its subpackages (AIAIFLib/mrml/)
+        names.add(os.path.basename(directory))
+        for name in files:
+            if name.endswith(".py"):
+                names |= _defined_names(_parse(os.path.join(directory, name)))
+                names.add(name[:-3])
     return names
 
 
