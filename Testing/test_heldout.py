@@ -379,3 +379,16 @@ def test_anatomy_classes_cover_the_heart_and_its_surroundings(study):
                                                                                                         6, 1]
     assert anatomy.aha_segment(np.array([20.0, 110.0, 200.0, 290.0, 10.0]), "apical").tolist() == [14, 15, 16, 13,
                                                                                                  13]
+
+
+def test_true_tissue_curves_follow_the_voxels_in_every_variant(study):
+    apex = heldout.apply_variant(study, "apex-first")
+    for case in (study, apex):
+        voxels = case.truth["myocardium_voxels_kji"]
+        np.testing.assert_array_equal(voxels, np.argwhere(case.myocardium_mask))
+        assert case.truth["myocardium_voxel_conc_mM"].shape == (len(voxels), case.frames.shape[0])
+    first = study.truth["myocardium_voxels_kji"][0]
+    row = np.flatnonzero((apex.truth["myocardium_voxels_kji"] == [2 - first[0], first[1], first[2]]).all(axis=1))[0]
+    np.testing.assert_array_equal(apex.truth["myocardium_voxel_conc_mM"][row], study.truth["myocardium_voxel_conc_mM"][0])
+    peak = study.truth["myocardium_voxel_conc_mM"].max(axis=1)
+    assert np.all(peak > 0) and np.all(peak < study.truth["aif_mM"].max())

@@ -20,6 +20,9 @@ Ground truth
   / LV blood (partial volume by supersampling).
 * AHA labels 1-16 of the myocardium-mask voxels from the true anatomy
   (``anatomy.aha_segment``); segment MBF = mean of the MBF map over a label.
+* ``myocardium_voxel_conc_mM``: the true tissue concentration (mM) of every
+  myocardium-mask voxel (``myocardium_voxels_kji`` order, C order of the
+  mask) at its own slice's acquisition times.
 * The AIF: LV blood concentration at the frame times (mM) and its linear
   reference signal ``S0 * (1 + r1 * T1b * C)`` with the subject's own r1 and
   blood T1 and S0 the noise-free pre-contrast LV signal.
@@ -477,6 +480,7 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
 
     mbf_map = np.full(shape, np.nan)
     labels = np.zeros(shape, np.uint8)
+    voxel_conc = []
     for k, s in enumerate(per_slice):
         weight = s["fractions"] @ s["is_bin"].astype(float)
         value = s["fractions"] @ s["mbf_units"]
@@ -484,6 +488,8 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         slice_map = np.full(inside.size, np.nan)
         slice_map[inside] = value[inside] / weight[inside]
         mbf_map[k] = slice_map.reshape(shape[1:])
+        bin_conc = s["fractions"][inside] @ (s["conc"] * s["is_bin"][:, None])
+        voxel_conc.append(bin_conc / weight[inside][:, None])
         level_mm, angle, _ = heart.coordinates(stack.voxel_centres(k)[inside])
         slice_labels = np.zeros(inside.size, np.uint8)
         slice_labels[inside] = anatomy.aha_segment(angle - heart.insertion_deg(level_mm), anatomy.LEVELS[k])
@@ -505,6 +511,8 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         "fine_lv_mM": lv, "fine_rv_mM": rv, "bin_mbf_ml_min_g": bins["mbf_ml_min_g"],
         "bin_territory_membership": bins["membership"], "noiseless_frames": magnitude.astype(np.float32),
         "ischemic_territory": ischemic,
+        "myocardium_voxels_kji": np.argwhere(myo_mask),
+        "myocardium_voxel_conc_mM": np.concatenate(voxel_conc),
     }
     acquisition = _record({
         "seed": int(seed), "field_strength_t": field, "ischemic_territory": ischemic, "dose": dose,
@@ -551,6 +559,12 @@ def apply_variant(study, variant):
         "segment_mbf_ml_min_g",) and value.ndim >= 3 else value) for key, value in study.truth.items()}
     truth["slice_times_s"] = study.truth["slice_times_s"][::-1]
     truth["noiseless_frames"] = study.truth["noiseless_frames"][:, ::-1]
+    voxels = np.argwhere(study.myocardium_mask[::-1])
+    shape = study.myocardium_mask.shape
+    original = np.ravel_multi_index((n - 1 - voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)
+    order = np.searchsorted(np.ravel_multi_index(study.truth["myocardium_voxels_kji"].T, shape), original)
+    truth["myocardium_voxels_kji"] = voxels
+    truth["myocardium_voxel_conc_mM"] = study.truth["myocardium_voxel_conc_mM"][order]
     return HeldoutStudy(frames=study.frames[:, ::-1], frame_times_s=study.frame_times_s, ijk_to_ras=matrix,
                         lv_blood_mask=study.lv_blood_mask[::-1], myocardium_mask=study.myocardium_mask[::-1],
                         rv_insertion_ras={name: p[::-1] for name, p in study.rv_insertion_ras.items()},

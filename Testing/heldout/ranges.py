@@ -197,7 +197,9 @@ RANGES = {
     "aif_family": {"choices": ("ldrw", "lagged_normal"), "p": (0.5, 0.5), "why": (
         "first-pass shape: local-density random walk or lagged normal (Bassingthwaighte) indicator-dilution curves")},
     "injection_duration_s": {"range": (1.0, 3.0), "why": "bolus of 4-8 mL at 3-6 mL/s with its saline flush"},
-    "first_pass_width_s": {"range": (2.0, 6.0), "why": "SD of the LV first-pass transit-time distribution"},
+    "first_pass_width_s": {"range": (1.5, 4.0), "why": (
+        "SD of the LV first-pass transit-time distribution: first passes are narrow under stress (high cardiac "
+        "output), a half-maximum width of about 4-10 s with the injection")},
     "ldrw_skew": {"range": (3.0, 15.0), "why": "LDRW lambda: small values give long right tails"},
     "lagged_normal_tail_fraction": {"range": (0.3, 1.2), "why": "lagged-normal exponential time constant / "
                                                                 "Gaussian SD"},
