@@ -32,11 +32,11 @@ Physics (module by module)
 ``anatomy``      heart (elliptical LV, crescent RV, epicardial fat) and torso; oblique slices; AHA truth
 ``subject``      per-subject relaxation (literature T1s, ``ranges``), rhythm and AIF draws
 ``pairs``        the paired AIFs
-``phantom``      the studies, their variants and their files
+``phantoms``     the studies, their variants and their files
 """
 
 from .pairs import HeldoutAIFPairs, aif_pairs
-from .phantom import DOSES, STUDY_FILES, VARIANTS, HeldoutStudy, apply_variant, phantom, write_study
+from .phantoms import DOSES, STUDY_FILES, VARIANTS, HeldoutStudy, apply_variant, phantom, write_study
 from .ranges import RANGES
 
 __all__ = ["aif_pairs", "HeldoutAIFPairs", "phantom", "HeldoutStudy", "apply_variant", "write_study", "VARIANTS",

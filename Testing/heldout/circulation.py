@@ -42,6 +42,12 @@ FINE_STEP_S = 0.1
 GRID_START_S = -20.0
 #: Fraction of the LV peak that defines contrast arrival.
 ARRIVAL_FRACTION = 0.02
+#: Share of its peak below which a first pass is cut to 0 before it rises
+#: (the lagged normal's Gaussian foot has no start; project choice).
+FRONT_FRACTION = 5e-3
+#: Exponential damping of the recirculation loop's FFT (suppresses the
+#: circular wrap-around by exp(-LOOP_DAMPING)).
+LOOP_DAMPING = 20.0
 #: RV first-pass width relative to the LV's (project choice: the RV sees the
 #: bolus before the pulmonary dispersion).
 RV_WIDTH_FACTOR = 0.55
@@ -232,20 +238,24 @@ def blood_curves(params, duration_s):
     tau = np.arange(n_tau)[None, :] * dt
     size = 1 << int(np.ceil(np.log2(2 * n_tau)))
     freq_tau = np.arange(size)[None, :] * dt
+    # The loop's response never ends, so a plain FFT would wrap its tail onto the start.  Exponential
+    # damping before the transforms (undone after) suppresses the wrapped part by exp(-LOOP_DAMPING).
+    sigma = LOOP_DAMPING / (size * dt)
+    damp = np.exp(-sigma * freq_tau)
 
     box = (freq_tau < p["injection_duration_s"]).astype(float)
     box /= box.sum(axis=1, keepdims=True) * dt
-    box_hat = np.fft.rfft(box, axis=1) * dt
+    box_hat = np.fft.rfft(box * damp, axis=1) * dt
     fast_sd = p["recirculation_spread"] * p["recirculation_delay_s"] / np.sqrt(1.25)
     fast = _lagged_normal(freq_tau, p["recirculation_delay_s"] - 0.5 * fast_sd, fast_sd, 0.5 * fast_sd)
     slow = np.where(freq_tau >= p["recirculation_delay_s"],
                     np.exp(-(freq_tau - p["recirculation_delay_s"]) / p["washout_time_s"]) / p["washout_time_s"], 0.0)
-    loop_hat = 1.0 / (1.0 - p["recirculation_gain"] * np.fft.rfft(fast, axis=1) * dt
-                      - p["washout_gain"] * np.fft.rfft(slow, axis=1) * dt)
+    loop_hat = 1.0 / (1.0 - p["recirculation_gain"] * np.fft.rfft(fast * damp, axis=1) * dt
+                      - p["washout_gain"] * np.fft.rfft(slow * damp, axis=1) * dt)
 
     def through_loop(first_pass):
-        spectrum = np.fft.rfft(first_pass, size, axis=1) * dt * box_hat * loop_hat
-        return np.fft.irfft(spectrum, size, axis=1)[:, :n_tau] / dt
+        spectrum = np.fft.rfft(_clean_front(first_pass) * damp[:, :n_tau], size, axis=1) * dt * box_hat * loop_hat
+        return np.fft.irfft(spectrum, size, axis=1)[:, :n_tau] / dt / damp[:, :n_tau]
 
     lv = through_loop(_first_pass(tau, family, p["first_pass_width_s"], p))
     rv = through_loop(_first_pass(tau, family, RV_WIDTH_FACTOR * p["first_pass_width_s"], p))
@@ -262,6 +272,17 @@ def blood_curves(params, duration_s):
         rv_shift = p["arrival_s"][row, 0] - p["rv_lead_s"][row, 0]
         rv_out[row] = np.interp(grid - rv_shift + rv_on, tau[0], rv[row], left=0.0)
     return grid, lv_out, rv_out
+
+
+def _clean_front(first_pass):
+    """First passes set to 0 before they first reach ``FRONT_FRACTION`` of their peak (a bolus has a front)."""
+    out = first_pass.copy()
+    peak = np.argmax(out, axis=1)
+    for row in range(out.shape[0]):
+        below = np.flatnonzero(out[row, :peak[row]] < FRONT_FRACTION * out[row, peak[row]])
+        if below.size:
+            out[row, :below[-1] + 1] = 0.0
+    return out
 
 
 def _crossing(times, curve, level):
