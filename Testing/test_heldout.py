@@ -255,7 +255,8 @@ def test_pair_reference_is_the_linear_target_with_the_saturated_baseline(pairs):
         expected = pairs.baseline_signal[index] * (1.0 + p["r1_per_s_per_mM"][index] * p["t1_blood_s"][index]
                                                    * curve["conc_mM"])
         np.testing.assert_allclose(curve["reference"], expected)
-        before = curve["times_s"] < p["arrival_s"][index]
+        before = curve["conc_mM"] == 0.0
+        assert 0 < before.sum() and np.all(before[:before.sum()])  # pre-contrast frames, then the bolus
         np.testing.assert_allclose(curve["saturated_noiseless"][before].mean(), pairs.baseline_signal[index])
         assert curve["reference"].max() > 1.1 * curve["saturated_noiseless"].max()  # saturated at the peak
 

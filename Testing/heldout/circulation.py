@@ -254,8 +254,11 @@ def blood_curves(params, duration_s):
                       - p["washout_gain"] * np.fft.rfft(slow * damp, axis=1) * dt)
 
     def through_loop(first_pass):
-        spectrum = np.fft.rfft(_clean_front(first_pass) * damp[:, :n_tau], size, axis=1) * dt * box_hat * loop_hat
-        return np.fft.irfft(spectrum, size, axis=1)[:, :n_tau] / dt / damp[:, :n_tau]
+        first_pass = _clean_front(first_pass)
+        spectrum = np.fft.rfft(first_pass * damp[:, :n_tau], size, axis=1) * dt * box_hat * loop_hat
+        out = np.fft.irfft(spectrum, size, axis=1)[:, :n_tau] / dt / damp[:, :n_tau]
+        front = np.argmax(first_pass > 0, axis=1)
+        return np.where(np.arange(n_tau)[None, :] < front[:, None], 0.0, out)  # causal: nothing before the front
 
     lv = through_loop(_first_pass(tau, family, p["first_pass_width_s"], p))
     rv = through_loop(_first_pass(tau, family, RV_WIDTH_FACTOR * p["first_pass_width_s"], p))

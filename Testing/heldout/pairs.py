@@ -10,7 +10,8 @@ from the modulated k-space of a disc of the LV's diameter, Rician noise on
 each pixel and the mean over the AIF pixels.
 
 The reference is the project's target definition: ``S0 * (1 + r1 * T1b *
-C(t))`` with the saturated curve's noise-free pre-contrast level ``S0`` and
+C(t))`` with the saturated curve's noise-free pre-contrast level ``S0`` (its
+mean over the frames before any contrast) and
 the subject's own r1 and blood T1 (the relative enhancement a perfectly
 linear sequence would give this blood).  The pipeline converts with its own
 r1 and T1b, which differ from the subject's as a real patient's do.
@@ -122,6 +123,16 @@ def _pool_weights(readout, diameter_mm):
     return kspace.pixel_line_weights(readout, edges, pixels)
 
 
+#: Concentration below which a frame counts as pre-contrast, mM.
+PRE_CONTRAST_MM = 1e-6
+
+
+def _pre_contrast_level(signal, conc_mM):
+    """Mean of ``signal`` over the frames before any contrast (the first frame if none)."""
+    before = conc_mM < PRE_CONTRAST_MM
+    return float(signal[before].mean() if before.any() else signal[0])
+
+
 def _simulate_chunk(curves, grid, lv_mM):
     """Noise-free and noisy saturated AIFs and references of a chunk of drawn curves."""
     n = len(curves)
@@ -183,8 +194,7 @@ def _simulate_chunk(curves, grid, lv_mM):
     for row, c in enumerate(curves):
         frames = c["n_frames"]
         clean = np.abs(values[row, :frames]).mean(axis=1)
-        arrival = max(int(np.searchsorted(acq[row, :frames], c["subject"]["aif"]["arrival_s"])), 1)
-        baseline = clean[:arrival].mean()
+        baseline = _pre_contrast_level(clean, conc[row, :frames])
         pixels = c["draws"]["roi_pixels"]
         position = np.arange(pixels) % _POOL_POSITIONS
         sigma = baseline / c["draws"]["snr"]

@@ -48,6 +48,7 @@ import numpy as np
 from scipy import sparse
 
 from . import anatomy, circulation, kspace, ranges, tissue
+from .pairs import _pre_contrast_level
 from .readout import design_readout, other_slot_events, readout_start_mz, signal_tables
 from .subject import draw_subject
 
@@ -495,13 +496,11 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         labels[k] = slice_labels.reshape(shape[1:])
     segment_mbf = np.array([np.mean(mbf_map[labels == s]) if np.any(labels == s) else np.nan for s in range(1, 17)])
 
-    arrival = subject["aif"]["arrival_s"]
     pure_blood = lv_fraction >= 0.99
     lv_clean = np.array([magnitude[f][pure_blood].mean() for f in range(frames_count)])
-    pre = frame_times < arrival
-    baseline = float(lv_clean[pre].mean() if pre.any() else lv_clean[0])
     blood = subject["relaxation"]["blood"]
     aif_mM = np.interp(frame_times, grid, lv)
+    baseline = _pre_contrast_level(lv_clean, aif_mM)
     truth = {
         "mbf_ml_min_g": mbf_map, "aha_labels": labels, "segment_mbf_ml_min_g": segment_mbf,
         "aif_mM": aif_mM, "aif_reference_signal": baseline * (1.0 + blood.r1_per_s_per_mM * blood.t1_s * aif_mM),

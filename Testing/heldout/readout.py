@@ -440,11 +440,12 @@ def other_slot_events(slot, slots_per_rr, slot_s, cycle_s):
     numpy.ndarray, (F, slots_per_rr - 1)
         Later slots of the same beat, then the earlier slots of the next beat.
     """
-    later = [(other - slot) * slot_s + 0.0 * cycle_s for other in range(slot + 1, slots_per_rr)]
+    cycle_s = np.asarray(cycle_s, dtype=float)
+    later = [np.full(cycle_s.shape, (other - slot) * slot_s) for other in range(slot + 1, slots_per_rr)]
     earlier = [cycle_s - (slot - other) * slot_s for other in range(slot)]
     events = later + earlier
     if not events:
-        return np.zeros((np.size(cycle_s), 0))
+        return np.zeros((cycle_s.size, 0))
     return np.stack(events, axis=1)
 
 
