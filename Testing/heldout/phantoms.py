@@ -368,6 +368,57 @@ def _record(value):
     return json_ready(value)
 
 
+def _slice_units(stack, heart, torso, k, bins, myo_curves, class_curves, grid, times_s, inflow_fraction):
+    """Units of slice ``k`` (the plain classes, then the slice's myocardial bins) with their concentrations."""
+    fractions, plain, class_fraction = _units_of_slice(stack, heart, torso, k)
+    members = np.flatnonzero(bins["slice"] == k)
+    curves = np.vstack([np.stack([class_curves[name] for name in plain]), myo_curves[members]])
+    inflow = {"lv blood": inflow_fraction["lv"], "rv blood": inflow_fraction["rv"], "aorta": AORTA_INFLOW}
+    mbf_units = np.append(np.zeros(len(plain)), bins["mbf_ml_min_g"][members])
+    return {"fractions": fractions, "class_fraction": class_fraction,
+            "conc": np.stack([np.interp(times_s, grid, row) for row in curves]),
+            "kinds": np.array([anatomy.CLASS_KIND[name] for name in plain] + ["myocardium"] * members.size),
+            "inflow": np.array([inflow.get(name, 0.0) for name in plain] + [0.0] * members.size),
+            "mbf_units": mbf_units, "is_bin": mbf_units > 0}
+
+
+def _projected_tables(readout, subject, per_slice, matrix):
+    """Signal tables of every tissue kind present, projected on one k-space basis.
+
+    Returns the per-kind splines (``_slice_images``), the basis on the
+    reconstructed k-space rows and its rank.
+    """
+    kinds = sorted({kind for units in per_slice for kind in units["kinds"]})
+    c_max = {kind: 1.02 * max(units["conc"][units["kinds"] == kind].max() for units in per_slice) for kind in kinds}
+    tables = dict(zip(kinds, signal_tables([(readout, subject["relaxation"][kind], c_max[kind]) for kind in kinds])))
+    basis = _basis(tables, readout.profile()[1])
+    projection = basis.conj().T
+    projected = {kind: {"table": table, "offset": table.spline(table.offset @ projection),
+                        "slope": table.spline(table.slope @ projection), "end_offset": table.spline(table.end_offset),
+                        "end_slope": table.spline(table.end_slope)} for kind, table in tables.items()}
+    return projected, kspace.rows_modulation(readout, matrix, basis), int(basis.shape[0])
+
+
+def _true_maps(per_slice, myo_mask, heart, stack):
+    """True MBF map, AHA labels and the concentration curve of every myocardium-mask voxel (C order)."""
+    mbf_map = np.full(myo_mask.shape, np.nan)
+    labels = np.zeros(myo_mask.shape, np.uint8)
+    voxel_conc = []
+    for k, units in enumerate(per_slice):
+        weight = units["fractions"] @ units["is_bin"].astype(float)
+        inside = myo_mask[k].ravel()
+        flat = np.full(inside.size, np.nan)
+        flat[inside] = (units["fractions"] @ units["mbf_units"])[inside] / weight[inside]
+        mbf_map[k] = flat.reshape(myo_mask.shape[1:])
+        bin_conc = units["fractions"][inside] @ (units["conc"] * units["is_bin"][:, None])
+        voxel_conc.append(bin_conc / weight[inside][:, None])
+        level_mm, angle, _ = heart.coordinates(stack.voxel_centres(k)[inside])
+        flat_labels = np.zeros(inside.size, np.uint8)
+        flat_labels[inside] = anatomy.aha_segment(angle - heart.insertion_deg(level_mm), anatomy.LEVELS[k])
+        labels[k] = flat_labels.reshape(myo_mask.shape[1:])
+    return mbf_map, labels, np.concatenate(voxel_conc)
+
+
 def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n_frames=None, dose=None,
             inflow=True, readout_overrides=None):
     """Simulate one held-out stress perfusion study with its ground truth.
@@ -406,7 +457,6 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     if dose is not None and dose not in DOSES:
         raise ValueError("dose must be None or one of {}".format(", ".join(DOSES)))
     field = float(field_strength_t)
-    inflow_on = bool(inflow)
     rng_anatomy, rng_sequence, rng_flow, rng_noise = (_stream(seed, purpose) for purpose in (2, 3, 4, 5))
     peak = None if dose is None else _stream(seed, 6).uniform(*DOSES[dose])
     subject = draw_subject(_stream(seed, 1), field, peak)
@@ -422,9 +472,10 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     triggers, skipped = circulation.frame_triggers(rng_sequence, subject["rhythm"], frames_count, readout.block_s)
     acquisition_order = "base to apex" if rng_sequence.random() < 0.5 else "apex to base"
     slots = np.arange(3) if acquisition_order == "base to apex" else np.arange(3)[::-1]
-    inflow = {"lv": ranges.draw(rng_sequence, "inflow_fraction_lv"), "rv": ranges.draw(rng_sequence, "inflow_fraction_rv")}
-    if not inflow_on:
-        inflow = {"lv": 0.0, "rv": 0.0}
+    inflow_fraction = {"lv": ranges.draw(rng_sequence, "inflow_fraction_lv"),
+                       "rv": ranges.draw(rng_sequence, "inflow_fraction_rv")}
+    if not inflow:
+        inflow_fraction = {"lv": 0.0, "rv": 0.0}
     snr = ranges.draw(rng_noise, "myocardial_baseline_snr", field)
     shading_amplitude = ranges.draw(rng_noise, "coil_shading_amplitude")
     signal_scale = ranges.draw(rng_noise, "signal_scale")
@@ -438,31 +489,9 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     myo_curves = _tissue_curves(grid, lv, bins)
     class_curves = _class_curves(grid, lv, rv, myo_curves)
 
-    # Units of every slice: the plain classes, then the slice's myocardial bins.
-    per_slice, plain = [], None
-    for k in range(3):
-        fractions, plain, class_fraction = _units_of_slice(stack, heart, torso, k)
-        members = np.flatnonzero(bins["slice"] == k)
-        curves = np.vstack([np.stack([class_curves[name] for name in plain]), myo_curves[members]])
-        conc = np.stack([np.interp(slice_times[k], grid, row) for row in curves])
-        kinds = np.array([anatomy.CLASS_KIND[name] for name in plain] + ["myocardium"] * members.size)
-        unit_inflow = np.array([inflow["lv"] if name == "lv blood" else inflow["rv"] if name == "rv blood"
-                                else AORTA_INFLOW if name == "aorta" else 0.0 for name in plain] + [0.0] * members.size)
-        mbf_units = np.append(np.zeros(len(plain)), bins["mbf_ml_min_g"][members])
-        per_slice.append({"fractions": fractions, "class_fraction": class_fraction, "conc": conc, "kinds": kinds,
-                          "inflow": unit_inflow, "mbf_units": mbf_units, "is_bin": mbf_units > 0})
-
-    kinds_present = sorted({kind for s in per_slice for kind in s["kinds"]})
-    c_max = {kind: 1.02 * max(s["conc"][s["kinds"] == kind].max() for s in per_slice) for kind in kinds_present}
-    tables = dict(zip(kinds_present, signal_tables([(readout, subject["relaxation"][kind], c_max[kind])
-                                                    for kind in kinds_present])))
-    profile_weight = readout.profile()[1]
-    basis = _basis(tables, profile_weight)
-    basis_rows = kspace.rows_modulation(readout, stack.matrix, basis)
-    projection = basis.conj().T
-    projected = {kind: {"table": table, "offset": table.spline(table.offset @ projection),
-                        "slope": table.spline(table.slope @ projection), "end_offset": table.spline(table.end_offset),
-                        "end_slope": table.spline(table.end_slope)} for kind, table in tables.items()}
+    per_slice = [_slice_units(stack, heart, torso, k, bins, myo_curves, class_curves, grid, slice_times[k],
+                              inflow_fraction) for k in range(3)]
+    projected, basis_rows, rank = _projected_tables(readout, subject, per_slice, stack.matrix)
 
     clean = np.empty((frames_count, 3, stack.matrix, stack.matrix), complex)
     for k, units in enumerate(per_slice):
@@ -478,22 +507,7 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     noise = rng_noise.standard_normal((2,) + clean.shape) * noise_sd
     frames = np.abs(clean + noise[0] + 1j * noise[1]).astype(np.float32)
 
-    mbf_map = np.full(shape, np.nan)
-    labels = np.zeros(shape, np.uint8)
-    voxel_conc = []
-    for k, s in enumerate(per_slice):
-        weight = s["fractions"] @ s["is_bin"].astype(float)
-        value = s["fractions"] @ s["mbf_units"]
-        inside = myo_mask[k].ravel()
-        slice_map = np.full(inside.size, np.nan)
-        slice_map[inside] = value[inside] / weight[inside]
-        mbf_map[k] = slice_map.reshape(shape[1:])
-        bin_conc = s["fractions"][inside] @ (s["conc"] * s["is_bin"][:, None])
-        voxel_conc.append(bin_conc / weight[inside][:, None])
-        level_mm, angle, _ = heart.coordinates(stack.voxel_centres(k)[inside])
-        slice_labels = np.zeros(inside.size, np.uint8)
-        slice_labels[inside] = anatomy.aha_segment(angle - heart.insertion_deg(level_mm), anatomy.LEVELS[k])
-        labels[k] = slice_labels.reshape(shape[1:])
+    mbf_map, labels, voxel_conc = _true_maps(per_slice, myo_mask, heart, stack)
     segment_mbf = np.array([np.mean(mbf_map[labels == s]) if np.any(labels == s) else np.nan for s in range(1, 17)])
 
     pure_blood = lv_fraction >= 0.99
@@ -510,18 +524,18 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         "bin_territory_membership": bins["membership"], "noiseless_frames": magnitude.astype(np.float32),
         "ischemic_territory": ischemic,
         "myocardium_voxels_kji": np.argwhere(myo_mask),
-        "myocardium_voxel_conc_mM": np.concatenate(voxel_conc),
+        "myocardium_voxel_conc_mM": voxel_conc,
     }
     acquisition = _record({
         "seed": int(seed), "field_strength_t": field, "ischemic_territory": ischemic, "dose": dose,
         "readout": readout.as_record(), "acquisition_order": acquisition_order, "slot_of_slice": slots,
-        "slice_delay_s": slots * readout.slot_s, "skipped_triggers": skipped, "inflow_fraction": inflow,
+        "slice_delay_s": slots * readout.slot_s, "skipped_triggers": skipped, "inflow_fraction": inflow_fraction,
         "aorta_inflow_fraction": AORTA_INFLOW, "myocardial_baseline_snr": snr, "noise_sd": noise_sd,
         "coil_shading_amplitude": shading_amplitude, "signal_scale": signal_scale, "n_frames": frames_count,
         "relaxation": subject["relaxation"], "proton_density": subject["proton_density"],
         "rhythm": subject["rhythm"], "aif": subject["aif"], "flow": flow_draws, "heart": heart, "torso": torso,
         "slice_levels_mm": stack.levels_mm, "slice_normal_ras": stack.normal, "pixel_mm": pixel,
-        "matrix": stack.matrix, "basis_rank": int(basis.shape[0]),
+        "matrix": stack.matrix, "basis_rank": rank,
         "mbf_definition": "F_b of the two-region distributed-parameter model, 60 * F_b / {} g/mL; onset height of "
                           "the impulse response to the tissue's own (delayed, dispersed) arterial input".format(
                               tissue.TISSUE_DENSITY_G_PER_ML),
