@@ -102,6 +102,19 @@ def test_ideal_readout_matches_the_closed_form_saturation_recovery():
     np.testing.assert_allclose(centre.real, closed, rtol=1e-5)
 
 
+def test_signal_tables_interpolate_the_epg_between_grid_points():
+    readout = _readout(6, ordering="linear")
+    table, = signal_tables([(readout, BLOOD, 20.0)])
+    conc = np.array([0.05, 0.7, 3.3, 11.0])
+    direct = signal_tables([(readout, BLOOD, c) for c in conc], n_grid=2)
+    for c, exact in zip(conc, direct):
+        u = table.u_of(c)
+        for start in (0.05, 0.6):
+            value = table.spline(table.offset)(u) + table.spline(table.slope)(u) * start
+            truth = exact.offset[-1] + exact.slope[-1] * start
+            assert np.abs(value - truth).max() < 3e-3 * np.abs(truth).max()
+
+
 def test_signal_rises_monotonically_with_r1():
     relax = Relaxation(1.2, 0.05, 0.0, 4.5, 0.0, 0.0, 1.5e-3)  # no T2 / T2* change with contrast
     for ordering in ("centric", "linear"):

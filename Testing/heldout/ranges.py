@@ -54,7 +54,8 @@ import numpy as np
 #: within mean +- SD).  Blood and myocardium [Sharma2006]; liver, skeletal
 #: muscle and fat at 3 T [deBazelaire2004], at 1.5 T the 3 T value divided by
 #: their average 3 T / 1.5 T ratio of 1.21 (project choice); lung project
-#: choice (about 1.2-1.4 s; little signal either way, see LUNG_*).
+#: choice (about 1.2-1.4 s; lung gives little signal either way: see its
+#: proton density and R2* below).
 T1_S = {
     "blood": {1.5: (1.58, 0.13), 3.0: (1.66, 0.06)},
     "myocardium": {1.5: (1.07, 0.03), 3.0: (1.22, 0.07)},
