@@ -16,6 +16,8 @@ import numpy as np
 
 from . import constants as K
 from .errors import AIAIFInputError
+from .pipeline import TISSUE_CONVERSIONS
+from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
 
@@ -158,9 +160,10 @@ def _add_quantify_parser(commands):
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
     quantify.add_argument("--rv-insertion", metavar="PATH.mrk.json",
                           help="Slicer point list with the anterior RV insertion point of each slice")
-    quantify.add_argument("--tissue-conversion", choices=("linear", "model"), default="linear",
-                          help="myocardial signal to concentration: 'linear' (the paper's, default) or 'model' "
-                               "(inverts the saturation-recovery signal equation)")
+    quantify.add_argument("--tissue-conversion", choices=TISSUE_CONVERSIONS, default=TISSUE_CONVERSIONS[0],
+                          help="myocardial signal to concentration: 'model' (default: inverts the "
+                               "saturation-recovery signal equation, calibrated on the LV blood pool) or 'linear' "
+                               "(the paper's relative enhancement, for reproducing it)")
     quantify.add_argument("--t1-blood-s", type=_positive_float, metavar="S",
                           help="native T1 of blood in s (default by field strength: 1.736 s at 3 T, 1.435 s "
                                "at 1.5 T)")
@@ -168,6 +171,23 @@ def _add_quantify_parser(commands):
                           help="native T1 of myocardium in s, for --tissue-conversion model")
     quantify.add_argument("--r1", type=_positive_float, metavar="PER_S_PER_MM",
                           help="relaxivity in 1/s/mM (default {})".format(K.R1_RELAXIVITY_PER_S_PER_MM))
+    quantify.add_argument("--saturation-time-s", type=_positive_float, metavar="S",
+                          help="saturation time to the k-space centre in s, when known (default {:g})".format(
+                              K.SATURATION_TIME_S))
+    quantify.add_argument("--repetition-time-s", type=_positive_float, metavar="S",
+                          help="readout repetition time TR in s, when known (default {:g})".format(
+                              K.REPETITION_TIME_S))
+    quantify.add_argument("--flip-angle-deg", type=_positive_float, metavar="DEG",
+                          help="nominal readout flip angle in degrees, when known (default {:g})".format(
+                              K.FLIP_ANGLE_DEG))
+    quantify.add_argument("--readout-ordering", choices=READOUT_ORDERINGS,
+                          help="k-space ordering, when known (default: unknown; the blood-pool calibration tries "
+                               "both)")
+    quantify.add_argument("--pulses-to-centre", type=_positive_int, metavar="N",
+                          help="readout pulse that samples the k-space centre, when known (1 for centric)")
+    quantify.add_argument("--saturation-efficiency", type=_positive_float, metavar="FRACTION",
+                          help="fraction of Mz the saturation pulse destroys, when known (default: fitted to the "
+                               "LV blood pool)")
     quantify.add_argument("--frame-interval", type=_positive_float, metavar="S",
                           help="time between frames in s, when the sequence index values are frame numbers")
     quantify.add_argument("--threshold", type=_positive_float, default=K.ISCHAEMIA_THRESHOLD_ML_MIN_G,
@@ -391,7 +411,10 @@ def quantification_parameters(args):
         field_strength_t=args.field_strength, aif_mode=aif_mode, external_aif_times_s=ext_times,
         external_aif_signal=ext_signal, tissue_conversion=args.tissue_conversion, t1_blood_s=args.t1_blood_s,
         t1_myocardium_s=args.t1_myocardium_s, r1_per_s_per_mM=args.r1, slice_levels=args.slice_levels,
-        threshold_ml_min_g=args.threshold, weights_path=args.weights)
+        threshold_ml_min_g=args.threshold, weights_path=args.weights, saturation_time_s=args.saturation_time_s,
+        repetition_time_s=args.repetition_time_s, flip_angle_deg=args.flip_angle_deg,
+        readout_ordering=args.readout_ordering, pulses_to_centre=args.pulses_to_centre,
+        saturation_efficiency=args.saturation_efficiency)
 
 
 def _run_quantify(args, out):

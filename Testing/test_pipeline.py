@@ -88,9 +88,31 @@ def test_summary_is_strict_json_with_counts_and_timings(true_aif_result):
     quality = summary["fit_quality"]
     assert quality["n_pixels"] == summary["inputs"]["n_myocardium_pixels"]
     assert quality["n_converged"] + quality["n_failed"] <= quality["n_pixels"] + quality["n_converged"]
-    assert summary["parameters"]["sequence_calibrated_on_blood_pool"]["saturation_efficiency"] <= 1.0
+    calibration = summary["parameters"]["calibration"]
+    assert calibration["used"] and calibration["at_bound"] == [] and calibration["relative_residual"] < 0.05
+    assert 0.8 <= calibration["saturation_efficiency"] <= 1.05
+    acquisition = summary["parameters"]["acquisition"]
+    assert acquisition["saturation_efficiency"] == {"value": calibration["saturation_efficiency"],
+                                                    "source": "calibrated"}
+    assert acquisition["t1_myocardium_s"] == {"value": K.T1_MYOCARDIUM_S[3.0], "source": "default"}
     assert summary["timings_s"]["total_s"] > 0
     assert [row["territory"] for row in summary["results"]["territories"]] == ["LAD", "RCA", "LCX"]
+
+
+def test_header_values_are_used_unless_an_option_overrides_them(phantom):
+    study = studies.phantom_study(phantom)
+    study.header = {"field_strength_t": 1.5, "flip_angle_deg": 12.0}
+    from_header = pipeline.quantify_study(study, pipeline.QuantificationParameters(aif_mode="saturated"))
+    acquisition = from_header.summary["parameters"]["acquisition"]
+    assert from_header.summary["parameters"]["field_strength_t"] == 1.5
+    assert acquisition["field_strength_t"]["source"] == "header"
+    assert acquisition["t1_blood_s"]["value"] == K.T1_BLOOD_S[1.5]
+    assert acquisition["flip_angle_deg"] == {"value": 12.0, "source": "header"}
+    overridden = pipeline.quantify_study(study, pipeline.QuantificationParameters(
+        aif_mode="saturated", field_strength_t=3.0, flip_angle_deg=20.0))
+    acquisition = overridden.summary["parameters"]["acquisition"]
+    assert acquisition["field_strength_t"] == {"value": 3.0, "source": "option"}
+    assert acquisition["flip_angle_deg"] == {"value": 20.0, "source": "option"}
 
 
 def test_progress_runs_from_zero_to_one(phantom):
