@@ -70,6 +70,13 @@ TISSUE_CONVERSIONS = ("model", "linear")
 
 #: Share of myocardial pixels whose fit failed above which the summary warns.
 FAILED_FIT_WARNING_FRACTION = 0.05
+#: Share of a segment's pixels whose flow sits at a fit bound above which the
+#: segment's MBF is flagged as a bound rather than a measurement (project
+#: choice: then the segment mean and median are themselves set by the bound).
+SEGMENT_AT_BOUND_FRACTION = 0.5
+#: Share of all myocardial pixels at a flow bound above which the summary
+#: warns even when no segment is dominated by them (project choice).
+MAP_AT_BOUND_WARNING_FRACTION = 0.05
 
 
 @dataclass
@@ -166,10 +173,12 @@ class QuantificationResult:
     mbf_ml_min_g : numpy.ndarray, shape (n_slices, rows, columns)
         Pixelwise stress MBF, mL/min/g; NaN outside the myocardium and where
         the fit failed.
-    fit_nrmse, fit_converged, fit_at_bound, conversion_clipped : numpy.ndarray
+    fit_nrmse, fit_converged, fit_at_bound, flow_at_bound, conversion_clipped : numpy.ndarray
         Per-pixel fit quality on the same grid (NaN / False outside the
         myocardium): residual RMS over tissue RMS, solver convergence, a
-        parameter at its bound, a signal clipped by the ``model`` conversion.
+        parameter at its bound, the flow itself at its bound (the pixel's MBF
+        is a bound, not a measurement), a signal clipped by the ``model``
+        conversion.
     aha_labels : numpy.ndarray of int, shape (n_slices, rows, columns)
         AHA segment 1-16 of each myocardial pixel, 0 elsewhere.
     segments : dict of str -> list
@@ -190,6 +199,7 @@ class QuantificationResult:
     fit_nrmse: np.ndarray
     fit_converged: np.ndarray
     fit_at_bound: np.ndarray
+    flow_at_bound: np.ndarray
     conversion_clipped: np.ndarray
     aha_labels: np.ndarray
     segments: dict
@@ -317,7 +327,7 @@ def quantify_study(study, parameters=None, progress=None):
         beside the weights used).
     """
     from . import aif as aif_module
-    from . import conversion, deconvolution, segments
+    from . import conversion, deconvolution, mbf_map, segments
 
     parameters = parameters or QuantificationParameters()
     validate_parameters(parameters)
@@ -382,7 +392,9 @@ def quantify_study(study, parameters=None, progress=None):
     def fit_progress(fraction, message):
         _report(progress, 0.15 + 0.75 * fraction, message)
 
-    fit = deconvolution.fit_fermi_batched(times, aif_mM, tissue_mM, fit_end_s=fit_end_s, progress=fit_progress)
+    spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
+    fit = mbf_map.fit_mbf_map(times, aif_mM, tissue_mM, myocardium, spacing_mm, fit_end_s=fit_end_s,
+                              progress=fit_progress)
     lap("fit_s")
 
     _report(progress, 0.9, "Segments and territories")
@@ -390,12 +402,14 @@ def quantify_study(study, parameters=None, progress=None):
     nrmse = _on_grid(fit.nrmse, myocardium, np.nan)
     converged = _on_grid(fit.converged, myocardium, False)
     at_bound = _on_grid(fit.at_bound, myocardium, False)
+    flow_at_bound = _on_grid(fit.flow_at_bound, myocardium, False)
     clipped_pixels = _on_grid(np.any(clipped, axis=-1), myocardium, False)
     labels = labelling.labels
     statistics = segments.segment_statistics(mbf, labels)
     segment_curves = _segment_mean_curves(tissue_mM, labels[myocardium])
     curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
-    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g)
+    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g,
+                                   _segment_counts(flow_at_bound & np.isfinite(mbf), labels))
     territories = segments.territory_results(np.asarray(segment_table["mbf_mean"], dtype=float),
                                              threshold_ml_min_g=parameters.threshold_ml_min_g)
     lap("segments_table_s")
@@ -408,7 +422,7 @@ def quantify_study(study, parameters=None, progress=None):
                        aif_warnings)
     _report(progress, 1.0, "Done")
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
-                                conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
+                                flow_at_bound=flow_at_bound, conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
                                 territories=territories, aif=aif_curves, summary=summary)
 
 
@@ -438,9 +452,21 @@ def _segment_mean_curves(tissue_mM, pixel_labels):
     return curves
 
 
-def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g):
-    """Columns of ``segments.csv``: one row per AHA segment 1-16."""
+def _segment_counts(flags, labels):
+    """Number of flagged pixels in each AHA segment 1-16."""
+    return np.bincount(np.asarray(labels)[flags].astype(int), minlength=len(K.AHA_SEGMENTS) + 1)[1:]
+
+
+def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g, n_at_bound):
+    """Columns of ``segments.csv``: one row per AHA segment 1-16.
+
+    ``n_at_bound`` counts the pixels whose flow sits at a fit bound;
+    ``mbf_is_bound`` marks segments where they are more than
+    ``SEGMENT_AT_BOUND_FRACTION`` of the pixels with a value, so that the
+    segment's MBF is a bound, not a measurement.
+    """
     mean = np.asarray(statistics["mbf_mean"], dtype=float)
+    n_pixels = np.asarray(statistics["n_pixels"])
     level_of = {segment: K.AHA_SEGMENT_NAMES[segment].split()[0] for segment in K.AHA_SEGMENTS}
     return {
         "segment": list(K.AHA_SEGMENTS),
@@ -452,6 +478,9 @@ def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g):
         "mbf_curve_fit": [float(v) for v in curve_fit_mbf],
         "n_pixels": [int(v) for v in statistics["n_pixels"]],
         "n_failed": [int(v) for v in statistics["n_failed"]],
+        "n_at_bound": [int(v) for v in n_at_bound],
+        "mbf_is_bound": [bool(count > SEGMENT_AT_BOUND_FRACTION * total) if total else None
+                         for count, total in zip(n_at_bound, n_pixels)],
         "ischemic": [bool(v < threshold_ml_min_g) if np.isfinite(v) else None for v in mean],
     }
 
@@ -462,6 +491,26 @@ def _finite_stats(values):
     if values.size == 0:
         return {"mean": None, "median": None, "n": 0}
     return {"mean": float(values.mean()), "median": float(np.median(values)), "n": int(values.size)}
+
+
+def _bound_warnings(fit, segment_table):
+    """Sentences for the pixels and segments whose MBF is a fit bound, not a measurement."""
+    from .deconvolution import FERMI_UPPER_BOUNDS, flow_to_mbf
+
+    bound_segments = [segment for segment, flag in zip(segment_table["segment"], segment_table["mbf_is_bound"])
+                      if flag]
+    n_pixels = int(np.size(fit.flow_at_bound))
+    n_bound = int(np.count_nonzero(fit.flow_at_bound))
+    upper = float(flow_to_mbf(FERMI_UPPER_BOUNDS[0]))
+    if bound_segments:
+        return ["In segment{} {} most pixels sit at a bound of the flow fit (0 or {:.2f} mL/min/g), so {} MBF is a "
+                "bound, not a measurement; check the AIF (a saturated AIF drives flows to the upper bound) and the "
+                "ROIs.".format("s" if len(bound_segments) > 1 else "", ", ".join(str(s) for s in bound_segments),
+                               upper, "their" if len(bound_segments) > 1 else "its")]
+    if n_pixels and n_bound > MAP_AT_BOUND_WARNING_FRACTION * n_pixels:
+        return ["{} of {} myocardial pixels ({:.0f} %) sit at a bound of the flow fit (0 or {:.2f} mL/min/g); their "
+                "MBF is a bound, not a measurement.".format(n_bound, n_pixels, 100.0 * n_bound / n_pixels, upper)]
+    return []
 
 
 def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
@@ -483,9 +532,13 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
     warnings = list(aif_warnings)
     if calibration is not None:
         warnings.extend(calibration.warnings)
+    if parameters.aif_mode == "saturated":
+        warnings.append("The AIF is the uncorrected, saturated blood-pool signal, which underestimates the "
+                        "arterial concentration and so overestimates MBF; use these results for comparison only.")
     if n_pixels and n_failed > FAILED_FIT_WARNING_FRACTION * n_pixels:
         warnings.append("{} of {} myocardial pixel fits failed ({:.0f} %); check the ROIs and the AIF.".format(
             n_failed, n_pixels, 100.0 * n_failed / n_pixels))
+    warnings.extend(_bound_warnings(fit, segment_table))
     if external and external["frames_outside_time_range"]:
         warnings.append("{} perfusion frames lie outside the external AIF's time range and use its first or last "
                         "value; check that both share one clock.".format(external["frames_outside_time_range"]))
@@ -534,13 +587,15 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
                                              territories["ischemic"])],
             "ischemic_territories": ischaemic,
             "segments": [{key: segment_table[key][row] for key in ("segment", "mbf_mean", "mbf_median",
-                                                                   "mbf_curve_fit", "n_pixels", "ischemic")}
+                                                                   "mbf_curve_fit", "n_pixels", "n_at_bound",
+                                                                   "mbf_is_bound", "ischemic")}
                          for row in range(len(segment_table["segment"]))],
         },
         "fit_quality": {
             "n_pixels": n_pixels,
             "n_converged": int(np.count_nonzero(fit.converged)),
             "n_at_bound": int(np.count_nonzero(fit.at_bound)),
+            "n_flow_at_bound": int(np.count_nonzero(fit.flow_at_bound)),
             "n_failed": n_failed,
             "n_conversion_clipped": int(np.count_nonzero(np.any(clipped, axis=-1))),
             "median_nrmse": _finite_stats(fit.nrmse)["median"],
@@ -648,4 +703,15 @@ def write_result_files(result, directory, study_name=None):
         result.mbf_ml_min_g, np.isfinite(result.mbf_ml_min_g) | (result.aha_labels > 0),
         np.asarray(result.segments["mbf_mean"], dtype=float), result.summary["segmentation"]["slice_levels"],
         result.territories, threshold_ml_min_g=result.summary["parameters"]["threshold_ml_min_g"],
-        title=study_name)
+        title=study_name, subtitle=report_subtitle(result.summary),
+        bound_segments=[segment for segment, flag in zip(result.segments["segment"], result.segments["mbf_is_bound"])
+                        if flag])
+
+
+def report_subtitle(summary):
+    """What a result rests on, in one line: the AIF, the field strength and the tissue conversion."""
+    parameters = summary["parameters"]
+    conversion = {"model": "sequence-model conversion", "linear": "linear conversion (the paper's)"}
+    return "AIF: {} | {:g} T | {}".format(AIF_MODE_LABELS[parameters["aif_mode"]], parameters["field_strength_t"],
+                                          conversion.get(parameters["tissue_conversion"],
+                                                         parameters["tissue_conversion"]))

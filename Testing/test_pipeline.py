@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
-from AIAIFLib import network, pipeline, studies
+from AIAIFLib import deconvolution, network, pipeline, studies
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom
 
@@ -58,6 +58,30 @@ def test_saturated_aif_overestimates_mbf(phantom, true_aif_result, saturated_res
     saturated = np.asarray(saturated_result.segments["mbf_mean"])
     assert np.all(saturated > true_aif)
     assert np.median(saturated / phantom.segment_mbf_ml_min_g()) > 1.5
+
+
+def test_saturated_runs_always_warn_and_bound_flows_are_flagged(saturated_result):
+    warnings = saturated_result.summary["warnings"]
+    assert any("saturated blood-pool signal" in text for text in warnings)
+    table = saturated_result.segments
+    upper = deconvolution.flow_to_mbf(deconvolution.FERMI_UPPER_BOUNDS[0])
+    for row, segment in enumerate(table["segment"]):
+        in_segment = saturated_result.aha_labels == segment
+        at_bound = saturated_result.flow_at_bound[in_segment]
+        assert table["n_at_bound"][row] == int(np.count_nonzero(at_bound))
+        assert table["mbf_is_bound"][row] == bool(np.count_nonzero(at_bound) > 0.5 * table["n_pixels"][row])
+    np.testing.assert_allclose(saturated_result.mbf_ml_min_g[saturated_result.flow_at_bound], upper, rtol=1e-3)
+    bound_segments = [s for s, flag in zip(table["segment"], table["mbf_is_bound"]) if flag]
+    if bound_segments:
+        assert any("is a bound, not a measurement" in text and str(bound_segments[0]) in text for text in warnings)
+    quality = saturated_result.summary["fit_quality"]
+    assert quality["n_flow_at_bound"] == int(np.count_nonzero(saturated_result.flow_at_bound))
+
+
+def test_the_report_title_says_what_the_result_rests_on(true_aif_result, saturated_result):
+    assert pipeline.report_subtitle(true_aif_result.summary) == (
+        "AIF: external AIF | 3 T | sequence-model conversion")
+    assert pipeline.report_subtitle(saturated_result.summary).startswith("AIF: saturated (uncorrected) | 3 T")
 
 
 def test_segment_table_columns_are_consistent(phantom, true_aif_result):
