@@ -169,6 +169,45 @@ def _inversion_table(sequence, r1_max_per_s):
     return r1_grid, v_grid, slopes
 
 
+def r1_from_normalised_signal(u, sequence, r1_max_per_s):
+    """Invert the sequence's normalised signal ``u = Mz / M0`` to R1 (table lookup, then Newton).
+
+    Parameters
+    ----------
+    u : array_like
+        Normalised signal (signal over M0 * coil * sin(flip angle)).
+    sequence : SequenceParameters
+        The readout.
+    r1_max_per_s : float
+        Top of the inversion table, 1/s.
+
+    Returns
+    -------
+    r1_per_s : numpy.ndarray
+        R1, 1/s, within [0, ``r1_max_per_s``] (NaN where ``u`` is NaN).
+    below, above : numpy.ndarray of bool
+        Where ``u`` lay at or below the model's signal at R1 = 0, or at or
+        above its signal at ``r1_max_per_s`` (clipped to the table's ends).
+    """
+    u = np.asarray(u, dtype=float)
+    r1_grid, v_grid, slopes = _inversion_table(sequence, r1_max_per_s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v_target = -np.log1p(-np.minimum(u, 1.0))
+    below = u <= 1.0 - np.exp(-v_grid[0])
+    above = v_target >= v_grid[-1]
+    v_inside = np.clip(v_target, v_grid[0], v_grid[-1])
+    # Table lookup, then Newton steps on the exact model with the segment slope.
+    index = np.clip(np.searchsorted(v_grid, v_inside, side="right") - 1, 0, _TABLE_POINTS - 2)
+    index = np.where(np.isnan(v_inside), 0, index)
+    slope = slopes[index]
+    r1_estimate = r1_grid[index] + (v_inside - v_grid[index]) / slope
+    for _ in range(_NEWTON_STEPS):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v_model = -np.log1p(-sequence.normalised_signal(r1_estimate))
+        r1_estimate = np.clip(r1_estimate - (v_model - v_inside) / slope, 0.0, r1_grid[-1])
+    return r1_estimate, below, above
+
+
 def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_RELAXIVITY_PER_S_PER_MM,
                            sequence=SequenceParameters()):
     """Concentration by inverting the saturation-recovery FLASH signal equation per pixel.
@@ -221,26 +260,11 @@ def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_R
         raise AIAIFInputError("The native T1 has shape {} but the signal curves {}; give one T1 or one per "
                               "curve.".format(t1.shape, signal.shape[:-1]))
     r1_native = 1.0 / t1
-    r1_grid, v_grid, slopes = _inversion_table(sequence, float(np.max(r1_native)) + r1 * MODEL_MAX_CONCENTRATION_MM)
-
     # Scale from the pre-contrast signal: u = (S / S0) * u(R1_native).
     u_native = sequence.normalised_signal(r1_native)
-    u_target = signal * (u_native / baseline)[..., None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v_target = -np.log1p(-np.minimum(u_target, 1.0))
-    below = u_target <= 1.0 - np.exp(-v_grid[0])
-    above = v_target >= v_grid[-1]
-    v_inside = np.clip(v_target, v_grid[0], v_grid[-1])
-
-    # Table lookup, then Newton steps on the exact model with the segment slope.
-    index = np.clip(np.searchsorted(v_grid, v_inside, side="right") - 1, 0, _TABLE_POINTS - 2)
-    index = np.where(np.isnan(v_inside), 0, index)
-    slope = slopes[index]
-    r1_estimate = r1_grid[index] + (v_inside - v_grid[index]) / slope
-    for _ in range(_NEWTON_STEPS):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            v_model = -np.log1p(-sequence.normalised_signal(r1_estimate))
-        r1_estimate = np.clip(r1_estimate - (v_model - v_inside) / slope, 0.0, r1_grid[-1])
+    r1_estimate, below, above = r1_from_normalised_signal(
+        signal * (u_native / baseline)[..., None], sequence,
+        float(np.max(r1_native)) + r1 * MODEL_MAX_CONCENTRATION_MM)
 
     r1_native_frames = np.broadcast_to(r1_native[..., None], signal.shape)
     conc = (r1_estimate - r1_native_frames) / r1
