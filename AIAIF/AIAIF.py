@@ -15,8 +15,11 @@ matplotlib or pynrrd: stock Slicer's numpy, scipy and VTK are enough.
 
 import contextlib
 import enum
+import hashlib
+import json
 import logging
 import os
+import pathlib
 import sys
 from typing import Annotated
 
@@ -24,7 +27,6 @@ import vtk
 
 import slicer
 from slicer import (
-    vtkMRMLMarkupsFiducialNode,
     vtkMRMLPlotChartNode,
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
@@ -78,6 +80,36 @@ from AIAIFLib import constants as AIAIFConstants  # noqa: E402  (light: no numpy
 from AIAIFLib.pipeline import TISSUE_CONVERSIONS  # noqa: E402  (numpy only, which Slicer has loaded)
 
 
+def _markupsFiducialNodeClass():
+    """``vtkMRMLMarkupsFiducialNode`` on every supported Slicer (5.8 and later), while this file is imported.
+
+    Since Slicer 5.10 the class is in MRML core (``Libs/MRML/Core/vtkMRMLMarkupsFiducialNode.h``,
+    v5.10.0 and the development head), so ``slicer`` holds it from the start.  In Slicer 5.8 it
+    belongs to the Markups module's MRML library (``Modules/Loadable/Markups/MRML/``, v5.8.1),
+    whose classes reach ``slicer`` only when the Markups module is instantiated
+    (``qSlicerScriptedUtils::importModulePythonExtensions``, ``Base/QTCore/qSlicerScriptedUtils.cxx``).
+    Modules are instantiated in the sorted order of their names
+    (``qSlicerAbstractModuleFactoryManager::instantiateModules``, a ``QMap`` walk), and instantiating
+    a scripted module runs its file, so "AIAIF" comes before "Markups".  The library's own Python
+    module is importable all along (the launcher puts ``qt-loadable-modules`` on ``PYTHONPATH``,
+    ``CMake/SlicerBlockCTKAppLauncherSettings.cmake``) and holds the very class object Slicer
+    copies into ``slicer`` later.
+    """
+    try:
+        return slicer.vtkMRMLMarkupsFiducialNode
+    except AttributeError:
+        pass
+    try:
+        from vtkSlicerMarkupsModuleMRMLPython import vtkMRMLMarkupsFiducialNode
+    except ImportError:
+        raise ImportError("AI-AIF cannot find vtkMRMLMarkupsFiducialNode in slicer or in the Markups module's "
+                          "vtkSlicerMarkupsModuleMRMLPython; use Slicer 5.8 or later.")
+    return vtkMRMLMarkupsFiducialNode
+
+
+vtkMRMLMarkupsFiducialNode = _markupsFiducialNodeClass()
+
+
 def resourcePath(relativePath):
     """Absolute path of a file under the extension's ``Resources`` folder (source checkout or installed).
 
@@ -95,6 +127,11 @@ def resourcePath(relativePath):
 
 #: Name of the sample data set (Sample Data module) and of its nodes.
 SAMPLE_PHANTOM_NAME = "AIAIFPhantom"
+#: The sample's recipe, below ``Resources``: the one file Sample Data fetches; ``AIAIFFileReader`` reads it.
+SAMPLE_RECIPE = "SampleData/AIAIFPhantom.aiaif.json"
+SAMPLE_RECIPE_SUFFIX = ".aiaif.json"
+#: File type of the recipe in Slicer's IO manager.
+SAMPLE_FILE_TYPE = "AIAIFSamplePhantomFile"
 
 
 #
@@ -147,19 +184,92 @@ Jerosch-Herold M, et al. Med Phys 1998;25:73-84. AHA segments: Cerqueira MD, et 
 
 
 def registerSampleData():
-    """Offer the built-in phantom in the Sample Data module (generated on this computer; nothing is downloaded)."""
+    """Offer the built-in phantom in the Sample Data module (generated on this computer; nothing is downloaded).
+
+    The sample's one file is its recipe (``SAMPLE_RECIPE``, a few bytes shipped with the extension),
+    which Sample Data copies into its cache and loads with ``AIAIFFileReader``; the reader generates
+    the phantom.  So the Sample Data button and ``SampleData.downloadSample("AIAIFPhantom")`` share
+    Sample Data's own path, ``SampleDataLogic.downloadFromSource``.  (A ``customDownloader`` would
+    serve the button only: ``downloadFromSource`` never calls it, Modules/Scripted/SampleData/SampleData.py
+    at v5.8.1, v5.10.0 and the development head.)
+    """
     import SampleData
 
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # recent Slicer releases only
+    recipe = resourcePath(SAMPLE_RECIPE)
+    with open(recipe, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.12 and later
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("AI-AIF", title=_("AI-AIF"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="AI-AIF",
         sampleName=SAMPLE_PHANTOM_NAME,
         thumbnailFileName=resourcePath("Icons/AIAIFPhantom.png"),
-        uris=[], fileNames=[], nodeNames=[],
-        # Called when the sample's button is clicked, instead of a download.
-        customDownloader=lambda source: AIAIFLogic().loadSamplePhantom(),
+        uris=[pathlib.Path(recipe).as_uri()],
+        fileNames=[os.path.basename(recipe)],
+        nodeNames=[SAMPLE_PHANTOM_NAME],
+        loadFileTypes=[SAMPLE_FILE_TYPE],
+        # The recipe's own checksum: a copy left in the cache by another version of the extension is replaced.
+        checksums=["SHA256:" + digest],
     )
+
+
+def isSampleRecipe(filePath):
+    """Whether a file is the sample phantom's recipe (``SAMPLE_RECIPE``).
+
+    Parameters
+    ----------
+    filePath : str
+
+    Returns
+    -------
+    bool
+    """
+    if not filePath.endswith(SAMPLE_RECIPE_SUFFIX):
+        return False
+    try:
+        with open(filePath) as handle:
+            recipe = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(recipe, dict) and recipe.get("sample") == SAMPLE_PHANTOM_NAME
+
+
+class AIAIFFileReader:
+    """Loads the sample phantom's recipe by generating the phantom.
+
+    Slicer registers the class named ``<module name>FileReader`` of a scripted
+    module's file as a file reader (``qSlicerScriptedLoadableModule::registerIO``
+    in Base/QTGUI/qSlicerScriptedLoadableModule.cxx, v5.8.1 to the development
+    head); ``parent`` is that ``qSlicerScriptedFileReader`` (Base/QTCore).
+    """
+
+    def __init__(self, parent):
+        self.parent = parent
+
+    def description(self):
+        return _("AI-AIF sample phantom")
+
+    def fileType(self):
+        return SAMPLE_FILE_TYPE
+
+    def extensions(self):
+        return [_("AI-AIF sample phantom") + " (*" + SAMPLE_RECIPE_SUFFIX + ")"]
+
+    def canLoadFile(self, filePath):
+        return isSampleRecipe(filePath)
+
+    def load(self, properties):
+        if not isSampleRecipe(properties["fileName"]):
+            logging.error("%s is not the AI-AIF sample phantom's recipe; load it through the Sample Data module.",
+                          properties["fileName"])
+            return False
+        try:
+            nodes = AIAIFLogic().loadSamplePhantom()
+        except Exception:
+            logging.exception("AI-AIF could not generate the sample phantom")
+            return False
+        self.parent.loadedNodes = [node.GetID() for node in nodes]
+        return True
 
 
 #
@@ -303,6 +413,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self.ui.bloodPoolSegmentSelector.connect("currentSegmentChanged(QString)",
                                                  lambda segmentId: self._setSegmentParameter("bloodPoolSegmentId",
                                                                                              segmentId))
@@ -334,6 +445,10 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def onSceneEndImport(self, caller, event):
+        if self._parameterNode:  # the segments are read now: check the segment IDs again
+            self._onParameterNodeModified()
+
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         self.logic.selectDefaultInputs(self._parameterNode)
@@ -352,6 +467,11 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onParameterNodeModified(self, caller=None, event=None):
         parameters = self._parameterNode
+        # qMRMLSegmentSelectorWidget shows an ID its segmentation lacks as another segment, silently
+        # (populateSegmentCombobox, Libs/MRML/Widgets/qMRMLSegmentSelectorWidget.cxx, v5.8.1 to the
+        # development head): such an ID is cleared first.  Clearing modifies the parameter node, which
+        # runs this method again, nested; the rest below is idempotent.
+        self.logic.clearUnknownSegmentIds(parameters)
         for name, selectorName in SEGMENT_PARAMETERS.items():
             selector = getattr(self.ui, selectorName)
             wasBlocked = selector.blockSignals(True)
@@ -468,10 +588,16 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             layoutManager.sliceWidget(viewName).sliceController().rotateSliceToLowestVolumeAxes()
             layoutManager.sliceWidget(viewName).sliceLogic().FitSliceToAll()
 
-        slicer.modules.plots.logic().ShowChartInLayout(result.aifChartNode)
-        selection = slicer.app.applicationLogic().GetSelectionNode()
+        # Selecting the chart and the table shows them in the layout's plot and table views.  Not
+        # vtkSlicerPlotsLogic::ShowChartInLayout: it switches every layout it does not know, this one
+        # included, to Four-Up Plot (GetLayoutWithPlot, Modules/Loadable/Plots/Logic/vtkSlicerPlotsLogic.cxx,
+        # v5.8.1 to the development head), which has no table view.
+        applicationLogic = slicer.app.applicationLogic()
+        selection = applicationLogic.GetSelectionNode()
+        selection.SetActivePlotChartID(result.aifChartNode.GetID())
         selection.SetActiveTableID(result.segmentsTableNode.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
+        applicationLogic.PropagatePlotChartSelection()
+        applicationLogic.PropagateTableSelection()
 
 
 #
@@ -715,6 +841,34 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         if parameterNode.aifMode == AifMode.EXTERNAL and parameterNode.externalAifTable is None:
             missing.append(_("external AIF table"))
         return missing
+
+    def clearUnknownSegmentIds(self, parameterNode):
+        """Reset the segment IDs that name no segment of the selected segmentation.
+
+        After the segmentation changes, a stored ID may belong to the previous
+        one.  It is reset to "", which means the segment named
+        ``LV blood pool`` (``Myocardium``).  Nothing is reset without a
+        segmentation, nor while the scene is importing: its segments are read
+        after the parameter node.
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+
+        Returns
+        -------
+        list of str
+            Names of the parameters reset.
+        """
+        segmentationNode = parameterNode.segmentation
+        if segmentationNode is None or segmentationNode.GetScene() is None or segmentationNode.GetScene().IsImporting():
+            return []
+        segmentation = segmentationNode.GetSegmentation()
+        unknown = [name for name in SEGMENT_PARAMETERS
+                   if getattr(parameterNode, name) and segmentation.GetSegment(getattr(parameterNode, name)) is None]
+        for name in unknown:
+            setattr(parameterNode, name, "")
+        return unknown
 
     def selectDefaultInputs(self, parameterNode):
         """Pick the scene's first perfusion sequence and segmentation when none is selected yet."""

@@ -31,6 +31,7 @@ pre-contrast, and the pre-contrast signal S0 is the mean of the frames
 before the arrival index.
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -723,6 +724,19 @@ def restore_network_output(prepared, prediction):
 TIME_COLUMN = "time_s"
 
 
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cut(text, length=40):
+    """``text`` quoted, cut to ``length`` characters (a message quotes a cell or header, never a whole file)."""
+    return repr(text if len(text) <= length else text[:length] + "...")
+
+
 def read_aif_csv(path):
     """Read AIF signal curves from CSV: first column ``time_s``, one column per curve.
 
@@ -743,8 +757,10 @@ def read_aif_csv(path):
     """
     import csv
 
+    if os.path.isdir(path):
+        raise AIAIFInputError("The AIF file {} is a folder, not a file; give the path of a CSV file.".format(path))
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except OSError as error:
         raise AIAIFInputError("Cannot read the AIF file {} ({}); check the path.".format(
@@ -754,10 +770,13 @@ def read_aif_csv(path):
     if not rows:
         raise AIAIFInputError("The AIF file {} is empty; give a header row and one row per frame.".format(path))
     header = [cell.strip() for cell in rows[0]]
-    if header[0].lower() != TIME_COLUMN or len(header) < 2:
-        raise AIAIFInputError("The AIF file {} must start with a header '{},<curve name>,...' (got '{}'); name "
-                              "the first column {} (seconds).".format(path, TIME_COLUMN, ",".join(header),
+    if header[0].lower() != TIME_COLUMN:
+        raise AIAIFInputError("The AIF file {} must start with a header '{},<curve name>,...' (got {}); name "
+                              "the first column {} (seconds).".format(path, TIME_COLUMN, _cut(",".join(header)),
                                                                       TIME_COLUMN))
+    if len(header) < 2:
+        raise AIAIFInputError("The AIF file {} has only the column {} and no AIF signal; add a column with the "
+                              "signal, e.g. header '{},signal'.".format(path, header[0], TIME_COLUMN))
     if len(set(header)) != len(header) or any(not name for name in header):
         raise AIAIFInputError("The AIF file {} has empty or repeated column names; give each curve a unique "
                               "name.".format(path))
@@ -769,8 +788,9 @@ def read_aif_csv(path):
         try:
             values[number - 2] = [float(cell) for cell in row]
         except ValueError:
-            raise AIAIFInputError("Line {} of {} holds a cell that is not a number; use plain decimal "
-                                  "numbers.".format(number, path))
+            raise AIAIFInputError("Line {} of {} holds a cell that is not a number ({}); use plain decimal "
+                                  "numbers.".format(number, path, _cut(next(cell for cell in row if not _is_number(
+                                      cell))))) from None
     times, curves = validate_aif_curves(values[:, 0], values[:, 1:].T)
     return times[0], header[1:], curves
 

@@ -7,14 +7,18 @@ error and exit code 2; no traceback, and no partial output directory.
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
 from . import constants as K
+from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
 from .pipeline import TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
@@ -22,6 +26,15 @@ from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
 
 EXIT_USAGE = 2
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: Most frames ``phantom --frames`` simulates.  Project choice: 200 heartbeats
+#: are over three minutes at stress heart rates, three times a clinical
+#: first-pass series, and the simulator holds about 4.5 MB per frame at once
+#: (measured: 0.31 GB at 60 frames, 1.4 GB at 300), so 200 frames stay under
+#: 1 GB; more would only exhaust memory.
+PHANTOM_MAX_FRAMES = 200
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +43,46 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(EXIT_USAGE, "{}: error: {}; run '{} --help' for the options.\n".format(
             self.prog, message, self.prog))
+
+
+class _InterruptGuard(object):
+    """What Ctrl-C does during a run.
+
+    The first Ctrl-C stops the run (``KeyboardInterrupt``, which ``main``
+    turns into one line and exit code 130); later ones are ignored so that
+    the clean-up (removing the staging folder) can finish.  Inside
+    ``loading()`` -- imports of compiled libraries such as Slicer's, which
+    crash or fail with an ``ImportError`` when cut off -- the stop waits
+    until the block ends.
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.pending = False
+
+    def handle(self, signum, frame):
+        if self.depth:
+            self.pending = True
+            return
+        self.stop()
+
+    @staticmethod
+    def stop():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def loading(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending:
+            self.stop()
+
+
+_INTERRUPTS = _InterruptGuard()
 
 
 def _give_ordinary_permissions(path, mode):
@@ -55,6 +108,8 @@ def staged_output_dir(output_dir, overwrite=False):
     overwrite : bool
         Allow writing into an existing non-empty directory.
     """
+    if not str(output_dir).strip():
+        raise AIAIFInputError("The output directory is an empty name; give --output-dir a directory path.")
     target = os.path.abspath(output_dir)
     if os.path.exists(target) and not os.path.isdir(target):
         raise AIAIFInputError("Output path {} is a file, not a directory; choose a directory path.".format(target))
@@ -124,6 +179,19 @@ def _positive_int(text):
     return value
 
 
+def _phantom_frames(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not MIN_AIF_FRAMES <= value <= PHANTOM_MAX_FRAMES:
+        raise argparse.ArgumentTypeError("expected {} to {} frames (quantify needs at least {}; more than {} is "
+                                         "longer than any first-pass series), got {!r}".format(
+                                             MIN_AIF_FRAMES, PHANTOM_MAX_FRAMES, MIN_AIF_FRAMES, PHANTOM_MAX_FRAMES,
+                                             text))
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -153,8 +221,10 @@ def _add_quantify_parser(commands):
     quantify.add_argument("segmentation", metavar="SEGMENTATION.seg.nrrd",
                           help="Slicer segmentation with segments 'LV blood pool' and 'Myocardium'")
     _add_output_options(quantify)
-    quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="{3.0,1.5}",
-                          help="field strength in tesla (default 3.0); other values need --t1-blood-s")
+    quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="T",
+                          help="field strength in tesla: 3 (default) or 1.5; any other value only with --t1-blood-s "
+                               "(and --t1-myocardium-s for --tissue-conversion model), which replace the "
+                               "field strength's T1 defaults")
     quantify.add_argument("--aif", default="ai", metavar="{ai,saturated,PATH.csv}",
                           help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
@@ -222,7 +292,8 @@ def build_parser():
                          help="field strength in tesla (default 3)")
     phantom.add_argument("--ischemic", choices=("LAD", "RCA", "LCX", "none"), default="none",
                          help="coronary territory with ischaemic stress MBF (default none)")
-    phantom.add_argument("--frames", type=_positive_int, default=60, help="heartbeats / frames (default 60)")
+    phantom.add_argument("--frames", type=_phantom_frames, default=60,
+                         help="heartbeats / frames, {} to {} (default 60)".format(MIN_AIF_FRAMES, PHANTOM_MAX_FRAMES))
     phantom.add_argument("--tissue-model", choices=sorted(TISSUE_MODELS), default=DEFAULT_TISSUE_MODEL,
                          help="myocardial tissue model (default {})".format(DEFAULT_TISSUE_MODEL))
 
@@ -291,7 +362,8 @@ def build_parser():
 
 
 def _run_phantom(args, out):
-    from .simulation import simulate_phantom, write_phantom
+    with _INTERRUPTS.loading():
+        from .simulation import simulate_phantom, write_phantom
 
     phantom = simulate_phantom(seed=args.seed, field_strength_t=args.field_strength, ischemic=args.ischemic,
                                n_frames=args.frames, tissue_model=args.tissue_model)
@@ -305,10 +377,11 @@ DEMO_AIFS = (("ai", "quantification_ai", "AI-corrected"), ("saturated", "quantif
 
 
 def _run_demo(args, out):
-    from . import evaluation, mrml, report
-    from .pipeline import QuantificationParameters
-    from .simulation import PHANTOM_FILES, simulate_aif_pairs, write_phantom
-    from .studies import DEMO_PHANTOM, demo_phantom
+    with _INTERRUPTS.loading():
+        from . import evaluation, mrml, report
+        from .pipeline import QuantificationParameters
+        from .simulation import PHANTOM_FILES, simulate_aif_pairs, write_phantom
+        from .studies import DEMO_PHANTOM, demo_phantom
 
     phantom_dir = os.path.join(out, "phantom")
     os.mkdir(phantom_dir)
@@ -326,6 +399,7 @@ def _run_demo(args, out):
         parameters = QuantificationParameters(field_strength_t=3.0, aif_mode=mode, tissue_conversion="model")
         result = mrml.quantify_files(files["perfusion"], files["segmentation"], directory, parameters,
                                      rv_insertion_path=files["rv_insertion"])
+        _retarget_summary_paths(os.path.join(directory, "summary.json"), out, os.path.abspath(args.output_dir))
         vessels[mode] = np.asarray(result.territories["mbf_ml_min_g"], dtype=float)
     lines = ["Wrote the demo to {}:".format(os.path.abspath(args.output_dir)),
              "  phantom/  3 T phantom with an ischaemic LAD territory (Slicer files and ground truth)",
@@ -341,8 +415,26 @@ def _run_demo(args, out):
     return "\n".join(lines)
 
 
+def _retarget_summary_paths(summary_path, staging, target):
+    """Rewrite the paths under ``staging`` in a ``summary.json`` to where they are once the staging is moved."""
+    def moved(value):
+        if isinstance(value, str) and (value == staging or value.startswith(staging + os.sep)):
+            return target + value[len(staging):]
+        if isinstance(value, dict):
+            return {key: moved(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [moved(item) for item in value]
+        return value
+
+    with open(summary_path) as handle:
+        summary = json.load(handle)
+    with open(summary_path, "w") as handle:
+        json.dump(moved(summary), handle, indent=2, allow_nan=False)
+
+
 def _run_evaluate(args, out):
-    from . import evaluation, report, studies
+    with _INTERRUPTS.loading():
+        from . import evaluation, studies
 
     if args.simulated:
         if args.mbf_csv:
@@ -359,6 +451,8 @@ def _run_evaluate(args, out):
     aif_result = evaluation.analyse_aifs(*aif)
     mbf_result = evaluation.analyse_mbf(*mbf) if mbf is not None else None
     table = evaluation.format_results_table(aif_result, mbf_result, reference_name=names[0], test_name=names[1])
+    with _INTERRUPTS.loading():
+        from . import report
     with open(os.path.join(out, "results.txt"), "w") as handle:
         handle.write(table + "\n")
     report.plot_example_aifs(os.path.join(out, "example_aifs.png"), aif[0], aif[1], aif[2], *names)
@@ -400,6 +494,14 @@ def quantification_parameters(args):
     from .aif import read_aif_csv
     from .pipeline import QuantificationParameters
 
+    if args.field_strength not in K.SUPPORTED_FIELD_STRENGTHS_T:
+        missing = ["--t1-blood-s"] if args.t1_blood_s is None else []
+        if args.tissue_conversion == "model" and args.t1_myocardium_s is None:
+            missing.append("--t1-myocardium-s")
+        if missing:
+            raise AIAIFInputError("--field-strength {:g} has no T1 defaults (they exist for 3 and 1.5 T); pass {} "
+                                  "or use --field-strength 3 or 1.5.".format(args.field_strength,
+                                                                             " and ".join(missing)))
     aif_mode, ext_times, ext_signal = args.aif, None, None
     if args.aif not in ("ai", "saturated"):
         ext_times, names, curves = read_aif_csv(args.aif)
@@ -418,9 +520,13 @@ def quantification_parameters(args):
 
 
 def _run_quantify(args, out):
-    from . import mrml
+    from .file_checks import check_study_files
 
     parameters = quantification_parameters(args)
+    check_study_files(args.perfusion, args.segmentation, args.rv_insertion)  # before Slicer's library loads
+    with _INTERRUPTS.loading():
+        from . import mrml
+
     progress = TerminalProgress(enabled=not args.quiet)
     try:
         result = mrml.quantify_files(args.perfusion, args.segmentation, out, parameters,
@@ -441,7 +547,8 @@ def _run_quantify(args, out):
 
 
 def _run_train(args, out):
-    from . import training
+    with _INTERRUPTS.loading():
+        from . import training
 
     options = {name: getattr(args, name) for name in ("n_train", "n_validation", "iterations", "threads")
                if getattr(args, name) is not None}
@@ -462,8 +569,9 @@ _COMMANDS = {"phantom": _run_phantom, "demo": _run_demo, "evaluate": _run_evalua
 
 
 def _run_correct(args):
-    from .aif import read_aif_csv, write_aif_csv
-    from .network import correct_aifs
+    with _INTERRUPTS.loading():
+        from .aif import read_aif_csv, write_aif_csv
+        from .network import correct_aifs
 
     target = os.path.abspath(args.output)
     if os.path.isdir(target):
@@ -491,8 +599,12 @@ def _run_correct(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 success, 2 bad input)."""
+    """Run the command line; returns the exit code (0 success, 2 bad input, 130 interrupted by Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+        _INTERRUPTS.pending = False
+        previous = signal.signal(signal.SIGINT, _INTERRUPTS.handle)
     try:
         if args.command == "correct":
             message = _run_correct(args)
@@ -502,5 +614,11 @@ def main(argv=None):
     except AIAIFInputError as error:
         sys.stderr.write("{}: error: {}\n".format(args.command, error))
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("{}: interrupted; nothing was written.\n".format(args.command))
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     print(message)
     return 0

@@ -779,6 +779,16 @@ def format_p_value(p_value):
     return _fixed(p_value, 2 if p_value >= 0.01 else 3)
 
 
+#: Fewest pairs for which R^2 and limits of agreement are reported: two points
+#: always lie on a line (R^2 = 1) and give a spread from a single difference.
+MIN_PAIRS_FOR_SPREAD = 3
+#: Below this many patients the table warns that its per-patient statistics
+#: say little (project choice: a Mann-Whitney U test on fewer than 10 values
+#: per group can hardly reach significance, and 95 % limits of agreement from
+#: under 10 differences are wider than their own estimate).
+SMALL_SAMPLE_PATIENTS = 10
+
+
 def format_line_equation(line, r_squared_text="R^2"):
     """The fitted line as text, e.g. ``y = 0.93x + 0.28, R^2 = 0.74``.
 
@@ -792,10 +802,16 @@ def format_line_equation(line, r_squared_text="R^2"):
     Returns
     -------
     str
-        Two decimals; "n/a" fields when the line is undefined.
+        Two decimals; "n/a" fields when the line is undefined, and R^2 "n/a"
+        through fewer than ``MIN_PAIRS_FOR_SPREAD`` points (two points always
+        give R^2 = 1).
     """
     if not np.isfinite(line.slope):
         return "y = n/a (fewer than two distinct reference values)"
+    if line.n < MIN_PAIRS_FOR_SPREAD:
+        return "y = {}x {} {} through {} points, {} n/a (needs {} or more)".format(
+            _fixed(line.slope), "-" if _fixed(line.intercept)[0] == "-" else "+", _fixed(abs(line.intercept)),
+            line.n, r_squared_text, MIN_PAIRS_FOR_SPREAD)
     return "y = {}x {} {}, {} = {}".format(_fixed(line.slope), "-" if _fixed(line.intercept)[0] == "-" else "+",
                                           _fixed(abs(line.intercept)), r_squared_text, _fixed(line.r_squared))
 
@@ -810,9 +826,18 @@ def format_limits_of_agreement(agreement):
     Returns
     -------
     str
+        ``bias (limits n/a: need 3 or more pairs)`` for fewer pairs than
+        ``MIN_PAIRS_FOR_SPREAD``.
     """
+    if agreement.n < MIN_PAIRS_FOR_SPREAD or not np.isfinite(agreement.sd):
+        return "{} (limits n/a: need {} or more pairs)".format(_fixed(agreement.bias), MIN_PAIRS_FOR_SPREAD)
     return "{} ({} to {})".format(*[_fixed(value) for value in (agreement.bias, agreement.lower_loa,
                                                                  agreement.upper_loa)])
+
+
+def counted(count, noun, plural=None):
+    """``1 patient``, ``2 patients``: a count with its noun in the right number."""
+    return "{} {}".format(count, noun if count == 1 else (plural or noun + "s"))
 
 
 def _percent_of(count, total, percent):
@@ -829,7 +854,7 @@ def _comparison_row(label, comparison, digits, width):
 
 
 def _aif_lines(result, names, width):
-    lines = ["AIF curves ({} pairs)".format(result.n_curves),
+    lines = ["AIF curves ({})".format(counted(result.n_curves, "pair")),
              _row("", list(names) + ["P"], width),
              _row("NMSE (%), median (IQR)", ["", _median_iqr(result.nmse, 1)], width),
              _row("NMSE >= {:g} %".format(result.poor_threshold_percent),
@@ -848,8 +873,10 @@ def _aif_lines(result, names, width):
 
 def _mbf_lines(result, names, width):
     levels = (("patient", result.per_patient), ("segment", result.per_segment))
-    lines = ["Stress MBF (mL/min/g), {} patients, {} segments".format(
-        result.per_patient.line.n, result.per_segment.line.n), _row("", list(names) + ["P"], width)]
+    n_patients = result.per_patient.line.n
+    lines = ["Stress MBF (mL/min/g), {}, {}".format(counted(n_patients, "patient"),
+                                                   counted(result.per_segment.line.n, "segment")),
+             _row("", list(names) + ["P"], width)]
     for level, values in levels:
         lines.append(_comparison_row("Per {}, median (IQR)".format(level), values.comparison, 2, width))
     lines.append("Least-squares line y = a x + b (y: {}, x: {})".format(names[1], names[0]))
@@ -862,6 +889,10 @@ def _mbf_lines(result, names, width):
     for label, agreement in (("  Segments", result.segment_agreement),
                              ("  Vessels ({})".format("/".join(VESSELS)), result.vessel_agreement)):
         lines.append(_row(label, [_percent_of(agreement.n_match, agreement.n_total, agreement.percent)], width))
+    if n_patients < SMALL_SAMPLE_PATIENTS:
+        lines.append("Caution: with only {} the per-patient P, R^2 and limits of agreement say little; the paper's "
+                     "comparison needs {} or more patients.".format(counted(n_patients, "patient"),
+                                                                  SMALL_SAMPLE_PATIENTS))
     return lines
 
 
@@ -912,8 +943,10 @@ def _read_csv_rows(path, columns, what):
                               "{}.".format(what, path, error, expected))
     header = [cell.strip().lower() for cell in lines[0]] if lines else []
     if tuple(header) != tuple(columns):
+        shown = ",".join(header)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."  # a wrong file may have a huge first line
         raise AIAIFInputError("The {} file {} has header '{}' but must start with the header line '{}'.".format(
-            what, path, ",".join(header), expected))
+            what, path, shown, expected))
     rows = []
     for number, cells in enumerate(lines[1:], start=2):
         if not any(cell.strip() for cell in cells):

@@ -2,7 +2,7 @@
 
 Every caller (the command line, the Slicer module's Logic, the Python
 console) reaches the science through ``quantify_study``; the MRML adapter
-(``mrml.py``) turns Slicer nodes into a ``PerfusionStudy`` and the result back
+(``mrml``) turns Slicer nodes into a ``PerfusionStudy`` and the result back
 into nodes.
 """
 
@@ -275,6 +275,12 @@ def validate_parameters(parameters):
             parameters.threshold_ml_min_g))
 
 
+#: A frame this close to the external AIF's first or last sample time, s, counts as inside its time range
+#: (project choice: 1 ms, the precision of Slicer's sequence index values, within which an AIF does not change;
+#: times rounded to 0.1 ms in a CSV file must not warn).
+EXTERNAL_AIF_TIME_TOLERANCE_S = 1e-3
+
+
 def _external_aif_mM(parameters, times_s, acquisition):
     """The user's AIF converted linearly and sampled at the frame times (mM), and a note for the summary."""
     from .aif import detect_arrival_index, validate_aif_curves
@@ -286,8 +292,10 @@ def _external_aif_mM(parameters, times_s, acquisition):
         raise AIAIFInputError("The external AIF ({:.1f}-{:.1f} s) does not overlap the perfusion frames "
                               "({:.1f}-{:.1f} s); give its times on the same clock.".format(
                                   ext_times[0], ext_times[-1], times_s[0], times_s[-1]))
-    # Frames outside the AIF's time range take its first or last value (np.interp); the summary counts them.
-    outside = int(np.count_nonzero((times_s < ext_times[0]) | (times_s > ext_times[-1])))
+    # Frames outside the AIF's time range take its first or last value (np.interp); the summary counts them,
+    # but not a frame within EXTERNAL_AIF_TIME_TOLERANCE_S of the range (times rounded in a CSV file).
+    outside = int(np.count_nonzero((times_s < ext_times[0] - EXTERNAL_AIF_TIME_TOLERANCE_S)
+                                   | (times_s > ext_times[-1] + EXTERNAL_AIF_TIME_TOLERANCE_S)))
     arrival = int(detect_arrival_index(ext_times, ext_signal)[0])
     baseline = ext_signal[:max(arrival, 1)].mean()
     conc = aif_concentration_mM(ext_signal, baseline, acquisition)

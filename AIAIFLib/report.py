@@ -157,14 +157,15 @@ def _bland_altman_panel(ax, level, reference_name, test_name, what):
     agreement = level.bland_altman
     ax.scatter(0.5 * (reference + test), test - reference, s=14, alpha=0.7)
     ax.axhline(agreement.bias, color="k", label="bias (LoA): " + evaluation.format_limits_of_agreement(agreement))
-    if np.isfinite(agreement.sd):
+    if np.isfinite(agreement.sd) and agreement.n >= evaluation.MIN_PAIRS_FOR_SPREAD:
         for limit in (agreement.lower_loa, agreement.upper_loa):
             ax.axhline(limit, color="k", linestyle="--")
         ax.plot([], [], color="k", linestyle="--", label="95 % limits of agreement")
     ax.set_title("{}: Bland-Altman".format(what))
     ax.set_xlabel("Mean of both stress MBF (mL/min/g)")
     ax.set_ylabel("{} - {} (mL/min/g)".format(test_name, reference_name))
-    ax.legend(fontsize="small")
+    # Below the axes: inside them the legend would hide the upper limit of agreement or points.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
 
 def plot_mbf_agreement(path, mbf_result, reference_name="Reference", test_name="Test"):

@@ -75,8 +75,8 @@ def volume_sequence(name, frames, times, ijk_to_ras, scene=None):
     sequence.SetIndexUnit("s")
     for values, time_s in zip(frames, times):
         volume = slicer.vtkMRMLScalarVolumeNode()
-        volume.SetIJKToRASMatrix(mrml._vtk_matrix(ijk_to_ras))
-        volume.SetAndObserveImageData(mrml._image_from_array(np.asarray(values, np.float32), vtk.VTK_FLOAT))
+        volume.SetIJKToRASMatrix(mrml.nodes._vtk_matrix(ijk_to_ras))
+        volume.SetAndObserveImageData(mrml.nodes._image_from_array(np.asarray(values, np.float32), vtk.VTK_FLOAT))
         sequence.SetDataNodeAtValue(volume, repr(float(time_s)))
     if scene is not None:
         scene.AddNode(sequence)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,27 +130,73 @@ def test_module_metadata_cites_the_paper_and_registers_sample_data_at_start_up(A
     assert connections == [("startupCompleted()", AIAIF.registerSampleData)]
 
 
-def test_sample_data_is_generated_locally_when_its_button_is_clicked(AIAIF, monkeypatch):
-    registered = []
+@pytest.mark.parametrize("release", slicer_doubles.RELEASES)
+def test_module_file_imports_before_the_markups_module_is_loaded(release, monkeypatch):
+    """Slicer runs AIAIF.py before it instantiates Markups; on 5.8 the point-list class is not in slicer yet."""
+    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
+    module = slicer_doubles.import_module_file(monkeypatch, MODULE_DIRECTORY, release=release)
+    assert module.vtkMRMLMarkupsFiducialNode is slicer.vtkMRMLMarkupsFiducialNode  # the class Markups brings later
+    parameters = module.AIAIFLogic().getParameterNode()
+    points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV points")
+    parameters.rvInsertionPoints = points
+    assert parameters.rvInsertionPoints is points
 
-    class SampleDataLogic:
-        @staticmethod
-        def registerCustomSampleDataSource(**source):
-            registered.append(source)
 
-    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
-    AIAIF.registerSampleData()
-    (source,) = registered
-    assert source["uris"] == [] and source["sampleName"] == AIAIF.SAMPLE_PHANTOM_NAME  # nothing to download
-    assert os.path.isfile(source["thumbnailFileName"])
-    before = slicer.mrmlScene.GetNumberOfNodes()
-    sequence, segmentation, points = source["customDownloader"](source)
-    assert slicer.mrmlScene.GetNumberOfNodes() > before
-    assert sequence.GetNumberOfDataNodes() == demo_phantom().frames.shape[0]
+def test_without_any_point_list_class_the_module_names_the_supported_slicer(AIAIF, monkeypatch):
+    monkeypatch.delattr(slicer, "vtkMRMLMarkupsFiducialNode")
+    monkeypatch.setitem(sys.modules, "vtkSlicerMarkupsModuleMRMLPython", None)  # its import raises ImportError
+    with pytest.raises(ImportError, match="use Slicer 5.8 or later"):
+        AIAIF._markupsFiducialNodeClass()
+
+
+@pytest.fixture
+def application(AIAIF, monkeypatch, tmp_path):
+    """Slicer's start-up completed around the module: ``slicer.app``, the module's reader, its sample data."""
+    return slicer_doubles.start_application(monkeypatch, AIAIF, tmp_path / "cache")
+
+
+def _check_sample_phantom_nodes(sequence):
+    assert sequence.IsA("vtkMRMLSequenceNode") and sequence.GetNumberOfDataNodes() == demo_phantom().frames.shape[0]
+    (segmentation,) = [slicer.mrmlScene.GetNthNodeByClass(n, "vtkMRMLSegmentationNode")
+                       for n in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
     names = {segmentation.GetSegmentation().GetNthSegment(n).GetName()
              for n in range(segmentation.GetSegmentation().GetNumberOfSegments())}
     assert names == {K.LV_BLOOD_POOL_SEGMENT_NAME, K.MYOCARDIUM_SEGMENT_NAME}
+    points = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLMarkupsFiducialNode")
     assert points.GetNumberOfControlPoints() == demo_phantom().frames.shape[1]
+
+
+@pytest.mark.parametrize("how", ["SampleData.downloadSample", "Sample Data button"])
+def test_sample_phantom_loads_from_the_console_and_from_its_button(AIAIF, application, how):
+    """Both go through Sample Data's download-and-load path; the console one never calls a customDownloader."""
+    import SampleData
+
+    if how == "SampleData.downloadSample":
+        first = SampleData.downloadSample(AIAIF.SAMPLE_PHANTOM_NAME)
+    else:
+        first = SampleData.clickSampleButton(AIAIF.SAMPLE_PHANTOM_NAME)[0]
+    _check_sample_phantom_nodes(first)
+
+
+def test_sample_phantom_downloads_only_its_recipe_from_the_extension(AIAIF, application):
+    (source,) = slicer.modules.sampleDataSources["AI-AIF"]
+    assert source.customDownloader is None and source.loadFileTypes == [AIAIF.SAMPLE_FILE_TYPE]
+    (uri,) = source.uris
+    recipe = AIAIF.resourcePath(AIAIF.SAMPLE_RECIPE)
+    assert uri == Path(recipe).as_uri() and os.path.getsize(recipe) < 1000  # a recipe, not image data
+    assert os.path.isfile(source.thumbnailFileName)
+    assert AIAIF.isSampleRecipe(recipe) and not AIAIF.isSampleRecipe(AIAIF.resourcePath("UI/AIAIF.ui"))
+
+
+def test_file_reader_refuses_another_file_and_loads_nothing(AIAIF, application, tmp_path):
+    import vtk
+
+    other = tmp_path / "other.aiaif.json"
+    other.write_text(json.dumps({"sample": "something else"}))
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    loaded = vtk.vtkCollection()
+    assert not slicer.app.coreIOManager().loadNodes(AIAIF.SAMPLE_FILE_TYPE, {"fileName": str(other)}, loaded)
+    assert loaded.GetNumberOfItems() == 0 and slicer.mrmlScene.GetNumberOfNodes() == before
 
 
 # ---------------------------------------------------------------------------
@@ -388,7 +435,7 @@ def test_failure_while_publishing_restores_the_updated_nodes(AIAIF, phantom_file
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mrml, "segments_table_node", broken)
+    monkeypatch.setattr(mrml.quantify, "segments_table_node", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         logic.process(sequence, segmentation, points, aifMode="saturated")
     assert scene_state(slicer.mrmlScene) == before
@@ -411,9 +458,8 @@ def test_module_runs_its_main_job_without_torch_matplotlib_or_pynrrd():
         sys.path[:0] = [{testing!r}, {module!r}]
         import pytest, slicer, slicer_doubles
         patch = pytest.MonkeyPatch()
-        slicer_doubles.install(patch)
         slicer.mrmlScene = slicer.vtkMRMLScene()
-        import AIAIF
+        AIAIF = slicer_doubles.import_module_file(patch, {module!r})
         logic = AIAIF.AIAIFLogic()
         result = logic.process(*logic.loadSamplePhantom())
         print(sorted(result.summary["results"]["ischemic_territories"]))
@@ -435,3 +481,10 @@ def test_the_readme_console_snippet_runs(AIAIF, capsys):
 
 def test_the_in_slicer_self_test_passes_on_slicer_core(AIAIF):
     AIAIF.AIAIFTest().runTest()
+
+
+def test_the_in_slicer_self_test_with_its_panel_passes_on_the_doubles(AIAIF, application):
+    """With ``slicer.app`` the self-test also runs test_Panel: it clicks Apply and checks the results layout."""
+    assert hasattr(slicer, "app")
+    AIAIF.AIAIFTest().runTest()
+    assert slicer.app.layoutManager().layout == AIAIF.RESULTS_LAYOUT_ID

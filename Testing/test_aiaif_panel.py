@@ -1,9 +1,10 @@
 """The module panel: Resources/UI/AIAIF.ui, its binding to the parameter node, the hand-offs, the ROI helpers.
 
-The panel itself needs the Slicer application (Qt); what can be checked here
-is checked statically (the .ui file and the widget's source) or, for every
-action the panel triggers, on the Logic with real MRML nodes.  Inside Slicer,
-``AIAIFTest.test_Panel`` clicks through the panel.
+Three levels, none of which needs Slicer: the .ui file and the widget's
+source, read statically; the real ``AIAIFWidget`` set up on PythonQt-style
+widget doubles and Slicer's real MRML logics (``slicer_doubles``), with Apply
+clicked; and the .ui file loaded by PyQt5's loader in real Qt, offscreen.
+Inside Slicer, ``AIAIFTest.test_Panel`` clicks through the panel.
 """
 
 import ast
@@ -24,18 +25,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_FILE = os.path.join(REPOSITORY, "AIAIF", "AIAIF.py")
 UI_FILE = os.path.join(REPOSITORY, "Resources", "UI", "AIAIF.ui")
 
-#: Methods the panel calls on Slicer objects, as declared in Slicer's source (Slicer/Slicer main, commit
-#: 583e9b37d50e, 2026-08-21): qMRMLSegmentEditorWidget.h (public slots), vtkSlicerMarkupsLogic.h,
-#: vtkSlicerPlotsLogic.h, vtkMRMLLayoutNode.h, qMRMLSegmentSelectorWidget.h.  The deprecated
-#: setMasterVolumeNode* names still exist there but only warn; they must not be used.
-SLICER_API = {
-    "editor": {"setSegmentationNode", "setSegmentationNodeID", "setSourceVolumeNode", "setSourceVolumeNodeID",
-               "setMRMLSegmentEditorNode", "setActiveEffectByName"},
-    "markupsLogic": {"SetActiveList", "SetActiveListID", "StartPlaceMode"},
-    "layoutNode": {"AddLayoutDescription", "IsLayoutDescription", "SetLayoutDescription"},
-    "selector": {"setCurrentNode", "setCurrentNodeID", "setCurrentSegmentID", "currentSegmentID", "blockSignals",
-                 "connect"},
-}
+#: Segment Editor names deprecated since the "source volume" rename; they still exist but only warn.
 DEPRECATED = ("setMasterVolumeNode", "setMasterVolumeNodeID", "masterVolumeNode")
 
 
@@ -89,15 +79,6 @@ def test_ui_file_is_a_designer_form_with_collapsible_sections(ui_tree):
     declared = {c.find("class").text for c in ui_tree.iter("customwidget")}
     used = {w.get("class") for w in ui_tree.iter("widget") if not w.get("class").startswith("Q")}
     assert used <= declared
-
-
-def test_every_mrml_widget_gets_the_scene(ui_tree):
-    widgets = _widgets(ui_tree)
-    mrml_widgets = {name for name, w in widgets.items()
-                    if w.get("class") in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget")}
-    receivers = {c.find("receiver").text for c in ui_tree.iter("connection")
-                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
-    assert mrml_widgets == receivers
 
 
 def test_every_widget_the_code_uses_exists_in_the_ui(ui_tree, module_source):
@@ -157,15 +138,17 @@ def _called_methods(function_node, receiver_names):
 
 
 def test_hand_offs_call_only_current_slicer_api(module_source):
+    from test_slicer_api import listed_names
+
     assert not any(name in module_source for name in DEPRECATED)
     _, widget = _class_source(module_source, "AIAIFWidget")
     methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
     editor_calls = _called_methods(methods["onDrawRoisButton"], {"editor"})
     assert editor_calls == {"setSegmentationNode", "setSourceVolumeNode"}
-    assert editor_calls <= SLICER_API["editor"]
-    assert _called_methods(methods["onPlaceRvPointsButton"], {"markupsLogic"}) <= SLICER_API["markupsLogic"]
-    assert _called_methods(methods["showResults"], {"layoutNode"}) <= SLICER_API["layoutNode"]
-    assert _called_methods(methods["_onParameterNodeModified"], {"selector"}) <= SLICER_API["selector"]
+    listed = listed_names()  # Testing/SLICER_API.md, checked in Slicer's source
+    for name, receivers in (("onPlaceRvPointsButton", {"markupsLogic"}), ("showResults", {"layoutNode", "selection"}),
+                            ("_onParameterNodeModified", {"selector"})):
+        assert _called_methods(methods[name], receivers) <= listed, name
 
 
 def test_the_widget_computes_nothing(module_source):
@@ -288,3 +271,168 @@ def test_every_panel_action_runs_inside_the_error_display(module_source):
         withs = [node for node in ast.walk(methods[name]) if isinstance(node, ast.With)]
         assert any("_errorsShown" in ast.dump(w.items[0].context_expr) for w in withs), name
     assert "tryWithErrorDisplay" not in ast.get_source_segment(module_source, widget)
+
+
+# --- the panel itself, on widget doubles and Slicer's real MRML logics ------------------------------------------
+
+@pytest.fixture
+def panel(AIAIF, monkeypatch, tmp_path):
+    """The module's panel after Slicer's start-up, set up from Resources/UI/AIAIF.ui (``slicer_doubles``)."""
+    slicer_doubles.start_application(monkeypatch, AIAIF, tmp_path / "cache")
+    panel = slicer_doubles.build_panel(AIAIF)
+    yield panel
+    panel.cleanup()  # as when Slicer unloads the module: its scene observers go
+
+
+def _segmentation_with_new_ids(segmentation, prefix):
+    """A copy of a segmentation whose segments have other IDs (as one drawn anew would)."""
+    copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", prefix)
+    source = segmentation.GetSegmentation()
+    for n in range(source.GetNumberOfSegments()):
+        segment = slicer.vtkSegment()
+        segment.DeepCopy(source.GetNthSegment(n))
+        copy.GetSegmentation().AddSegment(segment, "{}_{}".format(prefix, n))
+    return copy
+
+
+def test_apply_shows_the_results_layout_with_chart_and_table(AIAIF, panel):
+    """What AIAIFTest.test_Panel asserts after Apply, on Slicer's own layout and Plots logics."""
+    logic = AIAIF.AIAIFLogic()
+    sequence, segmentation, points = logic.loadSamplePhantom()
+    panel.enter()  # the first sequence and segmentation are picked
+    parameters = logic.getParameterNode()
+    assert parameters.perfusionSequence is sequence and parameters.segmentation is segmentation
+    parameters.rvInsertionPoints = points
+    assert panel.ui.applyButton.enabled, panel.ui.applyButton.toolTip
+
+    panel.ui.applyButton.click()
+    assert parameters.mbfVolume is not None and parameters.bullseyeVolume is not None
+    assert "LAD" in panel.ui.statusLabel.text
+    layoutManager = slicer.app.layoutManager()
+    assert layoutManager.layout == AIAIF.RESULTS_LAYOUT_ID
+    red = layoutManager.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+    assert red.GetForegroundVolumeID() == parameters.mbfVolume.GetID()
+    yellow = layoutManager.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
+    assert yellow.GetBackgroundVolumeID() == parameters.bullseyeVolume.GetID()
+    plotView = slicer.mrmlScene.GetSingletonNode("PlotView1", "vtkMRMLPlotViewNode")
+    assert plotView.GetPlotChartNodeID() == parameters.aifChart.GetID()
+    tableView = slicer.mrmlScene.GetSingletonNode("TableView1", "vtkMRMLTableViewNode")
+    assert tableView.GetTableNodeID() == parameters.segmentsTable.GetID()
+    assert not panel.ui.progressBar.visible and not panel.ui.cancelButton.enabled
+
+
+def test_segment_selectors_show_what_the_parameters_hold_after_the_segmentation_changes(AIAIF, panel):
+    """An ID of the previous segmentation is not left in a parameter behind a selector showing another segment."""
+    logic = AIAIF.AIAIFLogic()
+    sequence, first, points = logic.loadSamplePhantom()
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence, parameters.segmentation = sequence, first
+    parameters.rvInsertionPoints = points
+    seg = first.GetSegmentation()
+    parameters.bloodPoolSegmentId = seg.GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
+    parameters.myocardiumSegmentId = seg.GetSegmentIdBySegmentName(K.MYOCARDIUM_SEGMENT_NAME)
+    selectors = {name: getattr(panel.ui, widget) for name, widget in AIAIF.SEGMENT_PARAMETERS.items()}
+    for name, selector in selectors.items():
+        assert selector.currentSegmentID() == getattr(parameters, name) != ""
+
+    parameters.segmentation = _segmentation_with_new_ids(first, "redrawn")
+    for name, selector in selectors.items():
+        assert selector.currentSegmentID() == getattr(parameters, name), name  # what is shown is what Apply uses
+    result = logic.processParameterNode(parameters)  # the segments named so are used
+    assert result.summary["results"]["ischemic_territories"] == ["LAD"]
+
+
+def test_segment_ids_of_another_segmentation_are_reset_but_not_while_importing(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    sequence, segmentation, points = logic.loadSamplePhantom()
+    parameters = logic.getParameterNode()
+    parameters.segmentation = segmentation
+    blood = segmentation.GetSegmentation().GetSegmentIdBySegmentName(K.LV_BLOOD_POOL_SEGMENT_NAME)
+    parameters.bloodPoolSegmentId, parameters.myocardiumSegmentId = blood, "gone"
+    slicer.mrmlScene.StartState(slicer.vtkMRMLScene.ImportState)  # segments are read after the parameter node
+    assert logic.clearUnknownSegmentIds(parameters) == [] and parameters.myocardiumSegmentId == "gone"
+    slicer.mrmlScene.EndState(slicer.vtkMRMLScene.ImportState)
+    assert logic.clearUnknownSegmentIds(parameters) == ["myocardiumSegmentId"]
+    assert (parameters.bloodPoolSegmentId, parameters.myocardiumSegmentId) == (blood, "")
+    parameters.segmentation = None
+    parameters.bloodPoolSegmentId = "kept until a segmentation is chosen"
+    assert logic.clearUnknownSegmentIds(parameters) == []
+
+
+# --- the .ui file in real Qt (PyQt5's loader, offscreen) ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def qt_panel():
+    from slicer_doubles import pyqt_widgets
+
+    return pyqt_widgets.load_panel(UI_FILE)
+
+
+def test_ui_file_loads_in_real_qt_with_every_widget_and_property(ui_tree, qt_panel):
+    from slicer_doubles.pyqt_widgets import STAND_INS, QtWidgets
+
+    for name, element in _widgets(ui_tree).items():
+        widget = qt_panel if name == qt_panel.objectName() else qt_panel.findChild(QtWidgets.QWidget, name)
+        assert widget is not None, name
+        expected = element.get("class")
+        actual = type(widget).__name__ if expected in STAND_INS else widget.metaObject().className()
+        assert actual == expected, name
+        parameter = _property(element, "SlicerParameterName")
+        assert widget.property("SlicerParameterName") == parameter, name  # Qt dynamic property, as connectGui reads
+        if expected == "qMRMLNodeComboBox":
+            assert widget.nodeTypes() == _property(element, "nodeTypes")
+            assert widget.noneEnabled() and widget.itemText(0) == _property(element, "noneDisplay")
+    assert qt_panel.findChild(QtWidgets.QWidget, "advancedCollapsibleButton").collapsed()
+    spin = qt_panel.findChild(QtWidgets.QDoubleSpinBox, "thresholdSpinBox")
+    assert (spin.minimum(), spin.maximum(), spin.suffix()) == (0.1, 10.0, " mL/min/g")
+
+
+def test_ui_connections_hand_the_scene_to_every_mrml_widget_in_real_qt(ui_tree, qt_panel):
+    from slicer_doubles.pyqt_widgets import QtWidgets
+
+    scene = slicer.vtkMRMLScene()
+    qt_panel.setMRMLScene(scene)
+    mrml_widgets = [name for name, w in _widgets(ui_tree).items()
+                    if w.get("class") in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget")]
+    assert mrml_widgets and all(qt_panel.findChild(QtWidgets.QWidget, name).mrmlScene() is scene
+                                for name in mrml_widgets)
+
+
+def test_a_property_the_real_class_lacks_fails_the_real_qt_load(tmp_path):
+    from slicer_doubles import pyqt_widgets
+
+    text = open(UI_FILE).read().replace('<property name="noneEnabled"><bool>true</bool></property>',
+                                        '<property name="noneEnabled"><bool>true</bool></property>'
+                                        '<property name="noSuchProperty"><bool>true</bool></property>', 1)
+    broken = tmp_path / "broken.ui"
+    broken.write_text(text)
+    with pytest.raises(AttributeError, match="setNoSuchProperty"):
+        pyqt_widgets.load_panel(str(broken))
+
+
+def test_qt_panel_renders_to_a_picture(qt_panel, tmp_path):
+    from slicer_doubles import pyqt_widgets
+
+    width, height = pyqt_widgets.grab_png(qt_panel, str(tmp_path / "panel.png"))
+    assert width > 200 and height > 400 and (tmp_path / "panel.png").stat().st_size > 5000
+
+
+def test_readme_panel_image_is_the_qt_rendering():
+    with open(os.path.join(REPOSITORY, "README.md")) as handle:
+        readme = handle.read()
+    assert "](Resources/Screenshots/panel.png)" in readme
+    script = open(os.path.join(REPOSITORY, "Resources", "Screenshots", "render_panel.py")).read()
+    assert '"panel.png"' in script and "load_panel(UI_FILE)" in script
+
+
+@pytest.mark.slow
+def test_render_panel_script_fills_the_panel_from_the_module(tmp_path):
+    """The README's picture: the panel after Apply on the sample (about 10 s)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "render_panel", os.path.join(REPOSITORY, "Resources", "Screenshots", "render_panel.py"))
+    render_panel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_panel)
+    width, height = render_panel.render(str(tmp_path / "panel.png"))
+    assert width == render_panel.PANEL_WIDTH_PX and height > 400

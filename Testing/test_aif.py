@@ -6,6 +6,7 @@ import pytest
 from AIAIFLib.aif import (MIN_AIF_FRAMES, NetworkInput, arrival_index_from_time, detect_arrival_index,
                           extract_aif_signal, network_window, prepare_network_input, restore_network_output,
                           validate_aif_curves, window_like)
+from AIAIFLib.aif import read_aif_csv, write_aif_csv
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_aif_pairs
 
@@ -416,3 +417,41 @@ def test_peak_enhancement_frame_refuses_empty_or_non_finite_frames():
     frames[2, 1, 1] = np.nan
     with pytest.raises(AIAIFInputError):
         peak_enhancement_frame(frames)
+
+
+# --- the AIF CSV reader ------------------------------------------------------------------
+
+def _csv(tmp_path, text, name="aif.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def test_aif_csv_round_trip_with_a_spreadsheet_byte_order_mark(tmp_path):
+    times = np.arange(25.0)
+    curves = 100.0 + 50.0 * np.exp(-((times - 10.0) / 3.0) ** 2)[None]
+    path = str(tmp_path / "written.csv")
+    write_aif_csv(path, times, ["signal"], curves)
+    with_bom = _csv(tmp_path, "\ufeff" + open(path).read(), "bom.csv")
+    for source in (path, with_bom):
+        read_times, names, read_curves = read_aif_csv(source)
+        np.testing.assert_array_equal(read_times, times)
+        assert names == ["signal"]
+        np.testing.assert_array_equal(read_curves, curves)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("time_s\n0\n1\n", r"has only the column time_s and no AIF signal; add a column with the signal"),
+    ("t,signal\n0,1\n", r"must start with a header 'time_s,<curve name>,...' \(got 't,signal'\)"),
+    ("time_s;" + "x" * 200 + "\n0\n", r"\(got 'time_s;x{33}\.\.\.'\)"),
+    ("time_s,signal\n0,high\n", r"Line 2 of .* holds a cell that is not a number \('high'\)"),
+])
+def test_aif_csv_errors_name_the_problem_once(tmp_path, text, message):
+    with pytest.raises(AIAIFInputError, match=message) as error:
+        read_aif_csv(_csv(tmp_path, text))
+    assert len(str(error.value)) < 300
+
+
+def test_aif_csv_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(AIAIFInputError, match="is a folder, not a file"):
+        read_aif_csv(str(tmp_path))

@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -83,7 +86,7 @@ def test_phantom_is_reproducible_from_the_seed(tmp_path, capsys):
     (["--field-strength", "2"], "field strength must be 3 or 1.5"),
     (["--seed", "-1"], "non-negative integer"),
     (["--ischemic", "LM"], "invalid choice"),
-    (["--frames", "0"], "positive integer"),
+    (["--frames", "0"], "expected 20 to 200 frames"),
 ])
 def test_phantom_rejects_bad_arguments_without_creating_anything(tmp_path, capsys, arguments, phrase):
     out = tmp_path / "new" / "study"
@@ -402,3 +405,67 @@ def test_correct_keeps_an_existing_output_unless_overwrite(tmp_path, capsys, sat
     assert out.read_text() == "mine"
     assert run(["correct", str(saturated_aif_csv[0]), "--output", str(out), "--overwrite"], capsys)[0] == 0
     assert out.read_text().startswith("time_s,")
+
+
+# --- options as the parser spells them; what Ctrl-C and the demo leave --------------------------------
+
+def test_field_strength_help_and_behaviour_agree(tmp_path, capsys, quantify_phantom):
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["quantify"].format_help()
+    assert "{3.0,1.5}" not in help_text and "--t1-blood-s" in help_text and "--t1-myocardium-s" in help_text
+    _, directory = quantify_phantom
+    code, _, err = run(quantify_arguments(directory, tmp_path / "a", "--field-strength", "7"), capsys)
+    assert_one_sentence_error(code, err)
+    assert "pass --t1-blood-s or use --field-strength 3 or 1.5" in err
+    options = [option for action in cli.build_parser()._subparsers._group_actions[0].choices["quantify"]._actions
+               for option in action.option_strings]
+    assert all(name in options for name in re.findall(r"--[a-z0-9-]+", err))
+    code, _, err = run(quantify_arguments(directory, tmp_path / "b", "--field-strength", "2.9", "--t1-blood-s",
+                                          "1.7", "--aif", "saturated", "--quiet"), capsys)
+    assert code == 0, err
+    assert json.load(open(tmp_path / "b" / "summary.json"))["parameters"]["field_strength_t"] == 2.9
+
+
+def test_every_option_a_library_message_names_exists(capsys):
+    parser = cli.build_parser()
+    options = {option for command in parser._subparsers._group_actions[0].choices.values()
+               for action in command._actions for option in action.option_strings}
+    library = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__))), "AIAIFLib")
+    named = set()
+    for directory, _, names in os.walk(library):
+        for name in names:
+            if name.endswith(".py"):
+                named.update(re.findall(r"[(\s'`](--[a-z][a-z0-9-]+)", open(os.path.join(directory, name)).read()))
+    assert named and named - {"--help"} <= options, sorted(named - options)
+
+
+def test_an_empty_output_dir_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept.txt").write_text("x")
+    code, _, err = run(["phantom", "--output-dir", " "] + SMALL_PHANTOM, capsys)
+    assert_one_sentence_error(code, err)
+    assert "empty name" in err and os.listdir(tmp_path) == ["kept.txt"]
+
+
+def test_demo_summary_paths_are_moved_with_the_staging_folder(tmp_path):
+    staging, target = str(tmp_path / ".out.partial-x"), str(tmp_path / "out")
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"inputs": {"perfusion_file": staging + "/phantom/p.seq.nrrd", "note": staging + "x",
+                                           "files": [staging + "/a"]}, "n": 3}))
+    cli._retarget_summary_paths(str(path), staging, target)
+    moved = json.load(open(path))
+    assert moved == {"inputs": {"perfusion_file": target + "/phantom/p.seq.nrrd", "note": staging + "x",
+                                "files": [target + "/a"]}, "n": 3}
+
+
+def test_interrupt_guard_waits_for_a_library_to_load():
+    guard = cli._InterruptGuard()
+    previous = signal.signal(signal.SIGINT, guard.handle)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with guard.loading():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                loaded = True  # reached: the stop waited for the end of the block
+        assert loaded and signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # a second Ctrl-C cannot cut the clean-up
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -353,3 +353,26 @@ def test_read_segment_mbf_csv(tmp_path):
 def test_read_segment_mbf_csv_rejects_bad_input(tmp_path, text, message):
     with pytest.raises(AIAIFInputError, match=message):
         E.read_segment_mbf_csv(write(tmp_path, text))
+
+
+def test_one_or_two_patients_give_no_spread_and_a_caution():
+    aif = E.analyse_aifs(*scaled_curve_set())
+    reference = 1.0 + np.arange(32.0).reshape(2, 16) / 20.0
+    for n_patients in (1, 2):
+        mbf = E.analyse_mbf(reference[:n_patients], 0.9 * reference[:n_patients] + 0.3)
+        table = E.format_results_table(aif, mbf)
+        assert "Stress MBF (mL/min/g), {}, {} segments".format(E.counted(n_patients, "patient"), 16 * n_patients) in table
+        assert "nan" not in table.lower() and table.count("R^2 = 1.00") == 1  # the segments' line only
+        assert "Per patient                 {} (limits n/a: need 3 or more pairs)".format(
+            E.format_limits_of_agreement(mbf.per_patient.bland_altman).split(" ")[0]) in table
+        assert table.splitlines()[-1].startswith("Caution: with only {}".format(E.counted(n_patients, "patient")))
+    many = E.analyse_mbf(np.tile(reference, (5, 1)), np.tile(reference, (5, 1)) + 0.1)
+    assert "Caution" not in E.format_results_table(aif, many)
+
+
+def test_counted_nouns_and_short_sample_lines():
+    assert [E.counted(n, "patient") for n in (0, 1, 2)] == ["0 patients", "1 patient", "2 patients"]
+    assert E.format_line_equation(E.LineFit(1.5, -1.2, 1.0, 2)) == (
+        "y = 1.50x - 1.20 through 2 points, R^2 n/a (needs 3 or more)")
+    assert E.format_limits_of_agreement(E.BlandAltman(0.1, 0.2, -0.3, 0.5, 2)) == (
+        "0.10 (limits n/a: need 3 or more pairs)")

@@ -6,6 +6,7 @@ so voxel indices differ from the file's while every voxel keeps its place.
 """
 
 import os
+import re
 
 import nrrd
 import numpy as np
@@ -295,8 +296,8 @@ def _small_sequence(values, index_name="time", unit="s", frames=None, text_index
         sequence.SetIndexType(slicer.vtkMRMLSequenceNode.TextIndex)
     for frame, value in zip(frames, values):
         volume = slicer.vtkMRMLScalarVolumeNode()
-        volume.SetIJKToRASMatrix(mrml._vtk_matrix(SMALL_IJK_TO_RAS))
-        volume.SetAndObserveImageData(mrml._image_from_array(frame, vtk.VTK_FLOAT))
+        volume.SetIJKToRASMatrix(mrml.nodes._vtk_matrix(SMALL_IJK_TO_RAS))
+        volume.SetAndObserveImageData(mrml.nodes._image_from_array(frame, vtk.VTK_FLOAT))
         sequence.SetDataNodeAtValue(volume, str(value))
     return sequence, frames
 
@@ -378,7 +379,7 @@ def _with_moved_frame():
     sequence, _ = _small_sequence(TIMES)
     moved = SMALL_IJK_TO_RAS.copy()
     moved[0, 3] += 1.0
-    sequence.GetNthDataNode(4).SetIJKToRASMatrix(mrml._vtk_matrix(moved))
+    sequence.GetNthDataNode(4).SetIJKToRASMatrix(mrml.nodes._vtk_matrix(moved))
     return sequence
 
 
@@ -437,7 +438,7 @@ def test_legacy_fcsv_point_list_loads(standard_files, tmp_path):
         points.AddControlPoint(*position, "RV {}".format(n))
     storage = slicer.vtkMRMLMarkupsFiducialStorageNode()
     storage.SetFileName(str(tmp_path / "rv.fcsv"))
-    with mrml._vtk_messages_silenced():  # Slicer warns that .fcsv is deprecated
+    with mrml.nodes._vtk_messages_silenced():  # Slicer warns that .fcsv is deprecated
         assert storage.WriteData(points) == 1
     scene = slicer.vtkMRMLScene()
     nodes = mrml.load_study_files(scene, paths["perfusion"], paths["segmentation"], tmp_path / "rv.fcsv")
@@ -476,10 +477,10 @@ def test_missing_or_unreadable_files_raise_and_leave_the_scene_as_it_was(standar
     cases = {
         "missing sequence": ((str(tmp_path / "none.seq.nrrd"), paths["segmentation"], None), "does not exist"),
         "unreadable sequence": ((_garbage(tmp_path, "bad.seq.nrrd"), paths["segmentation"], None),
-                                "could not read the perfusion"),
+                                "perfusion file .* is not a NRRD file"),
         "missing segmentation": ((paths["perfusion"], str(tmp_path / "none.seg.nrrd"), None), "does not exist"),
         "unreadable segmentation": ((paths["perfusion"], _garbage(tmp_path, "bad.seg.nrrd"), None),
-                                    "could not read the segmentation"),
+                                    "segmentation file .* is not a NRRD file"),
         "unreadable points": ((paths["perfusion"], paths["segmentation"], _garbage(tmp_path, "bad.mrk.json")),
                               "could not read the RV insertion"),
         "points of unknown type": ((paths["perfusion"], paths["segmentation"], _garbage(tmp_path, "p.txt")),
@@ -492,7 +493,7 @@ def test_missing_or_unreadable_files_raise_and_leave_the_scene_as_it_was(standar
         _assert_one_sentence_with_fix(error)
         assert _node_ids(scene) == ids, case
     assert kept.GetScene() is scene
-    with pytest.raises(AIAIFInputError, match="could not read the volume"):
+    with pytest.raises(AIAIFInputError, match="volume file .* is not a NRRD file"):
         mrml.load_volume_file(scene, _garbage(tmp_path, "bad.nrrd"))
     assert _node_ids(scene) == ids
 
@@ -622,18 +623,18 @@ def test_bad_output_arguments_raise(tmp_path):
 # --- the MBF colour scale ----------------------------------------------------------------------
 
 def test_colour_conversion_known_values_and_round_trip():
-    np.testing.assert_allclose(mrml._lab_to_srgb([100.0, 0.0, 0.0]), [1.0, 1.0, 1.0], atol=1e-3)
-    np.testing.assert_allclose(mrml._lab_to_srgb([0.0, 0.0, 0.0]), [0.0, 0.0, 0.0], atol=1e-9)
-    np.testing.assert_allclose(mrml._srgb_to_lab([1.0, 0.0, 0.0]), [53.24, 80.09, 67.20], atol=0.05)  # sRGB red
-    np.testing.assert_allclose(mrml._srgb_to_lab([0.0, 0.0, 1.0]), [32.30, 79.19, -107.86], atol=0.05)  # blue
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb([100.0, 0.0, 0.0]), [1.0, 1.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb([0.0, 0.0, 0.0]), [0.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(mrml.colors._srgb_to_lab([1.0, 0.0, 0.0]), [53.24, 80.09, 67.20], atol=0.05)  # sRGB red
+    np.testing.assert_allclose(mrml.colors._srgb_to_lab([0.0, 0.0, 1.0]), [32.30, 79.19, -107.86], atol=0.05)  # blue
     rgb = np.random.default_rng(0).uniform(0, 1, (200, 3))
-    np.testing.assert_allclose(mrml._lab_to_srgb(mrml._srgb_to_lab(rgb)), rgb, atol=1e-9)
+    np.testing.assert_allclose(mrml.colors._lab_to_srgb(mrml.colors._srgb_to_lab(rgb)), rgb, atol=1e-9)
 
 
 def test_mbf_colour_scale_is_in_gamut_with_linearly_rising_lightness():
     colours = mrml.mbf_colors(256)
     assert colours.shape == (256, 3) and colours.min() >= 0.0 and colours.max() <= 1.0
-    lab = mrml._srgb_to_lab(colours)
+    lab = mrml.colors._srgb_to_lab(colours)
     np.testing.assert_allclose(lab[:, 0], np.linspace(*mrml.MBF_COLOR_LIGHTNESS, 256), atol=0.05)
     assert np.all(np.diff(lab[:, 0]) > 0)
     chroma = np.hypot(lab[:, 1], lab[:, 2])
@@ -674,3 +675,55 @@ def test_quantify_files_writes_the_mbf_map_on_the_loaded_frame_grid(standard_fil
     on_phantom_grid = _to_grid(values, ijk_to_ras, phantom.ijk_to_ras)
     finite = np.isfinite(on_phantom_grid)
     assert finite.any() and not np.any(finite & ~phantom.myocardium_mask)  # values in the myocardium only
+
+
+# --- ROIs of another study; long lists in messages --------------------------------------------------
+
+def _moved_in_plane(scene, node, study, mm):
+    """Put ``node`` under a linear transform moving it ``mm`` along the image rows (in the slices' plane)."""
+    step = study.ijk_to_ras[:3, 0] / np.linalg.norm(study.ijk_to_ras[:3, 0])
+    transform = slicer.vtkMRMLLinearTransformNode()
+    scene.AddNode(transform)
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, 3, float(mm * step[axis]))
+    transform.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+
+
+def test_rois_of_another_study_warn_when_slightly_off_and_are_refused_when_far_off(standard_files):
+    from AIAIFLib import pipeline
+    from scene_helpers import scene_state
+
+    _, paths = standard_files
+    parameters = pipeline.QuantificationParameters(aif_mode="saturated")
+    scene, nodes = _load(paths)
+    study = mrml.study_from_nodes(*nodes)
+    assert not any("enhance like blood" in text
+                   for text in mrml.quantify_nodes(scene, *nodes, parameters=parameters).result.summary["warnings"])
+    scene, nodes = _load(paths)
+    _moved_in_plane(scene, nodes.segmentation, study, 7.0)  # two pixels: drawn on a slightly different position
+    warnings = mrml.quantify_nodes(scene, *nodes, parameters=parameters).result.summary["warnings"]
+    assert any(re.search(r"\d+ % of the voxels of the segment 'LV blood pool' .* do not enhance like blood", text)
+               for text in warnings)
+    for role, mm, message in (("segmentation", 25.0, r"do not enhance like blood, so it does not fit these "
+                                                     r"images \(a segmentation of another study\?\)"),
+                              ("rv_insertion", -40.0, r"Point \d of the point list .* mm from the myocardium")):
+        scene, nodes = _load(paths)
+        _moved_in_plane(scene, getattr(nodes, role), study, mm)
+        before = scene_state(scene)
+        with pytest.raises(AIAIFInputError, match=message) as error:
+            mrml.quantify_nodes(scene, *nodes, parameters=parameters)
+        _assert_one_sentence_with_fix(error)
+        assert scene_state(scene) == before
+
+
+def test_a_long_list_of_segments_is_cut_to_a_few_names_and_a_count():
+    segmentation = slicer.vtkMRMLSegmentationNode()
+    slicer.vtkMRMLScene().AddNode(segmentation)
+    for number in range(30):
+        segmentation.GetSegmentation().AddEmptySegment("", "Structure {}".format(number))
+    with pytest.raises(AIAIFInputError) as error:
+        mrml.find_segment_id(segmentation, "Myocardium")
+    assert "'Structure 0', 'Structure 1', 'Structure 2', 'Structure 3' and 26 more" in str(error.value)
+    assert "Structure 4" not in str(error.value)

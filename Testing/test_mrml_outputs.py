@@ -74,7 +74,7 @@ def _assert_names_node_in_one_sentence(error, node_name):
 
 def _segmentation(scene, masks, ijk_to_ras, name="segmentation"):
     """A segmentation in memory with one binary-labelmap segment per (name, mask)."""
-    mrml._ensure_segmentation_converters()
+    mrml.segmentation._ensure_segmentation_converters()
     node = slicer.vtkMRMLSegmentationNode()
     node.SetName(name)
     scene.AddNode(node)
@@ -82,7 +82,7 @@ def _segmentation(scene, masks, ijk_to_ras, name="segmentation"):
         segment_id = node.GetSegmentation().AddEmptySegment("", segment_name, [1.0, 0.0, 0.0])
         if mask.any():
             assert slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-                mrml._oriented_labelmap(mask, ijk_to_ras), node, segment_id)
+                mrml.phantom._oriented_labelmap(mask, ijk_to_ras), node, segment_id)
     return node
 
 
@@ -171,7 +171,7 @@ def test_phantom_nodes_failure_removes_what_was_added(phantom, monkeypatch):
     def broken(*args):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(mrml, "_oriented_labelmap", broken)
+    monkeypatch.setattr(mrml.phantom, "_oriented_labelmap", broken)
     with pytest.raises(RuntimeError, match="injected"):
         mrml.phantom_nodes(scene, phantom, name="second")
     assert scene_state(scene) == state
@@ -385,7 +385,7 @@ def test_given_output_nodes_are_filled_and_a_name_prefix_names_new_ones(phantom)
 
 def _fail_after_the_map(monkeypatch, name, seen):
     """Make the builder ``name`` raise, recording the MBF volume's voxels at that moment."""
-    original = getattr(mrml, name)
+    original = getattr(mrml.quantify, name)
 
     def broken(scene, *args, **kwargs):
         volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
@@ -394,7 +394,7 @@ def _fail_after_the_map(monkeypatch, name, seen):
                     if volumes.GetItemAsObject(n).GetAttribute(mrml.OUTPUT_ROLE_ATTRIBUTE) == "mbf")
         raise RuntimeError("injected failure in " + name)
 
-    monkeypatch.setattr(mrml, name, broken)
+    monkeypatch.setattr(mrml.quantify, name, broken)  # the name as quantify_nodes looks it up
     return original
 
 

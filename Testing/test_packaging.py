@@ -380,7 +380,7 @@ def runtime_files(repository=REPOSITORY):
     The module files (``AIAIF/*.py``), the whole ``AIAIFLib`` package (every file
     but caches and build files), the network weights with checksum, model card
     and training record (its input ranges feed the training-range warnings),
-    the icons and the panel files.
+    the icons, the sample data recipe and the panel files.
     """
     repository = Path(repository)
     files = {"AIAIF/AIAIF.py"}
@@ -391,7 +391,7 @@ def runtime_files(repository=REPOSITORY):
             files.add(path.relative_to(repository).as_posix())
     files.update("Resources/Models/" + name for name in ("aiaif_unet.npz", "aiaif_unet.sha256", "MODEL_CARD.md",
                                                                      "training.json"))
-    for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui"):
+    for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui", "Resources/SampleData/*"):
         files.update(path.relative_to(repository).as_posix() for path in repository.glob(pattern))
     return sorted(files)
 
@@ -619,6 +619,18 @@ def test_metadata_is_complete(metadata):
         assert variables.get(name, "").strip(), name + " is empty"
     assert variables["EXTENSION_CATEGORY"] == "Cardiac"
     assert variables["EXTENSION_DEPENDS"] == "NA"  # Sequences, Segmentations, SampleData... are core modules
+
+
+#: The oldest supported Slicer release: the module's start-up and every Slicer name it uses were
+#: checked from there on (Testing/SLICER_API.md).
+SUPPORTED_SLICER = "Slicer 5.8 and later"
+
+
+def test_supported_slicer_versions_are_stated_in_the_catalog_metadata_and_the_readme(metadata):
+    variables, _ = metadata
+    assert SUPPORTED_SLICER in variables["EXTENSION_DESCRIPTION"]
+    assert SUPPORTED_SLICER in (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    assert SUPPORTED_SLICER in (REPOSITORY / "Testing" / "SLICER_API.md").read_text(encoding="utf-8")
 
 
 def test_icon_and_screenshot_urls_name_files_in_the_repository(metadata):

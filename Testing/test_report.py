@@ -194,3 +194,23 @@ def test_quantification_report_input_errors(tmp_path, change, message):
         report.plot_quantification_report(str(tmp_path / "bad.png"), times, arguments["aif_curves"], mbf,
                                           arguments["myocardium_mask"], arguments["segment_mbf"],
                                           arguments["slice_levels"])
+
+
+@pytest.mark.parametrize("n_patients", [2, 6])
+def test_bland_altman_legend_leaves_the_limits_of_agreement_visible(n_patients):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(4)
+    reference = rng.uniform(0.8, 3.5, (n_patients, 16))
+    result = evaluation.analyse_mbf(reference, reference + rng.normal(0.0, 0.3, reference.shape))
+    figure = Figure(figsize=(4.6, 3.8), layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    report._bland_altman_panel(ax, result.per_segment, "Reference", "Test", "Per segment")
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y1 <= axes_box.y0  # below the plot: it covers no line and no point
+    limits = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_ydata())]
+    assert len(limits) == 2

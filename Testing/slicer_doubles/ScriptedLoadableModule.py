@@ -11,10 +11,9 @@ the parts a module's Logic and Test rely on, with the same behaviour:
   module name), creating it on first use -- on the real
   ``slicer.mrmlScene``;
 * ``ScriptedLoadableModuleTest`` is a ``unittest.TestCase`` whose
-  ``delayDisplay`` logs instead of showing a message box.
-
-``ScriptedLoadableModuleWidget`` exists so the module file imports; it is
-never instantiated here.
+  ``delayDisplay`` logs instead of showing a message box;
+* ``ScriptedLoadableModuleWidget`` holds the panel's parent and layout (see
+  ``slicer_doubles.build_panel``).
 """
 
 import importlib
@@ -60,10 +59,36 @@ class ScriptedLoadableModule:
 
 
 class ScriptedLoadableModuleWidget:
-    """Placeholder: a widget needs the application."""
+    """The base of a module panel, as in Slicer (the same at v5.8.1, v5.10.0 and the development head).
+
+    ``__init__`` keeps the parent panel and its layout and connects to the
+    module manager; ``setup`` adds the developer section only in developer
+    mode, which is off here, so it adds nothing.  The real class makes a
+    top-level parent when given none; the double needs one
+    (``widgets.ModulePanel``).
+    """
 
     def __init__(self, parent=None):
-        raise RuntimeError("ScriptedLoadableModuleWidget needs the Slicer application; it cannot be built in tests.")
+        super().__init__()
+        self.moduleName = self.__class__.__name__
+        if self.moduleName.endswith("Widget"):
+            self.moduleName = self.moduleName[:-len("Widget")]
+        self.developerMode = False
+        if parent is None:
+            raise RuntimeError("The ScriptedLoadableModuleWidget double needs a parent (slicer_doubles.widgets.ModulePanel).")
+        self.parent = parent
+        self.layout = self.parent.layout()
+        slicer.app.moduleManager().connect("moduleAboutToBeUnloaded(QString)", self._onModuleAboutToBeUnloaded)
+
+    def _onModuleAboutToBeUnloaded(self, moduleName):
+        if moduleName == self.moduleName:
+            self.cleanup()
+
+    def setup(self):
+        pass
+
+    def cleanup(self):
+        pass
 
 
 class ScriptedLoadableModuleLogic:

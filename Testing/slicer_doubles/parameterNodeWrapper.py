@@ -14,14 +14,22 @@ module's parameter node uses here:
   type (``""``, ``0.0``, ``0``, ``False``, ``None``) and are written into the
   node when it lacks the parameter.
 
-GUI connection needs Qt: ``connectGui`` / ``disconnectGui`` only hand out and
-forget tags.
+``connectGui(gui)`` binds the widgets of a panel (``slicer_doubles.widgets``)
+that name a parameter in their ``SlicerParameterName`` property, as
+``_connectGui`` in wrapper.py does (v5.8.1 to the development head): each
+shows its parameter's value at once and whenever the node is modified; a node
+selector also writes the node the user picks into the parameter
+(``qMRMLNodeComboBoxToNodeConnector``, guiConnectors.py).  The other widgets
+only show their parameter (the tests do not edit them).
+``disconnectGui(tag)`` undoes it.  ``StartModify``, ``EndModify``,
+``AddObserver`` and ``RemoveObserver`` go to the node, as the real wrapper's do.
 """
 
 import enum
 import typing
 
 import slicer
+import vtk
 
 __all__ = ["parameterNodeWrapper", "WithinRange", "Choice", "Minimum", "Maximum", "Default"]
 
@@ -133,6 +141,20 @@ class _Field:
 _MISSING = object()
 
 
+def _show(widget, field, value):
+    """Show a parameter's value in a widget double, as the GUI connector of its kind writes it."""
+    if field.node_classes:
+        widget.setCurrentNode(value)
+    elif isinstance(value, enum.Enum):
+        widget.currentText = getattr(value, "label", lambda: value.name)()
+    elif isinstance(value, bool):
+        widget.checked = value
+    elif widget.className == "QComboBox":
+        widget.currentText = str(value)
+    else:
+        widget.value = value
+
+
 def _reference_roles(node):
     roles = []
     node.GetNodeReferenceRoles(roles)
@@ -171,13 +193,60 @@ def parameterNodeWrapper(classtype):
         return Default(fields[name].default)
 
     def connectGui(self, gui):
-        return object()
+        widgets = {widget.property("SlicerParameterName"): widget for widget in vars(gui).values()
+                   if widget.property("SlicerParameterName")}
+        state = {"updating": False}
+
+        def show_parameters(caller=None, event=None):
+            if state["updating"]:
+                return
+            state["updating"] = True
+            try:
+                for name, widget in widgets.items():
+                    _show(widget, fields[name], getattr(self, name))
+            finally:
+                state["updating"] = False
+
+        def picked(name, widget):
+            def write(*ignored):
+                if not state["updating"]:
+                    setattr(self, name, widget.currentNode())
+            return write
+
+        for name, widget in widgets.items():
+            if name not in fields:
+                raise ValueError("Cannot find a param with the given name: {}".format(name))
+            if fields[name].node_classes:
+                widget.nodeTypes = [cls.__name__ for cls in fields[name].node_classes]
+                widget.connect("currentNodeChanged(vtkMRMLNode*)", picked(name, widget))
+        show_parameters()
+        tag = self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, show_parameters)
+        return (tag, list(widgets.values()))
 
     def disconnectGui(self, tag):
-        pass
+        if tag is None:
+            return
+        observer, widgets = tag
+        self.parameterNode.RemoveObserver(observer)
+        for widget in widgets:
+            widget._slots.pop("currentNodeChanged(vtkMRMLNode*)", None)
+
+    # The wrapper forwards these to its node (_processClass in wrapper.py, v5.8.1 to the development head).
+    def StartModify(self):
+        return self.parameterNode.StartModify()
+
+    def EndModify(self, wasModified):
+        return self.parameterNode.EndModify(wasModified)
+
+    def AddObserver(self, event, callback, priority=0.0):
+        return self.parameterNode.AddObserver(event, callback, priority)
+
+    def RemoveObserver(self, tag):
+        return self.parameterNode.RemoveObserver(tag)
 
     namespace = {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__,
                  "getValue": getValue, "setValue": setValue, "default": default, "connectGui": connectGui,
-                 "disconnectGui": disconnectGui, "allParameters": dict(fields), "__doc__": classtype.__doc__,
+                 "disconnectGui": disconnectGui, "StartModify": StartModify, "EndModify": EndModify,
+                 "AddObserver": AddObserver, "RemoveObserver": RemoveObserver, "allParameters": dict(fields), "__doc__": classtype.__doc__,
                  "__module__": classtype.__module__}
     return type(classtype.__name__, (), namespace)
