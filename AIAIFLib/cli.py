@@ -223,8 +223,8 @@ def _add_quantify_parser(commands):
     _add_output_options(quantify)
     quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="T",
                           help="field strength in tesla: 3 (default) or 1.5; any other value only with --t1-blood-s "
-                               "(and --t1-myocardium-s for --tissue-conversion model), which replace the "
-                               "field strength's T1 defaults")
+                               "(and --t1-myocardium-s for --tissue-conversion model with --aif saturated), which "
+                               "replace the field strength's T1 defaults")
     quantify.add_argument("--aif", default="ai", metavar="{ai,saturated,PATH.csv}",
                           help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
@@ -238,7 +238,9 @@ def _add_quantify_parser(commands):
                           help="native T1 of blood in s (default by field strength: 1.736 s at 3 T, 1.435 s "
                                "at 1.5 T)")
     quantify.add_argument("--t1-myocardium-s", type=_positive_float, metavar="S",
-                          help="native T1 of myocardium in s, for --tissue-conversion model")
+                          help="native T1 of myocardium in s (default by field strength); the model conversion "
+                               "checks the myocardium's pre-contrast signal against it, and uses it only with "
+                               "--aif saturated")
     quantify.add_argument("--r1", type=_positive_float, metavar="PER_S_PER_MM",
                           help="relaxivity in 1/s/mM (default {})".format(K.R1_RELAXIVITY_PER_S_PER_MM))
     quantify.add_argument("--saturation-time-s", type=_positive_float, metavar="S",
@@ -491,12 +493,15 @@ class TerminalProgress(object):
 
 def quantification_parameters(args):
     """``pipeline.QuantificationParameters`` from the ``quantify`` arguments."""
+    from .acquisition import has_defaults
     from .aif import read_aif_csv
     from .pipeline import QuantificationParameters
 
-    if args.field_strength not in K.SUPPORTED_FIELD_STRENGTHS_T:
+    if not has_defaults(args.field_strength):
         missing = ["--t1-blood-s"] if args.t1_blood_s is None else []
-        if args.tissue_conversion == "model" and args.t1_myocardium_s is None:
+        # The model conversion anchors the myocardium on the blood pool and needs no native myocardial T1, except
+        # with the saturated AIF, where there is no blood-pool calibration (conversion.tissue_concentration_mM).
+        if args.tissue_conversion == "model" and args.aif == "saturated" and args.t1_myocardium_s is None:
             missing.append("--t1-myocardium-s")
         if missing:
             raise AIAIFInputError("--field-strength {:g} has no T1 defaults (they exist for 3 and 1.5 T); pass {} "

@@ -72,6 +72,9 @@ CONVERSION_METHODS = ("linear", "model")
 #: clipped; signals beyond the model's signal at this concentration are
 #: clipped to it and flagged.
 MODEL_MAX_CONCENTRATION_MM = 20.0
+#: Shortest native T1 the anchored inversion's table covers, s (project
+#: choice: below the native T1 of any tissue in the myocardium or blood).
+MIN_NATIVE_T1_S = 0.2
 #: Points of the monotone lookup table of the model inversion (project choice:
 #: enough that the interpolated start is within ~1e-6 and two Newton steps
 #: reach rounding error).
@@ -276,7 +279,155 @@ def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_R
     return conc, too_high | too_low
 
 
-def tissue_concentration_mM(signal, baseline, lv_baseline, acquisition, method="model", sequence=None):
+def anchored_concentration_mM(signal, baseline, scale, r1_per_s_per_mM, sequence):
+    """Concentration from the sequence model with a signal scale given from outside (the blood-pool anchor).
+
+    Each curve's signal divided by its ``scale`` (M0 x coil gain x
+    sin(flip angle)) is a normalised signal ``u``; both ``u(t)`` and the
+    pre-contrast ``u0`` are inverted to R1 (``r1_from_normalised_signal``) and
+    ``C = (R1(u(t)) - R1(u0)) / r1``.  The native R1 is thus the one the
+    pre-contrast signal implies, not an assumed T1, and a saturation
+    efficiency error, which moves the model's pre-contrast signal a lot but
+    its enhanced signal little, cancels to first order in the difference:
+    for centric ordering ``R1(u) - R1(u0) = -ln((1 - u) / (1 - u0)) / TS``
+    whatever the efficiency.  What remains is the scale: a 5 % error in it is
+    about a 5 % error in concentration.
+
+    Parameters
+    ----------
+    signal : array_like, shape (..., n_frames)
+        Signal curves (signal units), time on the last axis.
+    baseline : array_like, shape (...)
+        Pre-contrast signal of each curve, positive.
+    scale : array_like, shape (...)
+        Signal scale of each curve (signal units), positive.
+    r1_per_s_per_mM : float
+        Relaxivity, 1/s/mM.
+    sequence : SequenceParameters
+        The readout (e.g. the blood-pool calibration's).
+
+    Returns
+    -------
+    conc_mM : numpy.ndarray, shape (..., n_frames)
+        Concentration, mM (NaN where the signal is NaN).
+    clipped_mask : numpy.ndarray of bool, shape (..., n_frames)
+        Frames whose normalised signal lay outside the model's range.
+    native_t1_s : numpy.ndarray, shape (...)
+        The native T1 each curve's pre-contrast signal implies, s (inf where
+        it lies at or below the model's signal at R1 = 0).
+    """
+    signal, baseline = _signal_and_baseline(signal, baseline)
+    r1 = _positive_number(r1_per_s_per_mM, "relaxivity r1 (1/s/mM)", "give the contrast agent's r1")
+    scale = np.asarray(scale, dtype=float)
+    if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
+        raise AIAIFInputError("The signal scale must be positive for every curve; check the blood-pool calibration.")
+    r1_max = 1.0 / MIN_NATIVE_T1_S + r1 * MODEL_MAX_CONCENTRATION_MM
+    r1_frames, below, above = r1_from_normalised_signal(signal / scale[..., None], sequence, r1_max)
+    r1_native, _, _ = r1_from_normalised_signal(baseline / scale, sequence, r1_max)
+    conc = (r1_frames - r1_native[..., None]) / r1
+    conc = np.where(np.isnan(signal), np.nan, conc)
+    with np.errstate(divide="ignore"):
+        native_t1 = 1.0 / r1_native
+    return conc, (below | above) & ~np.isnan(signal), native_t1
+
+
+def tissue_scale(baseline, slice_index, row, column, blood_scale,
+                 proton_density_ratio=K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY):
+    """Signal scale of each myocardial pixel from the blood pool's, for ``anchored_concentration_mM``.
+
+    ``scale = proton_density_ratio * blood_scale * shading``: the blood's
+    M0 x coil gain, the myocardium's lower proton density, and the receive
+    coil's smooth shading across the heart.  The shading is a plane fitted
+    to the pixels' pre-contrast signals in each slice (the myocardium's
+    native T1 is the same everywhere, so its pre-contrast signal follows the
+    coil), divided by its mean over every pixel: the mean coil gain over the
+    myocardium is taken as that over the blood pool it surrounds.  A plane,
+    not each pixel's own baseline, so that noise, partial volume and
+    epicardial fat do not set a pixel's scale.
+
+    Parameters
+    ----------
+    baseline : array_like, shape (n_pixels,)
+        Pre-contrast signal of each pixel.
+    slice_index, row, column : array_like of int, shape (n_pixels,)
+        Voxel index (k, j, i) of each pixel.
+    blood_scale : float
+        ``BloodCalibration.blood_scale``.
+    proton_density_ratio : float, optional
+        Myocardium-to-blood proton density (``constants``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_pixels,)
+        Signal scale of each pixel (signal units).
+    """
+    baseline = np.asarray(baseline, dtype=float)
+    k, j, i = (np.asarray(values) for values in (slice_index, row, column))
+    shading = np.ones(baseline.shape)
+    for level in np.unique(k):
+        members = k == level
+        design = np.column_stack([np.ones(np.count_nonzero(members)), j[members], i[members]])
+        usable = np.isfinite(baseline[members])
+        if np.count_nonzero(usable) < 3 * design.shape[1]:
+            shading[members] = np.nanmean(baseline[members])
+            continue
+        coefficients = np.linalg.lstsq(design[usable], baseline[members][usable], rcond=None)[0]
+        shading[members] = design @ coefficients
+    shading = np.maximum(shading, 1e-12 * np.nanmax(np.abs(shading)))
+    return proton_density_ratio * float(blood_scale) * shading / np.mean(shading)
+
+
+#: Implied over expected native myocardial T1 outside this range makes the
+#: anchor check warn (project choice: on the project's phantoms the implied T1
+#: lies within 5 % of the true one; a model whose pre-contrast signal differs,
+#: e.g. from saturation history across heartbeats, shows 30 % and more).
+ANCHOR_T1_RATIO_RANGE = (0.75, 1.33)
+
+
+def anchor_check(baseline, scale, acquisition, sequence):
+    """Cross-check of the blood-pool anchor: the native T1 the myocardium's pre-contrast signal implies.
+
+    With the scale carried over from the blood pool, the sequence model maps
+    each pixel's pre-contrast signal to a native T1.  It should be near the
+    expected native myocardial T1; when it is not, the tissue's pre-contrast
+    signal does not follow the model (e.g. saturation history across
+    heartbeats, or an inflow-biased blood calibration), and the summary says
+    so.  The concentrations do not use it.
+
+    Parameters
+    ----------
+    baseline, scale : array_like, shape (n_pixels,)
+        Pre-contrast signal and anchored scale of each pixel.
+    acquisition : acquisition.Acquisition
+        Gives the expected native myocardial T1 (None: no comparison).
+    sequence : SequenceParameters
+        The readout used.
+
+    Returns
+    -------
+    dict
+        ``implied_native_t1_s`` (median over pixels), ``expected_native_t1_s``,
+        ``proton_density_ratio`` and ``warning`` (a sentence or None).
+    """
+    r1_max = 1.0 / MIN_NATIVE_T1_S
+    r1_native, _, _ = r1_from_normalised_signal(np.asarray(baseline, float) / np.asarray(scale, float), sequence,
+                                                r1_max)
+    implied = float(1.0 / max(np.median(r1_native), 1e-12))
+    expected = acquisition.t1_myocardium_s
+    expected = None if expected is None or np.ndim(expected) else float(expected)
+    warning = None
+    if expected is not None and not ANCHOR_T1_RATIO_RANGE[0] <= implied / expected <= ANCHOR_T1_RATIO_RANGE[1]:
+        warning = ("The myocardium's pre-contrast signal implies a native T1 of {:.2f} s against the expected {:.2f} s: "
+                   "it does not follow the sequence model (saturation history, an imperfect saturation pulse or an "
+                   "inflow-biased blood calibration), so the tissue concentrations rest on the blood-pool scale and "
+                   "a myocardium-to-blood proton density of {:.2f}.".format(
+                       implied, expected, K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY))
+    return {"implied_native_t1_s": implied, "expected_native_t1_s": expected,
+            "proton_density_ratio": K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY, "warning": warning}
+
+
+def tissue_concentration_mM(signal, baseline, lv_baseline, acquisition, method="model", sequence=None,
+                            scale=None):
     """Myocardial tissue concentration by the chosen conversion, the pipeline's one entry point.
 
     Parameters
@@ -298,6 +449,12 @@ def tissue_concentration_mM(signal, baseline, lv_baseline, acquisition, method="
     sequence : sequence.SequenceParameters, optional
         The readout to invert (``model``), e.g. the blood-pool calibration's;
         default ``acquisition.sequence``.
+    scale : array_like, shape (...), optional
+        Signal scale of each curve (``model``): the blood-pool anchor of
+        ``tissue_scale``, used by ``anchored_concentration_mM``.  Without it
+        the scale comes from each curve's pre-contrast signal at the native
+        myocardial T1 (``model_concentration_mM``), which depends strongly on
+        the saturation efficiency.
 
     Returns
     -------
@@ -321,8 +478,12 @@ def tissue_concentration_mM(signal, baseline, lv_baseline, acquisition, method="
         conc = linear_concentration_mM(signal, baseline, lv_baseline, acquisition.t1_blood(),
                                        acquisition.r1_per_s_per_mM)
         return conc, np.zeros(conc.shape, dtype=bool)
+    sequence = acquisition.sequence if sequence is None else sequence
+    if scale is not None:
+        conc, clipped, _ = anchored_concentration_mM(signal, baseline, scale, acquisition.r1_per_s_per_mM, sequence)
+        return conc, clipped
     return model_concentration_mM(signal, baseline, acquisition.t1_myocardium(), acquisition.r1_per_s_per_mM,
-                                  acquisition.sequence if sequence is None else sequence)
+                                  sequence)
 
 
 def aif_concentration_mM(signal, baseline, acquisition):
@@ -402,6 +563,13 @@ class BloodCalibration:
         k-space ordering of the chosen fit ('centric' or 'linear').
     saturation_efficiency, flip_angle_deg : float
         Fitted values of the chosen fit.
+    blood_scale : float
+        The blood pool's signal scale (signal units per unit of the
+        normalised signal, i.e. M0 x coil gain x sin(flip angle) of the LV
+        blood): the least-squares factor between the measured blood signal
+        and the calibrated model over the fitted frames, which enhanced
+        frames dominate, so that it hardly depends on the saturation
+        efficiency (``tissue_scale`` carries it to the myocardium).
     rms_ratio_residual : float
         RMS residual of the fitted blood signal ratio S(t)/S(0).
     relative_residual : float
@@ -419,6 +587,7 @@ class BloodCalibration:
     readout_ordering: str
     saturation_efficiency: float
     flip_angle_deg: float
+    blood_scale: float
     rms_ratio_residual: float
     relative_residual: float
     at_bound: tuple
@@ -429,7 +598,7 @@ class BloodCalibration:
         """JSON-ready record for ``summary.json``."""
         return {"used": self.used, "readout_ordering": self.readout_ordering,
                 "saturation_efficiency": self.saturation_efficiency, "flip_angle_deg": self.flip_angle_deg,
-                "rms_ratio_residual": self.rms_ratio_residual, "relative_residual": self.relative_residual,
+                "blood_scale": self.blood_scale, "rms_ratio_residual": self.rms_ratio_residual, "relative_residual": self.relative_residual,
                 "at_bound": list(self.at_bound), "candidates": [dict(c) for c in self.candidates]}
 
 
@@ -569,9 +738,12 @@ def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, acquisitio
                         "of the enhancement); the tissue conversion may be biased: check the AIF and the LV "
                         "blood-pool ROI.".format(100.0 * relative))
     candidates = tuple({key: value for key, value in fit.items() if not key.startswith("_")} for fit in fits)
+    model = chosen["_sequence"].normalised_signal(r1_blood)
+    blood_scale = float(np.dot(signal[use], model) / np.dot(model, model))
     return BloodCalibration(
         sequence=chosen["_sequence"], used=bool(usable),
         readout_ordering=chosen["readout_ordering"], saturation_efficiency=chosen["saturation_efficiency"],
-        flip_angle_deg=chosen["flip_angle_deg"], rms_ratio_residual=chosen["rms_ratio_residual"],
+        flip_angle_deg=chosen["flip_angle_deg"], blood_scale=blood_scale,
+        rms_ratio_residual=chosen["rms_ratio_residual"],
         relative_residual=float(relative), at_bound=tuple(chosen["at_bound"]), candidates=candidates,
         warnings=tuple(warnings))

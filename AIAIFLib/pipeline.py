@@ -391,8 +391,13 @@ def quantify_study(study, parameters=None, progress=None):
     myocardium = study.myocardium_mask
     pixel_signal = np.moveaxis(study.frames[:, myocardium], 0, -1)  # (n_pixels, n_frames)
     pixel_baseline = pixel_signal[:, :arrival].mean(axis=1)
+    scale = anchor = None
+    if calibration is not None:
+        # The myocardium's signal scale from the blood pool's (blood-pool anchor, see conversion).
+        scale = conversion.tissue_scale(pixel_baseline, *np.nonzero(myocardium), calibration.blood_scale)
+        anchor = conversion.anchor_check(pixel_baseline, scale, acquisition, acquisition.sequence)
     tissue_mM, clipped = conversion.tissue_concentration_mM(pixel_signal, pixel_baseline, lv_baseline, acquisition,
-                                                            method=parameters.tissue_conversion)
+                                                            method=parameters.tissue_conversion, scale=scale)
     lap("conversion_s")
 
     fit_end_s = deconvolution.first_pass_end_s(times, aif_mM)
@@ -426,7 +431,7 @@ def quantify_study(study, parameters=None, progress=None):
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
                   "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
-                       segment_table, territories, mbf, timings, acquisition, external, calibration,
+                       segment_table, territories, mbf, timings, acquisition, external, calibration, anchor,
                        aif_warnings)
     _report(progress, 1.0, "Done")
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
@@ -522,15 +527,18 @@ def _bound_warnings(fit, segment_table):
 
 
 def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
-             territories, mbf, timings, acquisition, external, calibration, aif_warnings=()):
+             territories, mbf, timings, acquisition, external, calibration, anchor, aif_warnings=()):
     """The JSON-ready account of one quantification (``summary.json``).
 
     ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
     of ``network.training_range_warnings``) first, then those of the
-    blood-pool calibration and of the fit.  ``parameters.acquisition`` gives
-    every physical parameter with its source (option, header, default or
-    calibrated); ``parameters.calibration`` the blood-pool calibration's
-    fitted values, residual and bound state (None when it did not run).
+    blood-pool calibration, its anchor check and of the fit.
+    ``parameters.acquisition`` gives every physical parameter with its source
+    (option, header, default or calibrated); ``parameters.calibration`` the
+    blood-pool calibration's fitted values, signal scale, residual and bound
+    state, and ``parameters.tissue_anchor`` the native myocardial T1 the
+    anchored scale implies against the expected one (both None when the
+    calibration did not run).
     """
     from . import __version__
 
@@ -540,6 +548,8 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
     warnings = list(aif_warnings)
     if calibration is not None:
         warnings.extend(calibration.warnings)
+    if anchor is not None and anchor["warning"]:
+        warnings.append(anchor["warning"])
     if parameters.aif_mode == "saturated":
         warnings.append("The AIF is the uncorrected, saturated blood-pool signal, which underestimates the "
                         "arterial concentration and so overestimates MBF; use these results for comparison only.")
@@ -571,6 +581,8 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
             "weights_path": parameters.weights_path,
             "acquisition": acquisition.summary(),
             "calibration": None if calibration is None else calibration.summary(),
+            "tissue_anchor": None if anchor is None else {key: value for key, value in anchor.items()
+                                                          if key != "warning"},
         },
         "aif": {
             "arrival_frame": arrival,

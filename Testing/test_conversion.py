@@ -264,3 +264,62 @@ def test_a_given_saturation_efficiency_is_held():
 def test_blood_pool_calibration_rejects_mismatched_curves():
     with pytest.raises(AIAIFInputError, match="same frames"):
         conversion.calibrate_sequence_on_blood(np.ones(10), 1.0, np.zeros(9), acquisition())
+
+
+# --- the blood-pool anchor --------------------------------------------------------------------------
+
+def test_the_anchored_conversion_is_exact_and_ignores_the_saturation_efficiency():
+    true_sequence = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.99)
+    t1 = 1.25
+    signal = 420.0 * true_sequence.normalised_signal(1.0 / t1 + R1 * TISSUE_CONC)
+    conc, clipped, native_t1 = conversion.anchored_concentration_mM(signal, signal[0], 420.0, R1, true_sequence)
+    np.testing.assert_allclose(conc, TISSUE_CONC, atol=1e-9)
+    assert native_t1 == pytest.approx(t1, rel=1e-9) and not clipped.any()
+    # A blood calibration 0.04 off in efficiency: the anchored conversion barely moves, the baseline-anchored one
+    # (scale from the pre-contrast signal at the native T1) is far off.
+    wrong = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.95)
+    anchored, _, _ = conversion.anchored_concentration_mM(signal, signal[0], 420.0, R1, wrong)
+    baseline_anchored, _ = model_concentration_mM(signal, signal[0], t1, R1, wrong)
+    peak = TISSUE_CONC.argmax()
+    assert abs(anchored[peak] / TISSUE_CONC[peak] - 1.0) < 0.01
+    assert abs(baseline_anchored[peak] / TISSUE_CONC[peak] - 1.0) > 0.5
+
+
+def test_the_anchored_scale_error_is_about_the_concentration_error():
+    sequence = SequenceParameters()
+    signal = 300.0 * sequence.normalised_signal(1.0 / 1.2 + R1 * TISSUE_CONC)
+    conc, _, _ = conversion.anchored_concentration_mM(signal, signal[0], 300.0 / 1.05, R1, sequence)
+    ratio = conc[1:] / TISSUE_CONC[1:]
+    assert np.all((ratio > 1.04) & (ratio < 1.12))
+
+
+def test_the_tissue_scale_follows_a_smooth_coil_shading_and_the_proton_density():
+    rng = np.random.default_rng(4)
+    k = np.repeat([0, 1], 200)
+    j, i = rng.uniform(20, 60, 400), rng.uniform(20, 60, 400)
+    coil = 1.0 + 0.004 * (j - 40.0) - 0.002 * (i - 40.0) + 0.05 * k
+    baseline = 80.0 * coil * rng.normal(1.0, 0.05, 400)  # noisy pixels, smooth field
+    scale = conversion.tissue_scale(baseline, k, j, i, blood_scale=1000.0, proton_density_ratio=0.9)
+    np.testing.assert_allclose(scale / (900.0 * coil / coil.mean()), 1.0, atol=0.02)
+    assert np.mean(scale) == pytest.approx(900.0)
+
+
+def test_the_anchor_check_warns_when_the_pre_contrast_signal_does_not_follow_the_model():
+    sequence = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.97)
+    study = acquisition(t1_myocardium_s=1.2)
+    consistent = 300.0 * sequence.normalised_signal(1.0 / 1.2)
+    check = conversion.anchor_check(np.full(5, consistent), np.full(5, 300.0), study, sequence)
+    assert check["implied_native_t1_s"] == pytest.approx(1.2, rel=1e-6) and check["warning"] is None
+    # A baseline lowered by saturation history the model does not have: the implied T1 is far too long.
+    check = conversion.anchor_check(np.full(5, 0.6 * consistent), np.full(5, 300.0), study, sequence)
+    assert check["implied_native_t1_s"] > 1.33 * 1.2 and "does not follow the sequence model" in check["warning"]
+    assert conversion.anchor_check(np.full(5, consistent), np.full(5, 300.0), acquisition(7.0), sequence)[
+        "warning"] is None
+
+
+def test_the_calibration_gives_the_blood_signal_scale():
+    true_sequence = SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0)
+    blood, _ = blood_and_tissue(true_sequence)
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], CAL_AIF, acquisition(readout_ordering="linear"))
+    assert calibration.blood_scale == pytest.approx(700.0, rel=1e-4)
+    assert calibration.summary()["blood_scale"] == calibration.blood_scale
