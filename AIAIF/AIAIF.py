@@ -159,7 +159,8 @@ uncorrected it underestimates the AIF and overestimates MBF.</li>
 and coronary territory against the 1.35 mL/min/g ischaemia threshold.</li>
 </ol>
 Inputs: the 4D perfusion sequence, a segmentation with the segments "LV blood pool" and "Myocardium", and
-optionally the anterior RV insertion point of each slice. Sample data: Sample Data module, "AI-AIF" category.
+optionally the RV insertion points (without them the RV is found in the images). Sample data: Sample Data
+module, "AI-AIF" category.
 The network was trained on the project's physics simulator; read Resources/Models/MODEL_CARD.md before clinical
 research use. Not for diagnostic use.
 """)
@@ -297,7 +298,7 @@ class AIAIFParameterNode:
     perfusionSequence - 4D perfusion series (sequence of scalar volumes).
     segmentation - segmentation holding the LV blood pool and myocardium.
     bloodPoolSegmentId, myocardiumSegmentId - segment IDs; empty: the segments named "LV blood pool", "Myocardium".
-    rvInsertionPoints - optional anterior RV insertion point of each slice.
+    rvInsertionPoints - optional RV insertion points: anterior per slice, and inferior ones labelled "inferior".
     fieldStrength - 1.5 or 3.0 T (native T1 of blood and myocardium).
     t1Blood, r1 - optional overrides (s, 1/s/mM); 0 means "from the field strength".
     aifMode - AI-corrected, saturated (uncorrected) or external (externalAifTable).
@@ -689,7 +690,10 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         segmentationNode : vtkMRMLSegmentationNode
             Holds the LV blood pool and myocardium segments; not modified.
         rvInsertionNode : vtkMRMLMarkupsFiducialNode, optional
-            Anterior RV insertion point of each slice (AHA segment origin).
+            RV insertion points: the anterior one of a slice is its AHA
+            segment origin; one labelled "inferior" decides the septum side.
+            Without them the RV is found in the images; ``summary`` records
+            which rule decided each slice.
         fieldStrength : float
             1.5 or 3.0, T.
         aifMode : str

@@ -229,7 +229,10 @@ def _add_quantify_parser(commands):
                           help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
     quantify.add_argument("--rv-insertion", metavar="PATH.mrk.json",
-                          help="Slicer point list with the anterior RV insertion point of each slice")
+                          help="optional Slicer point list of RV insertion points: per slice the anterior one (the "
+                               "AHA segments start there) and, labelled 'inferior', the inferior one (it decides "
+                               "the septum side). Without points the RV is found in the images (the early-"
+                               "enhancing cavity beside the LV); summary.json says which rule decided")
     quantify.add_argument("--tissue-conversion", choices=TISSUE_CONVERSIONS, default=TISSUE_CONVERSIONS[0],
                           help="myocardial signal to concentration: 'model' (default: inverts the "
                                "saturation-recovery signal equation, calibrated on the LV blood pool) or 'linear' "

@@ -34,10 +34,13 @@ class PerfusionStudy:
     myocardium_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
         Myocardium ROI on the frame grid.
     rv_insertion_ras : numpy.ndarray, shape (n_points, 3), optional
-        Anterior RV insertion points, RAS mm (one per slice).
+        RV insertion points, RAS mm: per slice at most one anterior and one
+        inferior point.  Without them the orientation comes from the RV in
+        the images (``segments``, ``orientation``).
     rv_insertion_labels : tuple of str, optional
-        Label of each RV insertion point (may name the slice level, e.g.
-        ``"RV insertion anterior basal"``).
+        Label of each RV insertion point: "inferior" in it marks an inferior
+        point; it may name the slice level, e.g.
+        ``"RV insertion anterior basal"``.
     source : dict
         Where the data came from (file paths, node names), for the summary.
     header : dict
@@ -309,10 +312,12 @@ def quantify_study(study, parameters=None, progress=None):
 
     Steps: AIF from the LV blood pool (mean of its brightest quarter of
     pixels, ``aif.extract_aif_signal``); contrast arrival and the pre-contrast
-    frames; AIF correction by the network (``aif_mode="ai"``), none
+    frames; the RV in the images (``orientation.find_rv``) and the AHA
+    segments (``segments.aha_segment_map``: the RV insertion points are
+    optional); AIF correction by the network (``aif_mode="ai"``), none
     (``"saturated"``) or the user's AIF (``"external"``); AIF to mM by the
     paper's linear conversion; myocardium to mM (``tissue_conversion``);
-    batched Fermi deconvolution over the first pass; AHA segments,
+    batched Fermi deconvolution over the first pass; segment MBF,
     territories and diagnosis at the threshold.
 
     Parameters
@@ -335,7 +340,7 @@ def quantify_study(study, parameters=None, progress=None):
         beside the weights used).
     """
     from . import aif as aif_module
-    from . import conversion, deconvolution, mbf_map, segments
+    from . import conversion, deconvolution, mbf_map, orientation, segments
 
     parameters = parameters or QuantificationParameters()
     validate_parameters(parameters)
@@ -352,18 +357,23 @@ def quantify_study(study, parameters=None, progress=None):
     study = validate_study(study)
     times = study.frame_times_s
     acquisition = parameters.acquisition(study.header)
-    labelling = segments.aha_segment_map(study.myocardium_mask, study.blood_pool_mask, study.ijk_to_ras,
-                                         study.rv_insertion_ras, study.rv_insertion_labels,
-                                         slice_levels=parameters.slice_levels,
-                                         septum_direction=parameters.septum_direction)
-    lap("segments_s")
-
-    _report(progress, 0.05, "Extracting the AIF")
+    _report(progress, 0.02, "Extracting the AIF")
     saturated = aif_module.extract_aif_signal(study.frames, study.blood_pool_mask)
     arrival = int(aif_module.detect_arrival_index(times, saturated)[0])
     if arrival < 1:
         raise AIAIFInputError("Contrast arrives in the first frame, so there is no pre-contrast signal; include "
                               "the frames before the bolus.")
+    _report(progress, 0.03, "Finding the RV and the septum")
+    image_rv = orientation.find_rv(study.frames, times, study.blood_pool_mask, study.myocardium_mask,
+                                   study.ijk_to_ras, lv_signal=saturated, lv_arrival_index=arrival)
+    lap("orientation_s")
+    labelling = segments.aha_segment_map(study.myocardium_mask, study.blood_pool_mask, study.ijk_to_ras,
+                                         study.rv_insertion_ras, study.rv_insertion_labels,
+                                         slice_levels=parameters.slice_levels,
+                                         septum_direction=parameters.septum_direction, image_rv=image_rv)
+    lap("segments_s")
+
+    _report(progress, 0.05, "Correcting the AIF")
     lv_baseline = saturated[:arrival].mean()
     saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, acquisition)
     external = None
@@ -532,7 +542,8 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
 
     ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
     of ``network.training_range_warnings``) first, then those of the
-    blood-pool calibration, its anchor check and of the fit.
+    blood-pool calibration, its anchor check and of the fit, then those of
+    the orientation of the segments (``rules_used``).
     ``parameters.acquisition`` gives every physical parameter with its source
     (option, header, default or calibrated); ``parameters.calibration`` the
     blood-pool calibration's fitted values, signal scale, residual and bound
@@ -560,6 +571,7 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
     if external and external["frames_outside_time_range"]:
         warnings.append("{} perfusion frames lie outside the external AIF's time range and use its first or last "
                         "value; check that both share one clock.".format(external["frames_outside_time_range"]))
+    warnings.extend(labelling.rules_used["warnings"])
     ischaemic = [name for name, flag in zip(territories["territory"], territories["ischemic"]) if flag]
     return {
         "software": {"name": "AI-AIF", "version": __version__},

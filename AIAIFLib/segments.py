@@ -2,11 +2,14 @@
 
 Every myocardial voxel of a short-axis stack (masks indexed ``[k, j, i]``)
 gets an AHA segment 1-16 [Cerqueira2002] from the myocardium and LV
-blood-pool masks, the voxel-to-RAS matrix and one anterior RV insertion point
-per slice.  All geometry is done in patient coordinates (RAS, mm: +x towards
-the patient's right, +y anterior, +z superior), so neither the storage order
-of the slices nor a flipped or permuted image axis changes the answer, as long
-as ``ijk_to_ras`` records it.
+blood-pool masks, the voxel-to-RAS matrix and the orientation of each slice:
+where the anterior RV insertion point is and on which side of it the septum
+lies.  The orientation comes from the user's RV insertion points, the RV
+found in the images (``orientation.find_rv``) and the slice levels, combined
+by ``orientation.decide_orientation``.  All geometry is done in patient
+coordinates (RAS, mm: +x towards the patient's right, +y anterior, +z
+superior), so neither the storage order of the slices nor a flipped or
+permuted image axis changes the answer, as long as ``ijk_to_ras`` records it.
 
 Rules
 -----
@@ -16,8 +19,8 @@ Slices
 Slice level (basal, mid, apical), first rule that applies:
 
     1. ``slice_levels``: one level per stored slice, given by the caller.
-    2. RV point labels: when every segmented slice holds an RV point whose
-       label names exactly one level (case-insensitive words ``basal``/``base``,
+    2. RV point labels: when the labels of the RV points in every segmented
+       slice name exactly one level (case-insensitive words ``basal``/``base``,
        ``mid``/``middle``/``midventricular``, ``apical``/``apex``), that level.
     3. LV cavity size and position: the segmented slices are ordered by their
        position along the slice normal; the end of the stack towards which the
@@ -31,46 +34,53 @@ Slice level (basal, mid, apical), first rule that applies:
 
     Levels from rules 1 and 2 must be monotone in space (no ``mid`` beyond the
     ``apical`` slice), otherwise an error is raised.
-RV insertion points
-    Each point belongs to the stored slice whose plane is nearest, if it lies
+RV insertion points (optional)
+    A point whose label contains "inferior" (case-insensitive) is an inferior
+    RV insertion point, any other an anterior one (``rv_point_kinds``).  Each
+    point belongs to the stored slice whose plane is nearest, if it lies
     within half a slice spacing of it (continuous slice index in
-    ``[-0.5, n_slices - 0.5]``); a point outside every slice, or two points in
-    one slice, is an error.  A segmented slice without a point uses the
-    in-plane direction (LV centre to point) of the nearest slice that has one,
-    i.e. the insertion angle is taken as constant along the stack.  Points in
-    slices without myocardium are ignored.
+    ``[-0.5, n_slices - 0.5]``); a point outside every slice, or two points of
+    one kind in one slice, is an error.  Points in slices without myocardium
+    are ignored.
+Orientation (``orientation.decide_orientation``; its docstring has the details)
+    The septum side, one for the stack, first rule that applies: the
+    caller's ``septum_direction``; the inferior RV insertion points (the
+    short turn from the anterior to the inferior point); the RV found in the
+    images (``image_rv``: the septum faces it); the handedness rule below.
+    The rules after the deciding one are cross-checks, reported in
+    ``rules_used["warnings"]`` when they disagree.  The insertion point of a
+    slice: the user's anterior point; else the end of the RV's contact arc
+    found in that slice's images; else the in-plane direction of the nearest
+    slice that has one (the insertion angle taken as constant along the
+    stack).  Which rule decided, with a 0-1 confidence, is recorded per slice
+    in ``rules_used``.
 Angle
     For each slice, the angle of every myocardial voxel centre around the
     centroid of that slice's LV blood pool, in the slice plane, measured from
     the direction of the anterior RV insertion point, positive towards the
     septum, degrees in [0, 360).
-Septum side (which way "positive" turns)
+Handedness rule (the septum side from the geometry)
     AHA segments run anterior -> septal -> inferior -> lateral
     counter-clockwise when viewed from the apex [Cerqueira2002], i.e. as a
-    right-handed rotation about the base-to-apex axis.  That axis is taken,
-    first rule that applies:
-
-    1. ``septum_direction="clockwise"`` or ``"counterclockwise"``: the turn
-       from the anterior insertion point through the septum as the stored
-       slice is displayed with column index i to the right and row index j
-       downwards (e.g. ``matplotlib.pyplot.imshow(mask[k])``).
-    2. The slice levels: the slice normal oriented from the basal towards the
-       apical slices.
-    3. Patient anatomy (when all segmented slices share one level, e.g. a
-       single slice): the slice normal oriented towards the patient's left,
-       anterior and inferior (``TYPICAL_APEX_DIRECTION_RAS``), where the apex
-       of a normally placed heart points; an error when the slice normal is
-       too oblique to that direction to tell (``MIN_APEX_PRIOR_COSINE``).
-
-    Under rule 2 a base-to-apex axis pointing away from the typical apex
-    direction (possible with dextrocardia, or wrong levels) is accepted but
-    noted in ``rules_used["warnings"]``.
+    right-handed rotation about the base-to-apex axis.  That axis is taken
+    from the slice levels (the slice normal oriented from the basal towards
+    the apical slices) or, when all segmented slices share one level (e.g. a
+    single slice), from patient anatomy: the slice normal oriented towards
+    the patient's left, anterior and inferior
+    (``TYPICAL_APEX_DIRECTION_RAS``), where the apex of a normally placed
+    heart points; it cannot speak when the slice normal is too oblique to
+    that direction (``MIN_APEX_PRIOR_COSINE``).  A reversed slice axis in the
+    stored geometry, or a mirrored heart (dextrocardia), turns it the wrong
+    way, which the RV in the images catches; a base-to-apex axis pointing
+    away from the typical apex direction is noted in the warnings.
 Sectors (shared/PHYSICS.md, after [Cerqueira2002])
-    With one insertion point the septum spans ``SEPTUM_SPAN_DEG`` = 120
-    degrees from it.  Basal and mid slices: six 60-degree sectors starting at
-    the anterior insertion point: 2|8 anteroseptal [0, 60), 3|9 inferoseptal
-    [60, 120), 4|10 inferior [120, 180), 5|11 inferolateral [180, 240),
-    6|12 anterolateral [240, 300), 1|7 anterior [300, 360).  Apical slice:
+    The angle origin is the anterior insertion point, also when an inferior
+    point is given (it decides the septum side); the septum spans
+    ``SEPTUM_SPAN_DEG`` = 120 degrees from it.  Basal and mid slices: six
+    60-degree sectors starting at the anterior insertion point: 2|8
+    anteroseptal [0, 60), 3|9 inferoseptal [60, 120), 4|10 inferior
+    [120, 180), 5|11 inferolateral [180, 240), 6|12 anterolateral
+    [240, 300), 1|7 anterior [300, 360).  Apical slice:
     four 90-degree sectors with the septal one centred on mid-septum (60
     degrees), i.e. starting 15 degrees past the insertion point: 14 septal
     [15, 105), 15 inferior [105, 195), 16 lateral [195, 285), 13 anterior
@@ -102,7 +112,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import constants as K
-from . import evaluation
+from . import evaluation, orientation
 from .errors import AIAIFInputError
 
 #: Angular span of the septum from the anterior RV insertion point, degrees:
@@ -186,16 +196,26 @@ class AHASegmentation:
         insertion point through the septum as the stored slices are displayed
         with column i to the right and row j downwards.
     base_to_apex_ras : numpy.ndarray, shape (3,)
-        Unit slice normal pointing from base to apex (RAS); anterior to septum
-        is a right-handed turn about it.
+        Unit slice normal about which anterior to septum is a right-handed
+        turn (RAS): from base to apex in a normally placed heart (for a
+        mirrored one, or a geometry with a reversed slice axis, it points
+        from apex to base).
     lv_centres_ras : numpy.ndarray, shape (n_slices, 3)
         Centroid of each slice's LV blood pool, RAS mm (NaN without myocardium).
     rv_point_used : tuple
         Index of the RV insertion point each slice's angles start from (its
-        own, or the nearest slice's), None for a slice without myocardium.
+        own, or the nearest slice's); None for a slice without myocardium or
+        one whose origin the images gave.
+    insertion_ras : numpy.ndarray, shape (n_slices, 3)
+        The anterior RV insertion point each slice's angles start from,
+        projected into the slice plane, RAS mm (NaN without myocardium).
     rules_used : dict
         JSON-ready account: ``"slice_levels"``, ``"septum_direction"`` and
-        ``"rv_insertion"`` (one sentence each) and ``"warnings"`` (list of str).
+        ``"rv_insertion"`` (one sentence each); ``"septum_side"`` (``rule``
+        and ``confidence``); ``"slices"``, per segmented slice the rule and
+        confidence of its insertion point, its level and the RV found in its
+        images (``orientation.Orientation.slices``); ``"warnings"`` (list of
+        str).
     """
 
     labels: np.ndarray
@@ -205,6 +225,7 @@ class AHASegmentation:
     base_to_apex_ras: np.ndarray
     lv_centres_ras: np.ndarray
     rv_point_used: Tuple[Optional[int], ...]
+    insertion_ras: np.ndarray = None
     rules_used: dict = field(default_factory=dict)
 
 
@@ -419,9 +440,9 @@ def _check_matrix(ijk_to_ras):
 
 
 def _check_points(rv_insertion_ras, rv_insertion_labels):
+    """Points (n, 3) and labels (tuple or None); no points gives shape (0, 3)."""
     if rv_insertion_ras is None or np.size(rv_insertion_ras) == 0:
-        raise AIAIFInputError("No RV insertion point was given; place the anterior RV insertion point in each "
-                              "short-axis slice.")
+        return np.zeros((0, 3)), None
     try:
         points = np.asarray(rv_insertion_ras, dtype=float)
     except (TypeError, ValueError):
@@ -439,6 +460,26 @@ def _check_points(rv_insertion_ras, rv_insertion_labels):
             raise AIAIFInputError("There are {} RV insertion labels for {} points; give one label per point or "
                                   "none.".format(len(labels), points.shape[0]))
     return points, labels
+
+
+def rv_point_kinds(labels, n_points):
+    """Kind of each RV insertion point: 'inferior' when its label contains "inferior", else 'anterior'.
+
+    Parameters
+    ----------
+    labels : sequence of str or None
+        Point labels (case-insensitive), e.g. "RV insertion inferior basal";
+        None: every point is anterior.
+    n_points : int
+        Number of points.
+
+    Returns
+    -------
+    tuple of str
+    """
+    if labels is None:
+        return ("anterior",) * int(n_points)
+    return tuple("inferior" if "inferior" in str(label).lower() else "anterior" for label in labels)
 
 
 class _Grid(object):
@@ -464,11 +505,13 @@ class _Grid(object):
         return np.linalg.solve(self.linear, (points_ras - self.offset).T).T
 
 
-def _assign_points(grid, points, n_slices):
-    """Stored slice of each RV point; error for a point outside every slice or two points in one slice."""
-    k_continuous = grid.continuous_index(points)[:, 2]
+def _assign_points(grid, points, n_slices, kinds):
+    """Stored slice of each RV point by kind (``{'anterior': {k: index}, 'inferior': {k: index}}``).
+
+    Error for a point outside every slice or two points of one kind in one slice.
+    """
+    k_continuous = grid.continuous_index(points)[:, 2] if len(points) else np.zeros(0)
     tolerance = 1e-6
-    slice_of_point = np.rint(k_continuous).astype(int)
     for index, (k_value, point) in enumerate(zip(k_continuous, points)):
         if k_value < -0.5 - tolerance or k_value > n_slices - 0.5 + tolerance:
             distance = min(abs(k_value), abs(k_value - (n_slices - 1))) * grid.slice_spacing_mm
@@ -476,18 +519,31 @@ def _assign_points(grid, points, n_slices):
                 "RV insertion point {} at RAS ({:.1f}, {:.1f}, {:.1f}) mm lies {:.1f} mm from the nearest slice, "
                 "outside every slice; place it in the short-axis slice it belongs to.".format(
                     index + 1, point[0], point[1], point[2], distance))
-    slice_of_point = np.clip(slice_of_point, 0, n_slices - 1)
-    point_of_slice = {}
-    for index, k in enumerate(slice_of_point):
-        if k in point_of_slice:
-            raise AIAIFInputError("RV insertion points {} and {} both lie in slice {}; keep one anterior RV "
-                                  "insertion point per slice.".format(point_of_slice[k] + 1, index + 1, k))
-        point_of_slice[int(k)] = index
-    return point_of_slice
+    slice_of_point = np.clip(np.rint(k_continuous).astype(int), 0, n_slices - 1)
+    assigned = {"anterior": {}, "inferior": {}}
+    for index, (k, kind) in enumerate(zip(slice_of_point, kinds)):
+        of_kind = assigned[kind]
+        if k in of_kind:
+            raise AIAIFInputError("RV insertion points {} and {} are both {} points of slice {}; keep one anterior "
+                                  "and at most one inferior point per slice (a label containing 'inferior' marks "
+                                  "the inferior one).".format(of_kind[k] + 1, index + 1, kind, k))
+        of_kind[int(k)] = index
+    return assigned
 
 
-def _level_of_label(label):
-    levels = {_LEVEL_WORDS[word] for word in re.findall(r"[a-z]+", label.lower()) if word in _LEVEL_WORDS}
+def _points_by_slice(assigned):
+    """Indices of every RV point in each slice, whatever its kind."""
+    by_slice = {}
+    for of_kind in assigned.values():
+        for k, index in of_kind.items():
+            by_slice.setdefault(k, []).append(index)
+    return by_slice
+
+
+def _level_of_labels(labels):
+    """The one level named by the labels of a slice's points, or None (none named, or several)."""
+    levels = {_LEVEL_WORDS[word] for label in labels for word in re.findall(r"[a-z]+", label.lower())
+              if word in _LEVEL_WORDS}
     return levels.pop() if len(levels) == 1 else None
 
 
@@ -554,7 +610,7 @@ def _levels_from_cavity(grid, blood_pool, segmented_slices):
                     "with the larger cavity is basal".format(areas_text))
 
 
-def _slice_levels_and_rule(grid, myocardium, blood_pool, point_of_slice, labels, slice_levels):
+def _slice_levels_and_rule(grid, myocardium, blood_pool, points_of_slice, labels, slice_levels):
     n_slices = myocardium.shape[0]
     segmented = myocardium.any(axis=(1, 2))
     segmented_slices = np.flatnonzero(segmented)
@@ -563,7 +619,7 @@ def _slice_levels_and_rule(grid, myocardium, blood_pool, point_of_slice, labels,
         return _levels_from_override(slice_levels, n_slices, segmented, order), "given by the caller (slice_levels)"
     reason = "the RV insertion points have no labels"
     if labels is not None:
-        named = {k: _level_of_label(labels[point_of_slice[k]]) if k in point_of_slice else None
+        named = {k: _level_of_labels([labels[index] for index in points_of_slice.get(k, ())])
                  for k in segmented_slices}
         if all(level is not None for level in named.values()):
             levels = [named.get(k) for k in range(n_slices)]
@@ -605,11 +661,10 @@ def infer_slice_levels(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertio
     """
     myocardium, blood_pool = _check_masks(myocardium_mask, blood_pool_mask)
     grid = _Grid(_check_matrix(ijk_to_ras), myocardium.shape[0])
-    point_of_slice, labels = {}, None
-    if rv_insertion_ras is not None and np.size(rv_insertion_ras) > 0:
-        points, labels = _check_points(rv_insertion_ras, rv_insertion_labels)
-        point_of_slice = _assign_points(grid, points, myocardium.shape[0])
-    levels, _ = _slice_levels_and_rule(grid, myocardium, blood_pool, point_of_slice, labels, slice_levels)
+    points, labels = _check_points(rv_insertion_ras, rv_insertion_labels)
+    assigned = _assign_points(grid, points, myocardium.shape[0], rv_point_kinds(labels, len(points)))
+    levels, _ = _slice_levels_and_rule(grid, myocardium, blood_pool, _points_by_slice(assigned), labels,
+                                       slice_levels)
     return tuple(levels)
 
 
@@ -617,38 +672,42 @@ def infer_slice_levels(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertio
 # Segment map
 # ---------------------------------------------------------------------------
 
-def _septal_axis(grid, levels, septum_direction):
-    """Unit axis about which anterior -> septum is a right-handed turn, the rule and warnings."""
-    warnings = []
-    if septum_direction is not None:
-        key = re.sub(r"[\s_-]", "", str(septum_direction).lower())
-        if key not in _SEPTUM_DIRECTIONS:
-            raise AIAIFInputError("septum_direction must be 'clockwise' or 'counterclockwise' (as the stored slice "
-                                  "is displayed with i to the right and j downwards), got {!r}.".format(
-                                      septum_direction))
-        sign = 1.0 if _SEPTUM_DIRECTIONS[key] == "clockwise" else -1.0
-        return sign * grid.normal, "given by the caller (septum_direction={!r})".format(septum_direction), warnings
+def _override_sign(septum_direction):
+    """+1 (clockwise as displayed), -1 or None from the caller's ``septum_direction``."""
+    if septum_direction is None:
+        return None
+    key = re.sub(r"[\s_-]", "", str(septum_direction).lower())
+    if key not in _SEPTUM_DIRECTIONS:
+        raise AIAIFInputError("septum_direction must be 'clockwise' or 'counterclockwise' (as the stored slice "
+                              "is displayed with i to the right and j downwards), got {!r}.".format(septum_direction))
+    return 1 if _SEPTUM_DIRECTIONS[key] == "clockwise" else -1
+
+
+def _handedness(grid, levels):
+    """The base-to-apex rule for ``orientation.decide_orientation``, or None when it cannot speak.
+
+    ``sign`` +1 when the base-to-apex axis is the slice normal (anterior ->
+    septum then turns clockwise as displayed), ``cosine`` with the typical
+    apex direction, ``rule`` a sentence.
+    """
     ranks = np.array([_LEVEL_RANK[level] for level in levels if level is not None], dtype=float)
     positions = np.array([p for p, level in zip(grid.position_mm, levels) if level is not None])
     prior = float(np.dot(grid.normal, TYPICAL_APEX_DIRECTION_RAS))
     trend = float(np.dot(ranks - ranks.mean(), positions - positions.mean()))
     if trend != 0.0:
-        axis = np.sign(trend) * grid.normal
-        if np.dot(axis, TYPICAL_APEX_DIRECTION_RAS) < 0:
-            warnings.append("The base-to-apex axis from the slice levels points towards the patient's right, "
-                            "posterior or superior, unlike a normally placed heart; check the slice levels.")
-        return axis, ("AHA counter-clockwise viewed from the apex, with the base-to-apex axis from the slice "
-                      "levels and slice positions"), warnings
+        sign = int(np.sign(trend))
+        return {"sign": sign, "cosine": sign * prior,
+                "rule": "AHA counter-clockwise viewed from the apex, with the base-to-apex axis from the slice "
+                        "levels and slice positions"}
     if abs(prior) < MIN_APEX_PRIOR_COSINE:
-        raise AIAIFInputError("All segmented slices have one level and the slice normal is too oblique to tell the "
-                              "apex side from patient anatomy; pass septum_direction ('clockwise' or "
-                              "'counterclockwise').")
-    return np.sign(prior) * grid.normal, ("AHA counter-clockwise viewed from the apex, with the apex taken towards "
-                                          "the patient's left, anterior and inferior (one slice level only)"), warnings
+        return None
+    return {"sign": int(np.sign(prior)), "cosine": abs(prior),
+            "rule": "AHA counter-clockwise viewed from the apex, with the apex taken towards the patient's left, "
+                    "anterior and inferior (one slice level only)"}
 
 
-def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_ras, rv_insertion_labels=None,
-                    slice_levels=None, septum_direction=None):
+def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_ras=None, rv_insertion_labels=None,
+                    slice_levels=None, septum_direction=None, image_rv=None):
     """Assign an AHA segment 1-16 to every myocardial voxel of a short-axis stack.
 
     Parameters
@@ -658,18 +717,23 @@ def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_r
     ijk_to_ras : array_like, shape (4, 4)
         Voxel index ``(i, j, k, 1)`` to patient RAS position, mm.  Flipped,
         permuted or left-handed grids are fine.
-    rv_insertion_ras : array_like, shape (n_points, 3)
-        Anterior RV insertion points, RAS mm, at most one per slice.
+    rv_insertion_ras : array_like, shape (n_points, 3), optional
+        RV insertion points, RAS mm: per slice at most one anterior and one
+        inferior point (``rv_point_kinds``).
     rv_insertion_labels : sequence of str, optional
-        Label of each point; used for the slice levels when every segmented
-        slice's label names one.
+        Label of each point: "inferior" in it marks an inferior point; the
+        slice levels are taken from the labels when every segmented slice's
+        points name one.
     slice_levels : sequence of str, optional
         'basal', 'mid' or 'apical' per stored slice, overriding the automatic
         rules.
     septum_direction : {'clockwise', 'counterclockwise'}, optional
         Turn from the anterior insertion point through the septum as the stored
         slices are displayed with column i to the right and row j downwards,
-        overriding the automatic rule.
+        overriding the automatic rules.
+    image_rv : orientation.ImageRV, optional
+        The RV found in the study's images (``orientation.find_rv``): the
+        septum side, and the insertion point of slices without a user point.
 
     Returns
     -------
@@ -680,8 +744,10 @@ def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_r
     ------
     AIAIFInputError
         Empty myocardium, a segmented slice without LV blood pool, masks of
-        different shapes, no RV point, a point outside every slice or two in
-        one slice, bad overrides, or levels that cannot be decided.
+        different shapes, a point outside every slice or two of one kind in
+        one slice, bad overrides, levels that cannot be decided, or an
+        orientation that nothing decides (no point and no RV in the images;
+        no side from points, images or slice levels).
 
     Notes
     -----
@@ -691,46 +757,51 @@ def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_r
     n_slices = myocardium.shape[0]
     grid = _Grid(_check_matrix(ijk_to_ras), n_slices)
     points, labels = _check_points(rv_insertion_ras, rv_insertion_labels)
-    point_of_slice = _assign_points(grid, points, n_slices)
+    assigned = _assign_points(grid, points, n_slices, rv_point_kinds(labels, len(points)))
     segmented_slices = np.flatnonzero(myocardium.any(axis=(1, 2)))
     for k in segmented_slices:
         if not blood_pool[k].any():
             raise AIAIFInputError("Slice {} has myocardium but no LV blood pool; segment the LV blood pool in every "
                                   "slice with myocardium.".format(k))
-    used_points = {k: index for k, index in point_of_slice.items() if k in set(segmented_slices)}
-    if not used_points:
+    if image_rv is None and not set(assigned["anterior"]) & set(segmented_slices.tolist()):
         raise AIAIFInputError("No RV insertion point lies in a slice with myocardium; place the anterior RV "
-                              "insertion point in each segmented short-axis slice.")
+                              "insertion point in each segmented short-axis slice, or pass image_rv from "
+                              "orientation.find_rv.")
 
-    levels, level_rule = _slice_levels_and_rule(grid, myocardium, blood_pool, point_of_slice, labels, slice_levels)
-    axis, direction_rule, warnings = _septal_axis(grid, levels, septum_direction)
-
-    # LV centres and the in-plane direction of each slice's own insertion point.
+    levels, level_rule = _slice_levels_and_rule(grid, myocardium, blood_pool, _points_by_slice(assigned), labels,
+                                                slice_levels)
+    handedness = _handedness(grid, levels)
     centres = np.full((n_slices, 3), np.nan)
-    own_direction = {}
     for k in segmented_slices:
         jj, ii = np.nonzero(blood_pool[k])
         centres[k] = grid.to_ras(ii.mean(), jj.mean(), k)
-        if k in used_points:
-            offset = points[used_points[k]] - centres[k]
-            in_plane = offset - np.dot(offset, grid.normal) * grid.normal
-            length = np.linalg.norm(in_plane)
-            if length < 1e-6 * np.sqrt(grid.pixel_area_mm2):
-                raise AIAIFInputError("RV insertion point {} lies on the LV blood-pool centre of slice {}; place it "
-                                      "where the RV wall joins the septum anteriorly.".format(used_points[k] + 1, k))
-            own_direction[k] = in_plane / length
+    segmented = set(segmented_slices.tolist())
+    by_kind = {kind: {k: (index, points[index]) for k, index in of_kind.items() if k in segmented}
+               for kind, of_kind in assigned.items()}
+    decided = orientation.decide_orientation(
+        grid.normal, centres, segmented_slices, by_kind["anterior"], by_kind["inferior"], image_rv,
+        _override_sign(septum_direction), handedness)
+    axis = decided.septum_sign * grid.normal
+    warnings = list(decided.warnings)
+    if handedness is not None and handedness["cosine"] < 0 and handedness["sign"] == decided.septum_sign:
+        warnings.append("The base-to-apex axis from the slice levels points towards the patient's right, "
+                        "posterior or superior, unlike a normally placed heart; check the slice levels.")
 
     labels_map = np.zeros(myocardium.shape, np.uint8)
     angle_map = np.full(myocardium.shape, np.nan)
+    insertion = np.full((n_slices, 3), np.nan)
     point_used = [None] * n_slices
-    borrowed = []
-    with_points = np.array(sorted(own_direction))
     for k in segmented_slices:
-        source = k if k in own_direction else int(with_points[np.argmin(np.abs(with_points - k))])
-        if source != k:
-            borrowed.append("slice {} uses the direction of slice {}".format(k, source))
-        point_used[k] = used_points[source]
-        first = own_direction[source]
+        offset = decided.origins_ras[k] - centres[k]
+        in_plane = offset - np.dot(offset, grid.normal) * grid.normal
+        length = np.linalg.norm(in_plane)
+        if length < 1e-6 * np.sqrt(grid.pixel_area_mm2):
+            raise AIAIFInputError("RV insertion point {} lies on the LV blood-pool centre of slice {}; place it "
+                                  "where the RV wall joins the septum anteriorly.".format(
+                                      (decided.origin_points[k] or 0) + 1, k))
+        first = in_plane / length
+        insertion[k] = centres[k] + in_plane
+        point_used[k] = decided.origin_points[k]
         second = np.cross(axis, first)
         jj, ii = np.nonzero(myocardium[k])
         relative = grid.to_ras(ii, jj, np.full(ii.shape, k)) - centres[k]
@@ -738,15 +809,34 @@ def aha_segment_map(myocardium_mask, blood_pool_mask, ijk_to_ras, rv_insertion_r
         angle_map[k, jj, ii] = angle
         labels_map[k, jj, ii] = aha_segment_from_angle(angle, levels[k])
 
-    rv_rule = "one anterior RV insertion point per segmented slice"
-    if borrowed:
-        rv_rule = "{}; without its own point, {}".format(rv_rule, "; ".join(borrowed))
+    records = decided.slices
+    for record in records:
+        record["level"] = levels[record["slice"]]
+    side = decided.side
+    direction_rule = ("given by the caller (septum_direction={!r})".format(septum_direction)
+                      if side["rule"] == "override" else side["sentence"])
     return AHASegmentation(
         labels=labels_map, angle_deg=angle_map, slice_levels=tuple(levels),
-        septum_direction="clockwise" if np.dot(axis, grid.normal) > 0 else "counterclockwise",
-        base_to_apex_ras=axis, lv_centres_ras=centres, rv_point_used=tuple(point_used),
-        rules_used={"slice_levels": level_rule, "septum_direction": direction_rule, "rv_insertion": rv_rule,
-                    "warnings": warnings})
+        septum_direction="clockwise" if decided.septum_sign > 0 else "counterclockwise",
+        base_to_apex_ras=axis, lv_centres_ras=centres, rv_point_used=tuple(point_used), insertion_ras=insertion,
+        rules_used={"slice_levels": level_rule, "septum_direction": direction_rule,
+                    "septum_side": {"rule": side["rule"], "confidence": side["confidence"]},
+                    "rv_insertion": _insertion_rule(records), "slices": records, "warnings": warnings})
+
+
+def _insertion_rule(records):
+    """One sentence: where each slice's angle origin came from."""
+    if all(record["insertion_point"]["rule"] == "user point" for record in records):
+        return "one anterior RV insertion point per segmented slice"
+    parts = []
+    for record in records:
+        source = record["insertion_point"]
+        if source["rule"] == "nearest slice":
+            parts.append("slice {} uses the direction of slice {}".format(record["slice"], source["from_slice"]))
+        else:
+            parts.append("slice {}: {}".format(record["slice"], "the anterior RV insertion point" if source["rule"]
+                                               == "user point" else "the RV found in the images"))
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------

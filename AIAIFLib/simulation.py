@@ -926,9 +926,20 @@ def _slice_anatomy(geometry, x_ant, x_sep):
     return labels, segments.astype(np.uint8), transmural, points
 
 
+def _reversed_slice_axis(ijk_to_ras, points_ras):
+    """``ijk_to_ras`` with its slice axis reversed, and points moved with it (same voxel positions)."""
+    stored = np.array(ijk_to_ras, dtype=float)
+    stored[:3, 2] *= -1.0
+    moved = {}
+    for name, points in points_ras.items():
+        ijk = np.linalg.solve(ijk_to_ras[:3, :3], (np.asarray(points) - ijk_to_ras[:3, 3]).T)
+        moved[name] = (stored[:3, :3] @ ijk).T + stored[:3, 3]
+    return stored, moved
+
+
 def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardial_gradient=True, n_frames=60,
                      matrix=PHANTOM_MATRIX, pixel_mm=PHANTOM_PIXEL_MM, apex_first=False, mirrored=False,
-                     tissue_model=DEFAULT_TISSUE_MODEL):
+                     tissue_model=DEFAULT_TISSUE_MODEL, mirrored_slice_axis=False):
     """Simulate a three-slice short-axis stress perfusion study with known MBF.
 
     Parameters
@@ -953,6 +964,14 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
     tissue_model : str, optional
         Myocardial tissue model, a key of ``TISSUE_MODELS``.  The same seed
         gives the same anatomy, flows and tissue parameters with either model.
+    mirrored_slice_axis : bool, optional
+        The "mirrored geometry" variant: the same images, masks and truth
+        labels, stored with the slice axis of ``ijk_to_ras`` reversed (a
+        common conversion accident), so that in patient coordinates the heart
+        is mirrored and its base-to-apex axis points away from a normal
+        heart's; the RV insertion points move with the geometry (same voxel
+        positions).  Unlike ``apex_first`` and ``mirrored``, the geometry no
+        longer tells the truth about the anatomy: only the images do.
 
     Returns
     -------
@@ -1056,6 +1075,8 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
 
     mbf_map = np.full(labels.shape, np.nan)
     mbf_map[myo] = pix_mbf
+    if mirrored_slice_axis:
+        ijk_to_ras, insertion = _reversed_slice_axis(ijk_to_ras, insertion)
     scalar = {key: (value.item() if np.ndim(value) else value) for key, value in params.items()}
     acquisition = {
         "field_strength_t": field,
@@ -1100,6 +1121,7 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         "seed": seed if isinstance(seed, int) else None,
         "apex_first": bool(apex_first),
         "mirrored": bool(mirrored),
+        "mirrored_slice_axis": bool(mirrored_slice_axis),
     }
     truth = {
         "frame_times_s": times,

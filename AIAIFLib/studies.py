@@ -82,7 +82,7 @@ def segment_tissue_curves(phantom):
     return np.stack([truth["tissue_mM"][segment_of_voxel == s].mean(axis=0) for s in K.AHA_SEGMENTS])
 
 
-def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
+def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL, **storage):
     """Simulated patients of a validation study, from seeds disjoint from other uses.
 
     Parameters
@@ -94,6 +94,10 @@ def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
         Study seed.
     tissue_model : str, optional
         Myocardial tissue model (``simulation.TISSUE_MODELS``).
+    **storage
+        How the images are stored, passed to ``simulation.simulate_phantom``
+        (``apex_first``, ``mirrored``, ``mirrored_slice_axis``, ``n_frames``);
+        the anatomy and flows stay those of the seed.
 
     Yields
     ------
@@ -104,7 +108,8 @@ def validation_phantoms(n_phantoms, seed, tissue_model=DEFAULT_TISSUE_MODEL):
     for index in range(n_phantoms):
         yield simulate_phantom(seed=_derived_seed(seed, _PHANTOM_TEST_TAG, index),
                                field_strength_t=K.SUPPORTED_FIELD_STRENGTHS_T[index % 2 - 1],
-                               ischemic=territories[index % len(territories)], tissue_model=tissue_model)
+                               ischemic=territories[index % len(territories)], tissue_model=tissue_model,
+                               **storage)
 
 
 #: The built-in phantom of the demo and of Slicer's Sample Data: seed, field

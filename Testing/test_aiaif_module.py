@@ -255,6 +255,17 @@ def test_process_outputs_are_complete_scene_nodes(AIAIF, phantom_files, phantom)
     assert "LAD" in AIAIF.AIAIFLogic.statusText(result.summary)
 
 
+def test_process_without_rv_points_orients_from_the_images_and_shows_orientation_warnings(AIAIF, phantom_files):
+    sequence, segmentation, _ = _load(phantom_files)
+    result = AIAIF.AIAIFLogic().process(sequence, segmentation, aifMode="saturated")
+    rules = result.summary["segmentation"]["rules_used"]
+    assert rules["septum_side"]["rule"] == "image RV"
+    assert [record["insertion_point"]["rule"] for record in rules["slices"]] == ["image RV"] * 3
+    summary = dict(result.summary, warnings=["The RV in the images puts the septum on the other side."])
+    assert AIAIF.AIAIFLogic.statusText(summary).endswith("Warnings: The RV in the images puts the septum on the "
+                                                         "other side.")
+
+
 def test_rerun_updates_the_same_nodes_instead_of_adding_new_ones(AIAIF, phantom_files):
     sequence, segmentation, points = _load(phantom_files)
     logic = AIAIF.AIAIFLogic()

@@ -287,6 +287,20 @@ def test_quantify_with_an_external_aif_file_finds_the_ischaemic_territory(tmp_pa
     assert summary["parameters"]["tissue_conversion"] == "model"
 
 
+def test_quantify_without_rv_points_orients_the_segments_from_the_images(tmp_path, capsys, quantify_phantom):
+    phantom, directory = quantify_phantom
+    out = tmp_path / "q"
+    arguments = quantify_arguments(directory, out, "--aif", "saturated")
+    arguments = arguments[:arguments.index("--rv-insertion")] + arguments[arguments.index("--rv-insertion") + 2:]
+    code, stdout, err = run(arguments, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    rules = summary["segmentation"]["rules_used"]
+    assert rules["septum_side"]["rule"] == "image RV"
+    assert [record["insertion_point"]["rule"] for record in rules["slices"]] == ["image RV"] * 3
+    assert summary["inputs"]["n_rv_insertion_points"] == 0 and "rv_insertion_file" not in summary["inputs"]
+
+
 def _write_variant(tmp_path, phantom, segments=None, frames=None, times=None, rv_points=None):
     """Phantom files with one thing changed; returns the directory."""
     from AIAIFLib import slicer_files

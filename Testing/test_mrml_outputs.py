@@ -598,6 +598,20 @@ def _small_scene():
     return scene, volume_sequence("perfusion", frames, SMALL_TIMES, SMALL_MATRIX, scene), segmentation
 
 
+def test_an_anterior_and_an_inferior_point_per_slice_are_accepted():
+    scene, sequence, segmentation = _small_scene()
+    points = _points(scene, [(0, 8, 10), (3, 8, 11), (0, 8, 16), (3, 8, 16)])
+    points.SetNthControlPointLabel(1, "RV insertion inferior")
+    points.SetNthControlPointLabel(3, "Inferior RV insertion point")
+    study = mrml.study_from_nodes(sequence, segmentation, points)
+    mrml.check_rv_insertion_points(study, points)
+    points.SetNthControlPointLabel(3, "anterior")
+    points.SetNthControlPointLabel(0, "inferior too")
+    with pytest.raises(AIAIFInputError, match="Points 1 and 2 of the point list 'RV points' are both inferior points "
+                                              "of slice 0"):
+        mrml.check_rv_insertion_points(mrml.study_from_nodes(sequence, segmentation, points), points)
+
+
 def _table_sequence(scene):
     sequence = slicer.vtkMRMLSequenceNode()
     sequence.SetName("measurements")
@@ -626,9 +640,9 @@ BAD_INPUTS = {
                                "my segments", "lies outside the perfusion images"),
     "more points than myocardial slices": (
         lambda scene, seq, seg: ((seq, seg, _points(scene, [(0, 8, 10), (0, 8, 16), (1, 8, 11)])), {}),
-        "RV points", "3 placed points but only 2 slices"),
+        "RV points", "3 placed anterior points but only 2 slices"),
     "two points in one slice": (lambda scene, seq, seg: ((seq, seg, _points(scene, [(0, 8, 10), (3, 8, 11)])), {}),
-                                "RV points", "both lie in slice 0"),
+                                "RV points", "both anterior points of slice 0"),
     "a point outside every slice": (lambda scene, seq, seg: ((seq, seg, _points(scene, [(0, 8, 100)])), {}),
                                     "RV points", "outside every slice"),
     "wrong output class": (lambda scene, seq, seg: ((seq, seg), {"outputs": {"mbf": _named_table(scene)}}),

@@ -235,3 +235,42 @@ def test_custom_weights_without_training_record_warn_that_the_range_is_unknown(p
     assert len(unknown) == 1 and str(tmp_path) in unknown[0]
     assert _training_range_warnings(result.summary) == unknown
     json.dumps(pipeline.json_ready(result.summary), allow_nan=False)
+
+
+# --- orientation of the segments ------------------------------------------------------------
+
+def _territory_calls(result):
+    return dict(zip(result.territories["territory"], result.territories["ischemic"]))
+
+
+def test_without_rv_points_the_images_orient_the_segments(phantom, saturated_result):
+    study = studies.phantom_study(phantom)
+    study.rv_insertion_ras = study.rv_insertion_labels = None
+    result = pipeline.quantify_study(study, pipeline.QuantificationParameters(aif_mode="saturated"))
+    myocardium = phantom.myocardium_mask
+    assert np.mean(result.aha_labels[myocardium] == phantom.aha_segments[myocardium]) > 0.95
+    assert _territory_calls(result) == _territory_calls(saturated_result)
+    segmentation = json.loads(json.dumps(pipeline.json_ready(result.summary)))["segmentation"]
+    assert segmentation["rules_used"]["septum_side"]["rule"] == "image RV"
+    for record in segmentation["rules_used"]["slices"]:
+        assert record["insertion_point"]["rule"] == "image RV"
+        assert record["septum_side"] == segmentation["rules_used"]["septum_side"]
+        assert 0.8 <= record["insertion_point"]["confidence"] <= 1.0
+        assert record["image_rv"]["found"] and set(record["image_rv"]["scores"]) == {
+            "size", "contrast", "timing", "contact"}
+    assert result.summary["inputs"]["n_rv_insertion_points"] == 0
+    assert "orientation_s" in result.summary["timings_s"]
+
+
+def test_a_mirrored_geometry_keeps_the_territory_calls_and_warns(phantom, saturated_result):
+    mirrored = simulate_phantom(seed=5, ischemic="LAD", n_frames=N_FRAMES, mirrored_slice_axis=True)
+    result = pipeline.quantify_study(studies.phantom_study(mirrored),
+                                     pipeline.QuantificationParameters(aif_mode="saturated"))
+    np.testing.assert_array_equal(result.aha_labels, saturated_result.aha_labels)
+    assert _territory_calls(result) == _territory_calls(saturated_result)
+    np.testing.assert_array_equal(result.segments["mbf_mean"], saturated_result.segments["mbf_mean"])
+    assert any("the images are followed" in warning for warning in result.summary["warnings"])
+    orientation_warnings = result.summary["segmentation"]["rules_used"]["warnings"]
+    assert result.summary["warnings"][-len(orientation_warnings):] == orientation_warnings
+    assert set(result.summary["warnings"]) - set(orientation_warnings) == set(saturated_result.summary["warnings"])
+    assert not any("the images are followed" in warning for warning in saturated_result.summary["warnings"])

@@ -338,10 +338,23 @@ def test_missing_points_are_refused(phantom, points):
         S.aha_segment_map(phantom.myocardium_mask, phantom.lv_blood_mask, phantom.ijk_to_ras, points)
 
 
-def test_two_points_in_one_slice_are_refused(phantom):
+def test_two_points_of_one_kind_in_one_slice_are_refused(phantom):
     points = np.vstack([phantom.rv_insertion_ras["anterior"], phantom.rv_insertion_ras["inferior"][1]])
-    with pytest.raises(AIAIFInputError, match="points 2 and 4 both lie in slice 1"):
+    with pytest.raises(AIAIFInputError, match="points 2 and 4 are both anterior points of slice 1"):
         S.aha_segment_map(phantom.myocardium_mask, phantom.lv_blood_mask, phantom.ijk_to_ras, points)
+    labels = level_labels(phantom.levels) + ["RV insertion INFERIOR mid"]
+    result = S.aha_segment_map(phantom.myocardium_mask, phantom.lv_blood_mask, phantom.ijk_to_ras, points, labels)
+    assert result.rv_point_used == (0, 1, 2) and result.rules_used["septum_side"]["rule"] == "user points"
+    points = np.vstack([points, phantom.rv_insertion_ras["inferior"][1]])
+    with pytest.raises(AIAIFInputError, match="points 4 and 5 are both inferior points of slice 1"):
+        S.aha_segment_map(phantom.myocardium_mask, phantom.lv_blood_mask, phantom.ijk_to_ras, points,
+                          labels + ["inferior"])
+
+
+def test_point_kinds_come_from_the_labels():
+    assert S.rv_point_kinds(None, 2) == ("anterior", "anterior")
+    assert S.rv_point_kinds(["RV insertion inferior basal", "Inferior RVIP", "anterior", "P-1", ""], 5) == (
+        "inferior", "inferior", "anterior", "anterior", "anterior")
 
 
 def test_points_only_in_empty_slices_are_refused(phantom):
@@ -643,3 +656,93 @@ def test_bullseye_refuses_a_bad_size_or_gap(size, gap, message):
     for call in (lambda: S.bullseye_labels(size, gap), lambda: S.bullseye_image(np.ones(16), size, gap)):
         with pytest.raises(AIAIFInputError, match=message):
             call()
+
+
+# --- orientation from the images -------------------------------------------------------------
+
+#: Share of myocardial voxels that must match the truth with the user's anterior points (their exact position;
+#: the LV centre is the blood-pool centroid) and with the insertion points found in the images.
+MIN_AGREEMENT_WITH_POINTS = 0.99
+MIN_AGREEMENT_FROM_IMAGES = 0.95
+
+#: Storage of the four variants: base first, apex first, mirrored geometry (slice axis reversed), no RV points.
+IMAGE_VARIANTS = {"base-first": {}, "apex-first": {"apex_first": True},
+                  "mirrored geometry": {"mirrored_slice_axis": True}, "no points": {}}
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return {name: sim.simulate_phantom(seed=3, n_frames=40, **options) for name, options in IMAGE_VARIANTS.items()
+            if name != "no points"}
+
+
+def image_rv_of(p):
+    from AIAIFLib import aif, orientation
+    return orientation.find_rv(p.frames, p.frame_times_s, p.lv_blood_mask, p.myocardium_mask, p.ijk_to_ras,
+                               lv_signal=aif.extract_aif_signal(p.frames, p.lv_blood_mask))
+
+
+@pytest.mark.parametrize("variant", sorted(IMAGE_VARIANTS))
+def test_every_variant_agrees_with_ground_truth_using_the_images(stored, variant):
+    p = stored.get(variant, stored["base-first"])
+    with_points = variant != "no points"
+    result = S.aha_segment_map(p.myocardium_mask, p.lv_blood_mask, p.ijk_to_ras,
+                               p.rv_insertion_ras["anterior"] if with_points else None,
+                               p.rv_insertion_labels if with_points else None, image_rv=image_rv_of(p))
+    assert agreement(result.labels, p) >= (MIN_AGREEMENT_WITH_POINTS if with_points else MIN_AGREEMENT_FROM_IMAGES)
+    assert result.rules_used["septum_side"]["rule"] == "image RV"
+    assert result.rules_used["septum_side"]["confidence"] > 0.8
+    rules = [record["insertion_point"]["rule"] for record in result.rules_used["slices"]]
+    assert rules == ["user point" if with_points else "image RV"] * 3
+    assert [record["level"] for record in result.rules_used["slices"]] == list(p.levels)
+    mirrored = variant == "mirrored geometry"
+    assert bool(result.rules_used["warnings"]) == mirrored
+    json.dumps(result.rules_used)
+
+
+def test_images_win_over_the_handedness_rule_of_a_mirrored_geometry(stored):
+    normal, mirrored = stored["base-first"], stored["mirrored geometry"]
+    np.testing.assert_array_equal(mirrored.frames, normal.frames)
+    # The handedness rule alone labels the mirrored geometry mirrored about the insertion point ...
+    blind = segment(mirrored)
+    assert agreement(blind.labels, mirrored) < 0.1
+    assert blind.rules_used["septum_side"]["rule"] == "handedness"
+    assert any("unlike a normally placed heart" in w for w in blind.rules_used["warnings"])
+    # ... the images put the septum where the RV is, and say that the rule disagrees.
+    seen = segment(mirrored, image_rv=image_rv_of(mirrored))
+    np.testing.assert_array_equal(seen.labels, segment(normal, image_rv=image_rv_of(normal)).labels)
+    assert seen.rules_used["warnings"] == [
+        "The RV in the images puts the septum on the other side than the base-to-apex axis of the slice levels "
+        "would; the images are followed (the slice axis of the geometry may be reversed, or the heart mirrored)."]
+
+
+def test_inferior_points_orient_a_mirrored_geometry_without_the_images(stored):
+    p = stored["mirrored geometry"]
+    points = np.vstack([p.rv_insertion_ras["anterior"], p.rv_insertion_ras["inferior"]])
+    labels = list(p.rv_insertion_labels) + ["RV insertion inferior {}".format(level) for level in p.levels]
+    result = S.aha_segment_map(p.myocardium_mask, p.lv_blood_mask, p.ijk_to_ras, points, labels)
+    assert agreement(result.labels, p) >= MIN_AGREEMENT_WITH_POINTS
+    assert result.rules_used["septum_side"] == {"rule": "user points", "confidence": 1.0}
+    assert any("base-to-apex rule" in w for w in result.rules_used["warnings"])
+    # The angle origin stays the anterior point.
+    np.testing.assert_array_equal(result.labels, S.aha_segment_map(
+        p.myocardium_mask, p.lv_blood_mask, p.ijk_to_ras, p.rv_insertion_ras["anterior"], p.rv_insertion_labels,
+        image_rv=image_rv_of(p)).labels)
+
+
+def test_no_points_and_no_rv_in_the_images_is_an_error(stored):
+    p = stored["base-first"]
+    frames = p.frames.copy()
+    rv = p.labels == sim.TISSUE_LABELS["rv blood"]
+    frames[:, rv] = frames[0][rv]
+    from AIAIFLib import aif, orientation
+    nothing = orientation.find_rv(frames, p.frame_times_s, p.lv_blood_mask, p.myocardium_mask, p.ijk_to_ras,
+                                  lv_signal=aif.extract_aif_signal(frames, p.lv_blood_mask))
+    with pytest.raises(AIAIFInputError, match="no RV was found in the images; place the anterior RV insertion "
+                                              "point in each segmented short-axis slice"):
+        S.aha_segment_map(p.myocardium_mask, p.lv_blood_mask, p.ijk_to_ras, image_rv=nothing)
+    # With the points, the handedness rule decides, and the summary says the images could not check it.
+    result = segment(p, image_rv=nothing)
+    assert result.rules_used["septum_side"]["rule"] == "handedness"
+    assert any("No RV was found in the images" in w for w in result.rules_used["warnings"])
+    np.testing.assert_array_equal(result.labels, segment(p).labels)

@@ -255,6 +255,25 @@ def test_apex_first_and_mirrored_storage_keep_the_anatomy():
     np.testing.assert_allclose(base.ijk_to_ras @ voxel, flipped.ijk_to_ras @ mirrored_voxel, atol=1e-9)
 
 
+def test_mirrored_slice_axis_keeps_images_and_truth_and_mirrors_the_geometry():
+    base = sim.simulate_phantom(seed=2, ischemic="LAD", n_frames=30, matrix=64, pixel_mm=3.0)
+    mirrored = sim.simulate_phantom(seed=2, ischemic="LAD", n_frames=30, matrix=64, pixel_mm=3.0,
+                                    mirrored_slice_axis=True)
+    for name in ("frames", "labels", "aha_segments", "mbf_ml_min_g"):
+        np.testing.assert_array_equal(getattr(mirrored, name), getattr(base, name))
+    assert mirrored.levels == base.levels and mirrored.acquisition["mirrored_slice_axis"]
+    np.testing.assert_array_equal(mirrored.ijk_to_ras[:, :2], base.ijk_to_ras[:, :2])
+    np.testing.assert_array_equal(mirrored.ijk_to_ras[:3, 2], -base.ijk_to_ras[:3, 2])
+    # The RV points keep their voxel positions ...
+    for name in ("anterior", "inferior"):
+        voxels = [np.linalg.solve(m[:3, :3], (points - m[:3, 3]).T) for m, points in (
+            (base.ijk_to_ras, base.rv_insertion_ras[name]), (mirrored.ijk_to_ras, mirrored.rv_insertion_ras[name]))]
+        np.testing.assert_allclose(voxels[0], voxels[1], atol=1e-9)
+    # ... and the basal-to-apical direction of the stored stack now points away from the heart's long axis.
+    long_axis = sim.heart_axes_ras()[0]
+    assert mirrored.ijk_to_ras[:3, 2] @ long_axis < 0 < base.ijk_to_ras[:3, 2] @ long_axis
+
+
 def test_phantom_is_reproducible_and_seed_dependent():
     a = sim.simulate_phantom(seed=8, n_frames=20, matrix=48, pixel_mm=4.0)
     b = sim.simulate_phantom(seed=8, n_frames=20, matrix=48, pixel_mm=4.0)

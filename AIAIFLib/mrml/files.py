@@ -95,7 +95,7 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     segmentation_path : str or os.PathLike
         Segmentation with the LV blood pool and myocardium segments.
     rv_insertion_path : str or os.PathLike, optional
-        Point list with the anterior RV insertion point of each slice.
+        Point list with the RV insertion points (anterior; 'inferior' in a label for inferior ones).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``, called as each file is read.
 

@@ -3,6 +3,7 @@
 import numpy as np
 import slicer
 
+from .. import segments
 from ..errors import AIAIFInputError
 from .nodes import _node_name, _require_node
 
@@ -49,9 +50,11 @@ def rv_insertion_points(markups_node):
 def check_rv_insertion_points(study, rv_insertion_node):
     """Check the RV insertion points of a study against its slices, naming the point list.
 
-    ``segments.aha_segment_map`` needs at most one anterior RV insertion point
-    per slice with myocardium, each inside a slice; this says so before the
-    quantification runs, with the point list's name in the message.
+    The points are optional; ``segments.aha_segment_map`` takes per slice
+    with myocardium at most one anterior and one inferior point (a label
+    containing "inferior" marks the inferior one, ``segments.rv_point_kinds``),
+    each inside a slice.  This says so before the quantification runs, with
+    the point list's name in the message.
 
     Parameters
     ----------
@@ -63,13 +66,14 @@ def check_rv_insertion_points(study, rv_insertion_node):
     Raises
     ------
     AIAIFInputError
-        For a point outside every slice, more placed points than slices with
-        myocardium, or two points in one slice.
+        For a point outside every slice, more anterior or inferior points
+        than slices with myocardium, or two of one kind in one slice.
     """
     if rv_insertion_node is None or study.rv_insertion_ras is None:
         return
     name = _node_name(rv_insertion_node)
     points = np.asarray(study.rv_insertion_ras, dtype=float).reshape(-1, 3)
+    kinds = np.array(segments.rv_point_kinds(study.rv_insertion_labels, points.shape[0]))
     matrix = np.asarray(study.ijk_to_ras, dtype=float)
     n_slices = study.myocardium_mask.shape[0]
     k = np.linalg.solve(matrix[:3, :3], (points - matrix[:3, 3]).T)[2]
@@ -84,14 +88,18 @@ def check_rv_insertion_points(study, rv_insertion_node):
                               "slice; move it into the short-axis slice it belongs to.".format(index + 1, name,
                                                                                             distance))
     n_myocardial = int(np.count_nonzero(np.asarray(study.myocardium_mask).any(axis=(1, 2))))
-    if points.shape[0] > n_myocardial:
-        raise AIAIFInputError("The point list {!r} has {} placed points but only {} slice{} myocardium; keep one "
-                              "anterior RV insertion point per segmented slice.".format(
-                                  name, points.shape[0], n_myocardial, " has" if n_myocardial == 1 else "s have"))
+    for kind in ("anterior", "inferior"):
+        count = int(np.count_nonzero(kinds == kind))
+        if count > n_myocardial:
+            raise AIAIFInputError("The point list {!r} has {} placed {} points but only {} slice{} myocardium; keep "
+                                  "one anterior and at most one inferior RV insertion point (labelled "
+                                  "'inferior') per segmented slice.".format(
+                                      name, count, kind, n_myocardial, " has" if n_myocardial == 1 else "s have"))
     slice_of_point = np.clip(np.rint(k).astype(int), 0, n_slices - 1)
     for index in range(1, points.shape[0]):
-        earlier = np.flatnonzero(slice_of_point[:index] == slice_of_point[index])
+        earlier = np.flatnonzero((slice_of_point[:index] == slice_of_point[index]) & (kinds[:index] == kinds[index]))
         if earlier.size:
-            raise AIAIFInputError("Points {} and {} of the point list {!r} both lie in slice {}; keep one anterior RV "
-                                  "insertion point per slice.".format(int(earlier[0]) + 1, index + 1, name,
-                                                                      int(slice_of_point[index])))
+            raise AIAIFInputError("Points {} and {} of the point list {!r} are both {} points of slice {}; keep one "
+                                  "anterior and at most one inferior RV insertion point (labelled 'inferior') per "
+                                  "slice.".format(int(earlier[0]) + 1, index + 1, name, kinds[index],
+                                                  int(slice_of_point[index])))

@@ -100,7 +100,7 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     segmentation_node : vtkMRMLSegmentationNode
         Segmentation with the LV blood pool and myocardium (not modified).
     rv_insertion_node : vtkMRMLMarkupsNode, optional
-        Anterior RV insertion point of each slice with myocardium.
+        RV insertion points (optional; ``check_rv_insertion_points``).
     parameters : pipeline.QuantificationParameters, optional
         Choices of the quantification; the paper's defaults when omitted.
     blood_pool_segment_id, myocardium_segment_id : str, optional
@@ -196,7 +196,7 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     parameters : pipeline.QuantificationParameters, optional
         Choices of the quantification; the paper's defaults when omitted.
     rv_insertion_path : str or os.PathLike, optional
-        Point list (``.mrk.json``) with the anterior RV insertion points.
+        Point list (``.mrk.json``) with the RV insertion points (optional).
     frame_interval_s : float, optional
         Time between frames, s, for sequences indexed by frame number.
     blood_pool_segment_name, myocardium_segment_name : str, optional

@@ -47,7 +47,7 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         Segmentation with the LV blood pool and myocardium; resampled onto the
         frame grid (see ``segment_masks``) and not modified.
     rv_insertion_node : vtkMRMLMarkupsNode, optional
-        Anterior RV insertion points (world RAS positions and labels are used).
+        RV insertion points, anterior or inferior by label (world RAS positions and labels are used).
     blood_pool_segment_id, myocardium_segment_id : str, optional
         Segment IDs; by default the segments named ``LV blood pool`` and
         ``Myocardium`` (case-insensitive).
