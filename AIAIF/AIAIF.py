@@ -303,7 +303,8 @@ class AIAIFParameterNode:
     t1Blood, r1 - optional overrides (s, 1/s/mM); 0 means "from the field strength".
     aifMode - AI-corrected, saturated (uncorrected) or external (externalAifTable).
     externalAifTable - table with columns time_s and the AIF signal.
-    tissueConversion - "linear" (the paper's) or "model" (SR-FLASH inversion).
+    tissueConversion - "model" (SR-FLASH inversion calibrated on the blood pool, default) or "linear" (the
+    paper's, for reproducing it).
     threshold - ischaemia threshold, mL/min/g.
     frameInterval - time between frames, s, for series indexed by frame number; 0: from the series.
     computeFitQuality - also make the fit-quality (NRMSE) volume.
@@ -321,7 +322,7 @@ class AIAIFParameterNode:
     r1: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
     aifMode: AifMode = AifMode.AI
     externalAifTable: vtkMRMLTableNode
-    tissueConversion: Annotated[str, Choice(list(TISSUE_CONVERSIONS))] = "linear"
+    tissueConversion: Annotated[str, Choice(list(TISSUE_CONVERSIONS))] = TISSUE_CONVERSIONS[0]
     threshold: Annotated[float, WithinRange(0.1, 10.0)] = AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G
     frameInterval: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     computeFitQuality: bool = False
@@ -672,9 +673,10 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
                 aifMode="ai", progressCallback=None, bloodPoolSegmentId=None, myocardiumSegmentId=None,
                 externalAifTableNode=None, t1Blood=None, t1Myocardium=None, r1=None,
                 threshold=AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G, frameInterval=None,
-                tissueConversion="linear", sliceLevels=None, septumDirection=None, weightsPath=None,
+                tissueConversion=TISSUE_CONVERSIONS[0], sliceLevels=None, septumDirection=None, weightsPath=None,
                 mbfVolumeNode=None, segmentsTableNode=None, aifChartNode=None, bullseyeVolumeNode=None,
-                fitQualityVolumeNode=None, computeFitQuality=False):
+                fitQualityVolumeNode=None, computeFitQuality=False, saturationTime=None, repetitionTime=None,
+                flipAngle=None, readoutOrdering=None, pulsesToCentre=None, saturationEfficiency=None):
         """Quantify pixelwise stress MBF and put the results into the scene.
 
         Parameters
@@ -714,7 +716,8 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         frameInterval : float, optional
             Time between frames, s, for series indexed by frame number.
         tissueConversion : str
-            ``"linear"`` (the paper's) or ``"model"``.
+            ``"model"`` (default: the sequence's signal equation, calibrated
+            on the blood pool) or ``"linear"`` (the paper's).
         sliceLevels : sequence of str, optional
             Level ('basal', 'mid', 'apical') of each stored slice.
         septumDirection : str, optional
@@ -726,6 +729,15 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             the same perfusion series made are updated, or new ones created.
         computeFitQuality : bool
             Also make the fit-quality volume.
+        saturationTime, repetitionTime, flipAngle : float, optional
+            The acquisition's saturation time to the k-space centre (s),
+            readout TR (s) and nominal flip angle (degrees), when known.
+        readoutOrdering : str, optional
+            ``"centric"`` or ``"linear"`` k-space ordering, when known.
+        pulsesToCentre : int, optional
+            Readout pulse that samples the k-space centre, when known.
+        saturationEfficiency : float, optional
+            Fraction of Mz the saturation pulse destroys, when known.
 
         Returns
         -------
@@ -750,7 +762,9 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             external_aif_signal=externalSignal, tissue_conversion=tissueConversion, t1_blood_s=t1Blood,
             t1_myocardium_s=t1Myocardium, r1_per_s_per_mM=r1, threshold_ml_min_g=threshold,
             slice_levels=tuple(sliceLevels) if sliceLevels is not None else None,
-            septum_direction=septumDirection, weights_path=weightsPath)
+            septum_direction=septumDirection, weights_path=weightsPath, saturation_time_s=saturationTime,
+            repetition_time_s=repetitionTime, flip_angle_deg=flipAngle, readout_ordering=readoutOrdering,
+            pulses_to_centre=pulsesToCentre, saturation_efficiency=saturationEfficiency)
         outputs = {"mbf": mbfVolumeNode, "segments": segmentsTableNode, "aif_chart": aifChartNode,
                    "bullseye": bullseyeVolumeNode, "fit_quality": fitQualityVolumeNode}
         self._cancelRequested = False

@@ -20,6 +20,8 @@ import numpy as np
 from . import constants as K
 from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
+from .pipeline import TISSUE_CONVERSIONS
+from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
 
@@ -221,8 +223,8 @@ def _add_quantify_parser(commands):
     _add_output_options(quantify)
     quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="T",
                           help="field strength in tesla: 3 (default) or 1.5; any other value only with --t1-blood-s "
-                               "(and --t1-myocardium-s for --tissue-conversion model), which replace the "
-                               "field strength's T1 defaults")
+                               "(and --t1-myocardium-s for --tissue-conversion model with --aif saturated), which "
+                               "replace the field strength's T1 defaults")
     quantify.add_argument("--aif", default="ai", metavar="{ai,saturated,PATH.csv}",
                           help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
@@ -231,16 +233,36 @@ def _add_quantify_parser(commands):
                                "AHA segments start there) and, labelled 'inferior', the inferior one (it decides "
                                "the septum side). Without points the RV is found in the images (the early-"
                                "enhancing cavity beside the LV); summary.json says which rule decided")
-    quantify.add_argument("--tissue-conversion", choices=("linear", "model"), default="linear",
-                          help="myocardial signal to concentration: 'linear' (the paper's, default) or 'model' "
-                               "(inverts the saturation-recovery signal equation)")
+    quantify.add_argument("--tissue-conversion", choices=TISSUE_CONVERSIONS, default=TISSUE_CONVERSIONS[0],
+                          help="myocardial signal to concentration: 'model' (default: inverts the "
+                               "saturation-recovery signal equation, calibrated on the LV blood pool) or 'linear' "
+                               "(the paper's relative enhancement, for reproducing it)")
     quantify.add_argument("--t1-blood-s", type=_positive_float, metavar="S",
                           help="native T1 of blood in s (default by field strength: 1.736 s at 3 T, 1.435 s "
                                "at 1.5 T)")
     quantify.add_argument("--t1-myocardium-s", type=_positive_float, metavar="S",
-                          help="native T1 of myocardium in s, for --tissue-conversion model")
+                          help="native T1 of myocardium in s (default by field strength); the model conversion "
+                               "checks the myocardium's pre-contrast signal against it, and uses it only with "
+                               "--aif saturated")
     quantify.add_argument("--r1", type=_positive_float, metavar="PER_S_PER_MM",
                           help="relaxivity in 1/s/mM (default {})".format(K.R1_RELAXIVITY_PER_S_PER_MM))
+    quantify.add_argument("--saturation-time-s", type=_positive_float, metavar="S",
+                          help="saturation time to the k-space centre in s, when known (default {:g})".format(
+                              K.SATURATION_TIME_S))
+    quantify.add_argument("--repetition-time-s", type=_positive_float, metavar="S",
+                          help="readout repetition time TR in s, when known (default {:g})".format(
+                              K.REPETITION_TIME_S))
+    quantify.add_argument("--flip-angle-deg", type=_positive_float, metavar="DEG",
+                          help="nominal readout flip angle in degrees, when known (default {:g})".format(
+                              K.FLIP_ANGLE_DEG))
+    quantify.add_argument("--readout-ordering", choices=READOUT_ORDERINGS,
+                          help="k-space ordering, when known (default: unknown; the blood-pool calibration tries "
+                               "both)")
+    quantify.add_argument("--pulses-to-centre", type=_positive_int, metavar="N",
+                          help="readout pulse that samples the k-space centre, when known (1 for centric)")
+    quantify.add_argument("--saturation-efficiency", type=_positive_float, metavar="FRACTION",
+                          help="fraction of Mz the saturation pulse destroys, when known (default: fitted to the "
+                               "LV blood pool)")
     quantify.add_argument("--frame-interval", type=_positive_float, metavar="S",
                           help="time between frames in s, when the sequence index values are frame numbers")
     quantify.add_argument("--threshold", type=_positive_float, default=K.ISCHAEMIA_THRESHOLD_ML_MIN_G,
@@ -474,12 +496,15 @@ class TerminalProgress(object):
 
 def quantification_parameters(args):
     """``pipeline.QuantificationParameters`` from the ``quantify`` arguments."""
+    from .acquisition import has_defaults
     from .aif import read_aif_csv
     from .pipeline import QuantificationParameters
 
-    if args.field_strength not in K.SUPPORTED_FIELD_STRENGTHS_T:
+    if not has_defaults(args.field_strength):
         missing = ["--t1-blood-s"] if args.t1_blood_s is None else []
-        if args.tissue_conversion == "model" and args.t1_myocardium_s is None:
+        # The model conversion anchors the myocardium on the blood pool and needs no native myocardial T1, except
+        # with the saturated AIF, where there is no blood-pool calibration (conversion.tissue_concentration_mM).
+        if args.tissue_conversion == "model" and args.aif == "saturated" and args.t1_myocardium_s is None:
             missing.append("--t1-myocardium-s")
         if missing:
             raise AIAIFInputError("--field-strength {:g} has no T1 defaults (they exist for 3 and 1.5 T); pass {} "
@@ -496,7 +521,10 @@ def quantification_parameters(args):
         field_strength_t=args.field_strength, aif_mode=aif_mode, external_aif_times_s=ext_times,
         external_aif_signal=ext_signal, tissue_conversion=args.tissue_conversion, t1_blood_s=args.t1_blood_s,
         t1_myocardium_s=args.t1_myocardium_s, r1_per_s_per_mM=args.r1, slice_levels=args.slice_levels,
-        threshold_ml_min_g=args.threshold, weights_path=args.weights)
+        threshold_ml_min_g=args.threshold, weights_path=args.weights, saturation_time_s=args.saturation_time_s,
+        repetition_time_s=args.repetition_time_s, flip_angle_deg=args.flip_angle_deg,
+        readout_ordering=args.readout_ordering, pulses_to_centre=args.pulses_to_centre,
+        saturation_efficiency=args.saturation_efficiency)
 
 
 def _run_quantify(args, out):

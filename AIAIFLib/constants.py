@@ -68,6 +68,13 @@ TISSUE_DENSITY_G_PER_ML = 1.05
 #: model (project choice, a typical adult value).
 HAEMATOCRIT = 0.42
 
+#: MR-visible proton density of myocardium relative to blood (water per
+#: volume).  Project estimate from tissue water contents: myocardium about
+#: 0.78-0.80 g/g at 1.05 g/mL, whole blood about 0.80-0.84 g/g at 1.06 g/mL
+#: (haematocrit 0.40-0.45), i.e. 0.95 +- 0.04.  It carries the blood pool's
+#: signal scale over to the myocardium in the ``model`` tissue conversion.
+MYOCARDIUM_TO_BLOOD_PROTON_DENSITY = 0.95
+
 # --- Diagnosis -------------------------------------------------------------------
 
 #: Stress MBF below which a segment is called ischaemic, mL/min/g [Hsu2018],

@@ -2,18 +2,13 @@
 
 Two conversions of tissue signal, one entry point (``tissue_concentration_mM``):
 
-``linear`` (default, the paper's)
-    Relative signal enhancement scaled by the pre-contrast LV blood-pool signal,
-    ``C(t) = (S(t) - S(0)) / (r1 * T1b * S_LV(0))`` [Scannell2022,
-    "Quantification"], with T1b 1.736 s at 3 T and 1.435 s at 1.5 T and
-    r1 = 4.5 /s/mM.
-
-``model`` (beyond the paper)
+``model`` (default)
     At the standard slices' 100 ms saturation time the myocardial signal is
-    itself non-linear in concentration, so the linear conversion
-    underestimates tissue concentration, and therefore MBF, even with a
-    perfect AIF.  ``model_concentration_mM`` instead inverts the
-    saturation-recovery FLASH signal equation (``sequence.py``) per pixel:
+    itself non-linear in concentration, so a linear conversion underestimates
+    tissue concentration, and therefore MBF, even with a perfect AIF (by
+    about 40 % on physically simulated signal).  ``model_concentration_mM``
+    instead inverts the saturation-recovery FLASH signal equation
+    (``sequence.py``) per pixel:
 
     1. The pre-contrast signal of the pixel fixes its scale (proton density x
        coil gain x sin(flip angle)) from the model at the native myocardial T1.
@@ -36,188 +31,56 @@ Two conversions of tissue signal, one entry point (``tissue_concentration_mM``):
     is ignored (as in the paper's conversion; at TE = 1 ms it is a few per cent
     of the signal at the highest tissue concentrations).
 
+    The inversion is only as good as the sequence parameters it is given, and
+    the saturation efficiency matters most: with the pre-contrast signal
+    close to zero after a 100 ms saturation, an efficiency of 0.9 instead of
+    1.0 doubles the pre-contrast level and halves the apparent enhancement.
+    Neither the paper nor a DICOM header gives it, so
+    ``calibrate_sequence_on_blood`` fits it, with the effective flip angle, to
+    the LV blood pool of the study itself.
+
+``linear`` (the paper's, for reproducing it)
+    Relative signal enhancement scaled by the pre-contrast LV blood-pool
+    signal, ``C(t) = (S(t) - S(0)) / (r1 * T1b * S_LV(0))`` [Scannell2022,
+    "Quantification"], with T1b 1.736 s at 3 T and 1.435 s at 1.5 T and
+    r1 = 4.5 /s/mM.
+
 The corrected AIF stays linear by construction (the network predicts the
 unsaturated, linear curve), so ``aif_concentration_mM`` is always the paper's
 linear conversion with ``S(0) = S_LV(0)``.
 
-Sequence defaults (``SequenceParameters``) and where they come from:
-
-* saturation time 100 ms, TR 2.2 ms, flip angle 15 deg -- the paper's standard
-  high-resolution slices [Scannell2022, "Image acquisition"] (``constants``);
-* pulses to the k-space centre 21 -- the paper gives SENSE 1.8 but neither
-  the matrix nor the partial-Fourier factor nor the profile order.  Project
-  choice: linear profile order with an assumed acquired matrix of
-  ``ASSUMED_PHASE_ENCODING_LINES`` = 144 phase-encoding lines and partial
-  Fourier ``ASSUMED_PARTIAL_FOURIER`` = 0.75, which places the centre after
-  144 * (0.75 - 0.5) / 1.8 = 20 pulses, i.e. at pulse 21
-  (``linear_ordering_pulses_to_centre``; use it with your own protocol);
-* saturation efficiency 1.0 -- project choice (an ideal saturation pulse; the
-  paper does not state one).
+Every physical parameter (T1 of blood and myocardium, r1, the nominal
+sequence) comes from the study's ``acquisition.Acquisition``, resolved once;
+the sequence defaults and where they come from are in ``sequence.py``.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import constants as K
 from .errors import AIAIFInputError
-from .sequence import saturation_recovery_flash_signal
+from .sequence import DEFAULT_LINEAR_PULSES_TO_CENTRE, SequenceParameters, _finite_float
 
 #: Conversion methods accepted by ``tissue_concentration_mM``.
 CONVERSION_METHODS = ("linear", "model")
 
-#: SENSE acceleration of the paper's perfusion images [Scannell2022, "Image acquisition"].
-PAPER_SENSE_FACTOR = 1.8
-#: Acquired phase-encoding lines assumed for the default number of pulses to the
-#: k-space centre.  Project choice: the paper does not give its matrix; 144 lines
-#: is a typical high-resolution perfusion matrix (about 2.2 mm over 320 mm).
-ASSUMED_PHASE_ENCODING_LINES = 144
-#: Partial-Fourier (half-scan) factor assumed for the default pulses to the
-#: centre.  Project choice: the paper does not give one; 0.75 is a common setting.
-ASSUMED_PARTIAL_FOURIER = 0.75
-#: Saturation-pulse efficiency assumed by default (fraction of Mz destroyed).
-#: Project choice: an ideal pulse; the paper does not state one.
-DEFAULT_SATURATION_EFFICIENCY = 1.0
 #: Highest tissue concentration the model inversion returns, mM.  Project
 #: choice: above the peak LV blood-pool concentration of a 0.075 mmol/kg bolus
 #: (up to ~15 mM, shared/PHYSICS.md), so no physiological tissue value is
 #: clipped; signals beyond the model's signal at this concentration are
 #: clipped to it and flagged.
 MODEL_MAX_CONCENTRATION_MM = 20.0
+#: Shortest native T1 the anchored inversion's table covers, s (project
+#: choice: below the native T1 of any tissue in the myocardium or blood).
+MIN_NATIVE_T1_S = 0.2
 #: Points of the monotone lookup table of the model inversion (project choice:
 #: enough that the interpolated start is within ~1e-6 and two Newton steps
 #: reach rounding error).
 _TABLE_POINTS = 4097
 #: Newton steps after the table lookup.
 _NEWTON_STEPS = 2
-#: Field strengths within this distance (T) of a tabulated one use its defaults.
-_FIELD_STRENGTH_TOLERANCE_T = 0.05
-
-
-def linear_ordering_pulses_to_centre(phase_encoding_lines, acceleration=1.0, partial_fourier=1.0):
-    """Readout pulse that samples the k-space centre for linear profile ordering.
-
-    With linear ordering the lines run from the partial-Fourier edge of
-    k-space to the far edge; the centre is preceded by
-    ``lines * (partial_fourier - 0.5) / acceleration`` pulses.
-
-    Parameters
-    ----------
-    phase_encoding_lines : int
-        Phase-encoding matrix before acceleration and partial Fourier.
-    acceleration : float, optional
-        Parallel-imaging (SENSE/GRAPPA) acceleration factor, >= 1.
-    partial_fourier : float, optional
-        Partial-Fourier (half-scan) factor, 0.5-1 (1 = full k-space).
-
-    Returns
-    -------
-    int
-        1-based index of the centre pulse (``pulses_to_centre`` of
-        ``SequenceParameters``); 1 means the centre is sampled first.
-
-    Raises
-    ------
-    AIAIFInputError
-        If an argument is outside its range.
-    """
-    if not (np.isfinite(phase_encoding_lines) and phase_encoding_lines >= 1):
-        raise AIAIFInputError("The number of phase-encoding lines must be at least 1; give the acquired matrix.")
-    if not (np.isfinite(acceleration) and acceleration >= 1.0):
-        raise AIAIFInputError("The acceleration factor must be at least 1; give the SENSE/GRAPPA factor.")
-    if not (np.isfinite(partial_fourier) and 0.5 <= partial_fourier <= 1.0):
-        raise AIAIFInputError("The partial-Fourier factor must be between 0.5 and 1; give 1 for full k-space.")
-    return 1 + int(round(phase_encoding_lines * (partial_fourier - 0.5) / acceleration))
-
-
-#: Default pulses to the k-space centre (see the module docstring).
-DEFAULT_PULSES_TO_CENTRE = linear_ordering_pulses_to_centre(
-    ASSUMED_PHASE_ENCODING_LINES, PAPER_SENSE_FACTOR, ASSUMED_PARTIAL_FOURIER)
-
-
-@dataclass(frozen=True)
-class SequenceParameters:
-    """Sequence parameters of the standard slices for the model-based conversion.
-
-    Every field has a documented default (module docstring) and can be
-    overridden, e.g. ``SequenceParameters(flip_angle_deg=12.0)``.
-
-    Attributes
-    ----------
-    saturation_time_s : float
-        Time from the saturation pulse to the k-space centre, s (0.1 s, the paper's).
-    repetition_time_s : float
-        Readout repetition time TR, s (2.2 ms, the paper's).
-    flip_angle_deg : float
-        Excitation flip angle, degrees (15, the paper's).
-    pulses_to_centre : int
-        1-based readout pulse that samples the k-space centre (1 = centric;
-        default 21, a project choice for linear ordering).
-    saturation_efficiency : float
-        Fraction of Mz destroyed by the saturation pulse, 0-1 (1.0, project choice).
-
-    Raises
-    ------
-    AIAIFInputError
-        On construction, if a value is outside its range or the readout
-        before the k-space centre does not fit in the saturation time.
-    """
-
-    saturation_time_s: float = K.SATURATION_TIME_S
-    repetition_time_s: float = K.REPETITION_TIME_S
-    flip_angle_deg: float = K.FLIP_ANGLE_DEG
-    pulses_to_centre: int = DEFAULT_PULSES_TO_CENTRE
-    saturation_efficiency: float = DEFAULT_SATURATION_EFFICIENCY
-
-    def __post_init__(self):
-        checks = (
-            (self.saturation_time_s, 0.0, None, "The saturation time must be positive (s)"),
-            (self.repetition_time_s, 0.0, None, "The repetition time must be positive (s)"),
-            (self.flip_angle_deg, 0.0, 90.0, "The flip angle must be between 0 and 90 degrees"),
-            (self.saturation_efficiency, 0.0, 1.0, "The saturation efficiency must be between 0 and 1"),
-        )
-        for value, low, high, problem in checks:
-            number = _finite_float(value)
-            if number is None or number <= low or (high is not None and number > high):
-                raise AIAIFInputError("{}, got {!r}; correct the sequence parameter.".format(problem, value))
-        pulses = _finite_float(self.pulses_to_centre)
-        if isinstance(self.pulses_to_centre, bool) or pulses is None or not pulses.is_integer() or pulses < 1:
-            raise AIAIFInputError("The pulses to the k-space centre must be a whole number of at least 1 "
-                                  "(1 for centric ordering), got {!r}.".format(pulses))
-        if (pulses - 1) * self.repetition_time_s > self.saturation_time_s:
-            raise AIAIFInputError(
-                "The {} readout pulses before the k-space centre take longer than the {:g} s saturation time; "
-                "reduce the pulses to the centre or increase the saturation time.".format(
-                    pulses - 1, self.saturation_time_s))
-
-    def normalised_signal(self, r1_per_s):
-        """Signal per unit M0 * sin(flip angle), i.e. Mz / M0 at the k-space centre.
-
-        Parameters
-        ----------
-        r1_per_s : array_like
-            Longitudinal relaxation rate R1, 1/s.
-
-        Returns
-        -------
-        numpy.ndarray
-            Normalised longitudinal magnetisation before the centre pulse,
-            dimensionless (below 1, rising with R1).
-        """
-        signal = saturation_recovery_flash_signal(
-            r1_per_s, saturation_time_s=self.saturation_time_s, repetition_time_s=self.repetition_time_s,
-            flip_angle_deg=self.flip_angle_deg, pulses_to_centre=int(self.pulses_to_centre),
-            saturation_efficiency=self.saturation_efficiency, echo_time_s=0.0)
-        return signal / math.sin(math.radians(self.flip_angle_deg))
-
-
-def _finite_float(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _positive_number(value, what, fix):
@@ -309,6 +172,45 @@ def _inversion_table(sequence, r1_max_per_s):
     return r1_grid, v_grid, slopes
 
 
+def r1_from_normalised_signal(u, sequence, r1_max_per_s):
+    """Invert the sequence's normalised signal ``u = Mz / M0`` to R1 (table lookup, then Newton).
+
+    Parameters
+    ----------
+    u : array_like
+        Normalised signal (signal over M0 * coil * sin(flip angle)).
+    sequence : SequenceParameters
+        The readout.
+    r1_max_per_s : float
+        Top of the inversion table, 1/s.
+
+    Returns
+    -------
+    r1_per_s : numpy.ndarray
+        R1, 1/s, within [0, ``r1_max_per_s``] (NaN where ``u`` is NaN).
+    below, above : numpy.ndarray of bool
+        Where ``u`` lay at or below the model's signal at R1 = 0, or at or
+        above its signal at ``r1_max_per_s`` (clipped to the table's ends).
+    """
+    u = np.asarray(u, dtype=float)
+    r1_grid, v_grid, slopes = _inversion_table(sequence, r1_max_per_s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v_target = -np.log1p(-np.minimum(u, 1.0))
+    below = u <= 1.0 - np.exp(-v_grid[0])
+    above = v_target >= v_grid[-1]
+    v_inside = np.clip(v_target, v_grid[0], v_grid[-1])
+    # Table lookup, then Newton steps on the exact model with the segment slope.
+    index = np.clip(np.searchsorted(v_grid, v_inside, side="right") - 1, 0, _TABLE_POINTS - 2)
+    index = np.where(np.isnan(v_inside), 0, index)
+    slope = slopes[index]
+    r1_estimate = r1_grid[index] + (v_inside - v_grid[index]) / slope
+    for _ in range(_NEWTON_STEPS):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v_model = -np.log1p(-sequence.normalised_signal(r1_estimate))
+        r1_estimate = np.clip(r1_estimate - (v_model - v_inside) / slope, 0.0, r1_grid[-1])
+    return r1_estimate, below, above
+
+
 def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_RELAXIVITY_PER_S_PER_MM,
                            sequence=SequenceParameters()):
     """Concentration by inverting the saturation-recovery FLASH signal equation per pixel.
@@ -361,26 +263,11 @@ def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_R
         raise AIAIFInputError("The native T1 has shape {} but the signal curves {}; give one T1 or one per "
                               "curve.".format(t1.shape, signal.shape[:-1]))
     r1_native = 1.0 / t1
-    r1_grid, v_grid, slopes = _inversion_table(sequence, float(np.max(r1_native)) + r1 * MODEL_MAX_CONCENTRATION_MM)
-
     # Scale from the pre-contrast signal: u = (S / S0) * u(R1_native).
     u_native = sequence.normalised_signal(r1_native)
-    u_target = signal * (u_native / baseline)[..., None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v_target = -np.log1p(-np.minimum(u_target, 1.0))
-    below = u_target <= 1.0 - np.exp(-v_grid[0])
-    above = v_target >= v_grid[-1]
-    v_inside = np.clip(v_target, v_grid[0], v_grid[-1])
-
-    # Table lookup, then Newton steps on the exact model with the segment slope.
-    index = np.clip(np.searchsorted(v_grid, v_inside, side="right") - 1, 0, _TABLE_POINTS - 2)
-    index = np.where(np.isnan(v_inside), 0, index)
-    slope = slopes[index]
-    r1_estimate = r1_grid[index] + (v_inside - v_grid[index]) / slope
-    for _ in range(_NEWTON_STEPS):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            v_model = -np.log1p(-sequence.normalised_signal(r1_estimate))
-        r1_estimate = np.clip(r1_estimate - (v_model - v_inside) / slope, 0.0, r1_grid[-1])
+    r1_estimate, below, above = r1_from_normalised_signal(
+        signal * (u_native / baseline)[..., None], sequence,
+        float(np.max(r1_native)) + r1 * MODEL_MAX_CONCENTRATION_MM)
 
     r1_native_frames = np.broadcast_to(r1_native[..., None], signal.shape)
     conc = (r1_estimate - r1_native_frames) / r1
@@ -392,124 +279,155 @@ def model_concentration_mM(signal, baseline, t1_native_s, r1_per_s_per_mM=K.R1_R
     return conc, too_high | too_low
 
 
-def _default_t1_s(field_strength_t, table, tissue, option):
-    field = _finite_float(field_strength_t)
-    if field is not None:
-        for tabulated, t1 in table.items():
-            if abs(field - tabulated) <= _FIELD_STRENGTH_TOLERANCE_T:
-                return t1
-    raise AIAIFInputError(
-        "There is no default native {} T1 at {} T (defaults exist for {} T); give the {} T1 explicitly ({}).".format(
-            tissue, field_strength_t, " and ".join("{:g}".format(f) for f in sorted(table)), tissue, option))
+def anchored_concentration_mM(signal, baseline, scale, r1_per_s_per_mM, sequence):
+    """Concentration from the sequence model with a signal scale given from outside (the blood-pool anchor).
 
-
-def resolve_t1_blood_s(field_strength_t=3.0, t1_blood_s=None):
-    """Native blood T1 to use: the explicit value, else the paper's value for the field strength.
-
-    Parameters
-    ----------
-    field_strength_t : float, optional
-        Field strength, T (defaults exist for 1.5 and 3 T).
-    t1_blood_s : float, optional
-        Explicit native blood T1, s; overrides the default.
-
-    Returns
-    -------
-    float
-        T1b, s (1.736 at 3 T, 1.435 at 1.5 T [Scannell2022]).
-
-    Raises
-    ------
-    AIAIFInputError
-        If the value is not positive, or no default exists for the field strength.
-    """
-    if t1_blood_s is not None:
-        return _positive_number(t1_blood_s, "native blood T1 (s)", "give T1b in seconds, e.g. 1.736 at 3 T")
-    return _default_t1_s(field_strength_t, K.T1_BLOOD_S, "blood", "--t1-blood-s")
-
-
-def resolve_t1_myocardium_s(field_strength_t=3.0, t1_myocardium_s=None):
-    """Native myocardial T1 to use: the explicit value, else the project default for the field strength.
+    Each curve's signal divided by its ``scale`` (M0 x coil gain x
+    sin(flip angle)) is a normalised signal ``u``; both ``u(t)`` and the
+    pre-contrast ``u0`` are inverted to R1 (``r1_from_normalised_signal``) and
+    ``C = (R1(u(t)) - R1(u0)) / r1``.  The native R1 is thus the one the
+    pre-contrast signal implies, not an assumed T1, and a saturation
+    efficiency error, which moves the model's pre-contrast signal a lot but
+    its enhanced signal little, cancels to first order in the difference:
+    for centric ordering ``R1(u) - R1(u0) = -ln((1 - u) / (1 - u0)) / TS``
+    whatever the efficiency.  What remains is the scale: a 5 % error in it is
+    about a 5 % error in concentration.
 
     Parameters
     ----------
-    field_strength_t : float, optional
-        Field strength, T (defaults exist for 1.5 and 3 T).
-    t1_myocardium_s : float or array_like, optional
-        Explicit native myocardial T1, s (one value, or one per curve from a
-        T1 map); overrides the default.
+    signal : array_like, shape (..., n_frames)
+        Signal curves (signal units), time on the last axis.
+    baseline : array_like, shape (...)
+        Pre-contrast signal of each curve, positive.
+    scale : array_like, shape (...)
+        Signal scale of each curve (signal units), positive.
+    r1_per_s_per_mM : float
+        Relaxivity, 1/s/mM.
+    sequence : SequenceParameters
+        The readout (e.g. the blood-pool calibration's).
 
     Returns
     -------
-    float or numpy.ndarray
-        Native myocardial T1, s (1.20 at 3 T, 0.95 at 1.5 T, ``constants``).
-
-    Raises
-    ------
-    AIAIFInputError
-        If a value is not positive, or no default exists for the field strength.
+    conc_mM : numpy.ndarray, shape (..., n_frames)
+        Concentration, mM (NaN where the signal is NaN).
+    clipped_mask : numpy.ndarray of bool, shape (..., n_frames)
+        Frames whose normalised signal lay outside the model's range.
+    native_t1_s : numpy.ndarray, shape (...)
+        The native T1 each curve's pre-contrast signal implies, s (inf where
+        it lies at or below the model's signal at R1 = 0).
     """
-    if t1_myocardium_s is not None:
-        t1 = np.asarray(t1_myocardium_s, dtype=float)
-        if t1.ndim == 0:
-            return _positive_number(t1_myocardium_s, "native myocardial T1 (s)",
-                                    "give it in seconds, e.g. 1.2 at 3 T")
-        if np.any(~np.isfinite(t1)) or np.any(t1 <= 0):
-            raise AIAIFInputError("The native myocardial T1 map must be positive everywhere (s); check the map.")
-        return t1
-    return _default_t1_s(field_strength_t, K.T1_MYOCARDIUM_S, "myocardial", "--t1-myocardium-s")
+    signal, baseline = _signal_and_baseline(signal, baseline)
+    r1 = _positive_number(r1_per_s_per_mM, "relaxivity r1 (1/s/mM)", "give the contrast agent's r1")
+    scale = np.asarray(scale, dtype=float)
+    if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
+        raise AIAIFInputError("The signal scale must be positive for every curve; check the blood-pool calibration.")
+    r1_max = 1.0 / MIN_NATIVE_T1_S + r1 * MODEL_MAX_CONCENTRATION_MM
+    r1_frames, below, above = r1_from_normalised_signal(signal / scale[..., None], sequence, r1_max)
+    r1_native, _, _ = r1_from_normalised_signal(baseline / scale, sequence, r1_max)
+    conc = (r1_frames - r1_native[..., None]) / r1
+    conc = np.where(np.isnan(signal), np.nan, conc)
+    with np.errstate(divide="ignore"):
+        native_t1 = 1.0 / r1_native
+    return conc, (below | above) & ~np.isnan(signal), native_t1
 
 
-def _relaxivity(r1_per_s_per_mM):
-    if r1_per_s_per_mM is None:
-        return K.R1_RELAXIVITY_PER_S_PER_MM
-    return _positive_number(r1_per_s_per_mM, "relaxivity r1 (1/s/mM)", "give the contrast agent's r1, e.g. 4.5")
+def tissue_scale(baseline, slice_index, row, column, blood_scale,
+                 proton_density_ratio=K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY):
+    """Signal scale of each myocardial pixel from the blood pool's, for ``anchored_concentration_mM``.
 
-
-def relaxation_parameters(field_strength_t=3.0, t1_blood_s=None, t1_myocardium_s=None, r1_per_s_per_mM=None):
-    """The native T1 values and relaxivity a study will use, resolved once for the summary.
-
-    Explicit values are checked and returned; missing ones take the default
-    for the field strength.  A missing value without a default (e.g. at 7 T)
-    comes back as None rather than an error, so a study only fails if the
-    conversion it runs needs that value (``aif_concentration_mM`` and
-    ``tissue_concentration_mM`` then raise the error naming the fix).
+    ``scale = proton_density_ratio * blood_scale * shading``: the blood's
+    M0 x coil gain, the myocardium's lower proton density, and the receive
+    coil's smooth shading across the heart.  The shading is a plane fitted
+    to the pixels' pre-contrast signals in each slice (the myocardium's
+    native T1 is the same everywhere, so its pre-contrast signal follows the
+    coil), divided by its mean over every pixel: the mean coil gain over the
+    myocardium is taken as that over the blood pool it surrounds.  A plane,
+    not each pixel's own baseline, so that noise, partial volume and
+    epicardial fat do not set a pixel's scale.
 
     Parameters
     ----------
-    field_strength_t : float, optional
-        Field strength, T.
-    t1_blood_s : float, optional
-        Explicit native blood T1, s.
-    t1_myocardium_s : float or array_like, optional
-        Explicit native myocardial T1, s.
-    r1_per_s_per_mM : float, optional
-        Explicit relaxivity, 1/s/mM.
+    baseline : array_like, shape (n_pixels,)
+        Pre-contrast signal of each pixel.
+    slice_index, row, column : array_like of int, shape (n_pixels,)
+        Voxel index (k, j, i) of each pixel.
+    blood_scale : float
+        ``BloodCalibration.blood_scale``.
+    proton_density_ratio : float, optional
+        Myocardium-to-blood proton density (``constants``).
 
     Returns
     -------
-    tuple
-        ``(t1_blood_s or None, t1_myocardium_s or None, r1_per_s_per_mM)``.
-
-    Raises
-    ------
-    AIAIFInputError
-        If an explicit value is not positive.
+    numpy.ndarray, shape (n_pixels,)
+        Signal scale of each pixel (signal units).
     """
-    resolved = []
-    for resolve, explicit in ((resolve_t1_blood_s, t1_blood_s), (resolve_t1_myocardium_s, t1_myocardium_s)):
-        if explicit is None:
-            try:
-                resolved.append(resolve(field_strength_t))
-            except AIAIFInputError:
-                resolved.append(None)
-        else:
-            resolved.append(resolve(field_strength_t, explicit))
-    return resolved[0], resolved[1], _relaxivity(r1_per_s_per_mM)
+    baseline = np.asarray(baseline, dtype=float)
+    k, j, i = (np.asarray(values) for values in (slice_index, row, column))
+    shading = np.ones(baseline.shape)
+    for level in np.unique(k):
+        members = k == level
+        design = np.column_stack([np.ones(np.count_nonzero(members)), j[members], i[members]])
+        usable = np.isfinite(baseline[members])
+        if np.count_nonzero(usable) < 3 * design.shape[1]:
+            shading[members] = np.nanmean(baseline[members])
+            continue
+        coefficients = np.linalg.lstsq(design[usable], baseline[members][usable], rcond=None)[0]
+        shading[members] = design @ coefficients
+    shading = np.maximum(shading, 1e-12 * np.nanmax(np.abs(shading)))
+    return proton_density_ratio * float(blood_scale) * shading / np.mean(shading)
 
 
-def tissue_concentration_mM(signal, baseline, lv_baseline, method="linear", field_strength_t=3.0, t1_blood_s=None,
-                            t1_myocardium_s=None, r1_per_s_per_mM=None, sequence=None):
+#: Implied over expected native myocardial T1 outside this range makes the
+#: anchor check warn (project choice: on the project's phantoms the implied T1
+#: lies within 5 % of the true one; a model whose pre-contrast signal differs,
+#: e.g. from saturation history across heartbeats, shows 30 % and more).
+ANCHOR_T1_RATIO_RANGE = (0.75, 1.33)
+
+
+def anchor_check(baseline, scale, acquisition, sequence):
+    """Cross-check of the blood-pool anchor: the native T1 the myocardium's pre-contrast signal implies.
+
+    With the scale carried over from the blood pool, the sequence model maps
+    each pixel's pre-contrast signal to a native T1.  It should be near the
+    expected native myocardial T1; when it is not, the tissue's pre-contrast
+    signal does not follow the model (e.g. saturation history across
+    heartbeats, or an inflow-biased blood calibration), and the summary says
+    so.  The concentrations do not use it.
+
+    Parameters
+    ----------
+    baseline, scale : array_like, shape (n_pixels,)
+        Pre-contrast signal and anchored scale of each pixel.
+    acquisition : acquisition.Acquisition
+        Gives the expected native myocardial T1 (None: no comparison).
+    sequence : SequenceParameters
+        The readout used.
+
+    Returns
+    -------
+    dict
+        ``implied_native_t1_s`` (median over pixels), ``expected_native_t1_s``,
+        ``proton_density_ratio`` and ``warning`` (a sentence or None).
+    """
+    r1_max = 1.0 / MIN_NATIVE_T1_S
+    r1_native, _, _ = r1_from_normalised_signal(np.asarray(baseline, float) / np.asarray(scale, float), sequence,
+                                                r1_max)
+    implied = float(1.0 / max(np.median(r1_native), 1e-12))
+    expected = acquisition.t1_myocardium_s
+    expected = None if expected is None or np.ndim(expected) else float(expected)
+    warning = None
+    if expected is not None and not ANCHOR_T1_RATIO_RANGE[0] <= implied / expected <= ANCHOR_T1_RATIO_RANGE[1]:
+        warning = ("The myocardium's pre-contrast signal implies a native T1 of {:.2f} s against the expected {:.2f} s: "
+                   "it does not follow the sequence model (saturation history, an imperfect saturation pulse or an "
+                   "inflow-biased blood calibration), so the tissue concentrations rest on the blood-pool scale and "
+                   "a myocardium-to-blood proton density of {:.2f}.".format(
+                       implied, expected, K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY))
+    return {"implied_native_t1_s": implied, "expected_native_t1_s": expected,
+            "proton_density_ratio": K.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY, "warning": warning}
+
+
+def tissue_concentration_mM(signal, baseline, lv_baseline, acquisition, method="model", sequence=None,
+                            scale=None):
     """Myocardial tissue concentration by the chosen conversion, the pipeline's one entry point.
 
     Parameters
@@ -521,20 +439,22 @@ def tissue_concentration_mM(signal, baseline, lv_baseline, method="linear", fiel
     lv_baseline : float or None
         Pre-contrast LV blood-pool signal S_LV(0) (used by ``linear`` only;
         may be None for ``model``).
-    method : {'linear', 'model'}, optional
-        ``linear``: the paper's relative-enhancement conversion with T1b;
-        ``model``: inversion of the sequence's signal equation with the native
-        myocardial T1 (module docstring).
-    field_strength_t : float, optional
-        Field strength, T; selects the default T1 (1.5 or 3 T).
-    t1_blood_s : float, optional
-        Native blood T1, s (``linear``); default by field strength.
-    t1_myocardium_s : float or array_like, optional
-        Native myocardial T1, s (``model``); default by field strength.
-    r1_per_s_per_mM : float, optional
-        Relaxivity, 1/s/mM (default 4.5).
-    sequence : SequenceParameters, optional
-        Sequence parameters (``model``); default ``SequenceParameters()``.
+    acquisition : acquisition.Acquisition
+        The study's physical parameters: T1 of blood (``linear``) or of
+        myocardium (``model``), relaxivity and the nominal sequence.
+    method : {'model', 'linear'}, optional
+        ``model``: inversion of the sequence's signal equation with the
+        native myocardial T1 (module docstring); ``linear``: the paper's
+        relative-enhancement conversion with T1b.
+    sequence : sequence.SequenceParameters, optional
+        The readout to invert (``model``), e.g. the blood-pool calibration's;
+        default ``acquisition.sequence``.
+    scale : array_like, shape (...), optional
+        Signal scale of each curve (``model``): the blood-pool anchor of
+        ``tissue_scale``, used by ``anchored_concentration_mM``.  Without it
+        the scale comes from each curve's pre-contrast signal at the native
+        myocardial T1 (``model_concentration_mM``), which depends strongly on
+        the saturation efficiency.
 
     Returns
     -------
@@ -547,24 +467,26 @@ def tissue_concentration_mM(signal, baseline, lv_baseline, method="linear", fiel
     Raises
     ------
     AIAIFInputError
-        For an unknown method, a field strength without default T1 and no
-        explicit T1, non-positive baselines, T1 or relaxivity.
+        For an unknown method, a T1 the acquisition does not know, or
+        non-positive baselines.
     """
     if method not in CONVERSION_METHODS:
         raise AIAIFInputError("Unknown conversion method {!r}; choose one of {}.".format(
             method, ", ".join(CONVERSION_METHODS)))
-    r1 = _relaxivity(r1_per_s_per_mM)
     signal, baseline = _signal_and_baseline(signal, baseline)
     if method == "linear":
-        conc = linear_concentration_mM(signal, baseline, lv_baseline, resolve_t1_blood_s(field_strength_t, t1_blood_s),
-                                       r1)
+        conc = linear_concentration_mM(signal, baseline, lv_baseline, acquisition.t1_blood(),
+                                       acquisition.r1_per_s_per_mM)
         return conc, np.zeros(conc.shape, dtype=bool)
-    t1_myocardium = resolve_t1_myocardium_s(field_strength_t, t1_myocardium_s)
-    return model_concentration_mM(signal, baseline, t1_myocardium, r1,
-                                  SequenceParameters() if sequence is None else sequence)
+    sequence = acquisition.sequence if sequence is None else sequence
+    if scale is not None:
+        conc, clipped, _ = anchored_concentration_mM(signal, baseline, scale, acquisition.r1_per_s_per_mM, sequence)
+        return conc, clipped
+    return model_concentration_mM(signal, baseline, acquisition.t1_myocardium(), acquisition.r1_per_s_per_mM,
+                                  sequence)
 
 
-def aif_concentration_mM(signal, baseline, field_strength_t=3.0, t1_blood_s=None, r1_per_s_per_mM=None):
+def aif_concentration_mM(signal, baseline, acquisition):
     """AIF concentration by the paper's linear conversion, with ``S(0) = S_LV(0)``.
 
     The corrected AIF is the network's estimate of the unsaturated, linear
@@ -576,12 +498,8 @@ def aif_concentration_mM(signal, baseline, field_strength_t=3.0, t1_blood_s=None
         AIF signal (signal units), time on the last axis.
     baseline : float or array_like, shape (...)
         Pre-contrast LV blood-pool signal S_LV(0), positive.
-    field_strength_t : float, optional
-        Field strength, T; selects the default T1b (1.5 or 3 T).
-    t1_blood_s : float, optional
-        Native blood T1, s; overrides the default.
-    r1_per_s_per_mM : float, optional
-        Relaxivity, 1/s/mM (default 4.5).
+    acquisition : acquisition.Acquisition
+        Gives the native blood T1 and the relaxivity.
 
     Returns
     -------
@@ -591,20 +509,27 @@ def aif_concentration_mM(signal, baseline, field_strength_t=3.0, t1_blood_s=None
     Raises
     ------
     AIAIFInputError
-        For a non-positive baseline, T1b or relaxivity, or a field strength
-        without default T1b and no explicit T1b.
+        For a non-positive baseline, or a blood T1 the acquisition does not know.
     """
-    r1 = _relaxivity(r1_per_s_per_mM)
     signal, baseline = _signal_and_baseline(signal, baseline)
-    return linear_concentration_mM(signal, baseline, baseline, resolve_t1_blood_s(field_strength_t, t1_blood_s), r1)
+    return linear_concentration_mM(signal, baseline, baseline, acquisition.t1_blood(), acquisition.r1_per_s_per_mM)
 
 
-#: Bounds of the blood-pool calibration: saturation efficiency (fraction) and
+# ---------------------------------------------------------------------------
+# Blood-pool calibration of the sequence
+# ---------------------------------------------------------------------------
+
+#: Bounds of the blood-pool calibration: saturation efficiency (fraction of Mz
+#: destroyed; above 1 an over-flipped saturation pulse leaves negative Mz) and
 #: flip angle as a multiple of the nominal one.  Project choice: wide enough
-#: for imperfect saturation pulses and B1 errors of +-50 %, narrow enough to
-#: keep the fit away from degenerate corners.
-CALIBRATION_EFFICIENCY_BOUNDS = (0.5, 1.0)
+#: for imperfect saturation pulses and B1 errors of -70 % to +100 %, so that a
+#: calibration that ends on a bound signals a model or AIF that does not fit
+#: rather than an ordinary scanner.
+CALIBRATION_EFFICIENCY_BOUNDS = (0.5, 1.1)
 CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS = (0.3, 2.0)
+#: Fraction of a bound's range within which a calibrated value counts as at
+#: the bound.
+CALIBRATION_BOUND_TOLERANCE = 1e-3
 
 #: Frames used by the blood-pool calibration: AIF concentration at most this
 #: fraction of its peak.  Project choice: myocardial R1 stays in the range of
@@ -617,10 +542,117 @@ CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS = (0.3, 2.0)
 CALIBRATION_MAX_AIF_FRACTION = 0.3
 #: Fewest enhanced frames (above 5 % of the AIF peak) the cut must keep.
 MIN_CALIBRATION_FRAMES = 5
+#: RMS residual of the calibration, as a fraction of the largest signal
+#: enhancement it fitted, above which the fit is reported as poor (project
+#: choice: on the project's phantoms the residual is 0.2-1.5 % of it).
+CALIBRATION_RESIDUAL_WARNING_FRACTION = 0.05
 
 
-def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, t1_blood_s, r1_per_s_per_mM=None,
-                                sequence=None, max_aif_fraction=CALIBRATION_MAX_AIF_FRACTION):
+@dataclass(frozen=True)
+class BloodCalibration:
+    """Outcome of ``calibrate_sequence_on_blood``.
+
+    Attributes
+    ----------
+    sequence : sequence.SequenceParameters
+        The calibrated readout the tissue conversion uses.
+    used : bool
+        True when the fit is off every bound; False when it rests on one
+        (then ``warnings`` says so).
+    readout_ordering : str
+        k-space ordering of the chosen fit ('centric' or 'linear').
+    saturation_efficiency, flip_angle_deg : float
+        Fitted values of the chosen fit.
+    blood_scale : float
+        The blood pool's signal scale (signal units per unit of the
+        normalised signal, i.e. M0 x coil gain x sin(flip angle) of the LV
+        blood): the least-squares factor between the measured blood signal
+        and the calibrated model over the fitted frames, which enhanced
+        frames dominate, so that it hardly depends on the saturation
+        efficiency (``tissue_scale`` carries it to the myocardium).
+    rms_ratio_residual : float
+        RMS residual of the fitted blood signal ratio S(t)/S(0).
+    relative_residual : float
+        ``rms_ratio_residual`` over the largest fitted enhancement S(t)/S(0) - 1.
+    at_bound : tuple of str
+        Fitted parameters of the chosen fit that ended on a calibration bound.
+    candidates : tuple of dict
+        Every fit tried (one per ordering): ordering, values, residual, bounds.
+    warnings : tuple of str
+        Sentences for ``summary.json`` (a fit on a bound, a poor fit).
+    """
+
+    sequence: object
+    used: bool
+    readout_ordering: str
+    saturation_efficiency: float
+    flip_angle_deg: float
+    blood_scale: float
+    rms_ratio_residual: float
+    relative_residual: float
+    at_bound: tuple
+    candidates: tuple
+    warnings: tuple
+
+    def summary(self):
+        """JSON-ready record for ``summary.json``."""
+        return {"used": self.used, "readout_ordering": self.readout_ordering,
+                "saturation_efficiency": self.saturation_efficiency, "flip_angle_deg": self.flip_angle_deg,
+                "blood_scale": self.blood_scale, "rms_ratio_residual": self.rms_ratio_residual, "relative_residual": self.relative_residual,
+                "at_bound": list(self.at_bound), "candidates": [dict(c) for c in self.candidates]}
+
+
+def _calibration_frames(aif, max_aif_fraction):
+    use = aif <= max_aif_fraction * np.max(aif)
+    if np.count_nonzero(use & (aif > 0.05 * np.max(aif))) < MIN_CALIBRATION_FRAMES:
+        use = np.ones(aif.shape, dtype=bool)
+    return use
+
+
+def _fit_readout(ratio, r1_blood, r1_native, nominal, fit_efficiency):
+    """Least-squares flip-angle factor (and saturation efficiency) for one readout; dict of the fit."""
+    from scipy import optimize
+
+    names = ("saturation_efficiency", "flip_angle_deg")
+    lower = np.array([CALIBRATION_EFFICIENCY_BOUNDS[0], CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS[0]])
+    upper = np.array([CALIBRATION_EFFICIENCY_BOUNDS[1], CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS[1]])
+    # With centric ordering the centre is sampled by the first pulse, so the
+    # flip angle does not change the normalised signal: nothing to fit.
+    free = np.array([fit_efficiency, nominal.pulses_to_centre > 1])
+    if not free.any():
+        ratio_model = nominal.normalised_signal(r1_blood) / nominal.normalised_signal(r1_native)
+        return {"readout_ordering": "centric" if nominal.pulses_to_centre == 1 else "linear",
+                "pulses_to_centre": int(nominal.pulses_to_centre),
+                "saturation_efficiency": float(nominal.saturation_efficiency),
+                "flip_angle_deg": float(nominal.flip_angle_deg),
+                "rms_ratio_residual": float(np.sqrt(np.mean((ratio_model - ratio) ** 2))), "at_bound": [],
+                "_sequence": nominal}
+
+    def with_parameters(params):
+        values = np.array([nominal.saturation_efficiency, 1.0])
+        values[free] = params
+        return replace(nominal, flip_angle_deg=min(values[1] * nominal.flip_angle_deg, 89.9),
+                       saturation_efficiency=values[0])
+
+    def residual(params):
+        model = with_parameters(params)
+        return model.normalised_signal(r1_blood) / model.normalised_signal(r1_native) - ratio
+
+    start = np.clip([min(nominal.saturation_efficiency, 0.98), 1.0], lower, upper)
+    fit = optimize.least_squares(residual, start[free], bounds=(lower[free], upper[free]))
+    tolerance = CALIBRATION_BOUND_TOLERANCE * (upper - lower)[free]
+    near = (fit.x - lower[free] <= tolerance) | (upper[free] - fit.x <= tolerance)
+    sequence = with_parameters(fit.x)
+    return {"readout_ordering": "centric" if sequence.pulses_to_centre == 1 else "linear",
+            "pulses_to_centre": int(sequence.pulses_to_centre),
+            "saturation_efficiency": float(sequence.saturation_efficiency),
+            "flip_angle_deg": float(sequence.flip_angle_deg),
+            "rms_ratio_residual": float(np.sqrt(np.mean(fit.fun ** 2))),
+            "at_bound": [name for name, hit in zip(np.array(names)[free], near) if hit], "_sequence": sequence}
+
+
+def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, acquisition,
+                                max_aif_fraction=CALIBRATION_MAX_AIF_FRACTION):
     """Fit the sequence's saturation efficiency and flip angle to the LV blood pool.
 
     The blood-pool signal of the standard slices and the AIF concentration
@@ -630,12 +662,25 @@ def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, t1_blood_s
     ``S_blood(t) / S_blood(0)`` with the model ``f(R1(t)) / f(R1(0))``,
     ``R1(t) = 1/T1b + r1 C_aif(t)``, therefore calibrates the ``model``
     conversion on the study itself: the saturation efficiency and the
-    effective flip angle (which also absorbs B1 errors and an approximate
-    number of pulses to the k-space centre) are the two parameters that
-    neither the paper nor a DICOM header gives reliably.  The blood covers a
-    wider R1 range than the myocardium, so the tissue is interpolated, not
-    extrapolated.  Meaningless when the AIF itself is the saturated signal
-    converted linearly (the fit would return a linear sequence).
+    effective flip angle (which also absorbs B1 errors) are the two
+    parameters that neither the paper nor a DICOM header gives reliably (a
+    saturation efficiency given as an option is held, not fitted).
+    The blood covers a wider R1 range than the myocardium, so the tissue is
+    interpolated, not extrapolated.  Meaningless when the AIF itself is the
+    saturated signal converted linearly (the fit would return a linear
+    sequence).
+
+    When the k-space ordering is unknown (``acquisition.readout_ordering`` is
+    None) both orderings are fitted -- centric, and linear with the nominal
+    pulses to the centre -- and the better fit wins: a fit with the wrong
+    ordering compensates with a flip angle far from any real one.  A fit off
+    the calibration bounds is preferred to one on a bound; when every fit
+    ends on a bound, the bounded fit is used (the bounds constrain it to a
+    plausible scanner) and ``warnings`` says which value rests on its bound.
+    A fit whose residual exceeds ``CALIBRATION_RESIDUAL_WARNING_FRACTION`` of
+    the fitted enhancement is used and reported as poor.  With centric
+    ordering the flip angle does not change the normalised signal and is not
+    fitted.
 
     Parameters
     ----------
@@ -645,13 +690,9 @@ def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, t1_blood_s
         Its pre-contrast level S_blood(0).
     aif_mM : array_like, shape (n_frames,)
         AIF concentration at the same frames, mM.
-    t1_blood_s : float
-        Native blood T1, s.
-    r1_per_s_per_mM : float, optional
-        Relaxivity, 1/s/mM (default 4.5).
-    sequence : SequenceParameters, optional
-        Starting point and fixed parameters (saturation time, TR, pulses to
-        the centre); default ``SequenceParameters()``.
+    acquisition : acquisition.Acquisition
+        Native blood T1, relaxivity, the nominal sequence (starting point and
+        fixed saturation time, TR and, when known, ordering).
     max_aif_fraction : float, optional
         Fit only frames whose AIF concentration is at most this fraction of
         its peak (``CALIBRATION_MAX_AIF_FRACTION``); every frame when fewer
@@ -659,42 +700,50 @@ def calibrate_sequence_on_blood(blood_signal, blood_baseline, aif_mM, t1_blood_s
 
     Returns
     -------
-    sequence : SequenceParameters
-        ``sequence`` with the fitted saturation efficiency and flip angle.
-    rms_residual : float
-        RMS of the fitted signal-ratio residual (dimensionless).
+    BloodCalibration
+        The sequence to use, the fitted values, residual, bound state and
+        warnings.
     """
-    from scipy import optimize
-
-    sequence = SequenceParameters() if sequence is None else sequence
-    r1 = _relaxivity(r1_per_s_per_mM)
-    t1_blood_s = _positive_number(t1_blood_s, "native T1 of blood (s)", "give T1b in seconds")
+    nominal = acquisition.sequence
+    t1_blood_s = acquisition.t1_blood()
     signal, baseline = _signal_and_baseline(blood_signal, blood_baseline)
     aif = np.asarray(aif_mM, dtype=float)
-    if aif.shape != signal.shape or signal.ndim != 1 or not np.all(np.isfinite(aif)):
+    if aif.shape != signal.shape or signal.ndim != 1 or not np.all(np.isfinite(aif)) or not np.max(aif) > 0:
         raise AIAIFInputError("The blood signal and the AIF concentration must be finite curves on the same "
-                              "frames; pass one value per frame for both.")
-    use = aif <= max_aif_fraction * np.max(aif)
-    if np.count_nonzero(use & (aif > 0.05 * np.max(aif))) < MIN_CALIBRATION_FRAMES:
-        use = np.ones(aif.shape, dtype=bool)
+                              "frames, with the AIF rising above zero; pass one value per frame for both.")
+    use = _calibration_frames(aif, max_aif_fraction)
     ratio = signal[use] / baseline
-    r1_blood = 1.0 / t1_blood_s + r1 * np.maximum(aif[use], 0.0)
-    r1_native = 1.0 / t1_blood_s
-    nominal = sequence.flip_angle_deg
-
-    def with_parameters(params):
-        return SequenceParameters(
-            saturation_time_s=sequence.saturation_time_s, repetition_time_s=sequence.repetition_time_s,
-            flip_angle_deg=min(params[1] * nominal, 89.9), pulses_to_centre=sequence.pulses_to_centre,
-            saturation_efficiency=params[0])
-
-    def residual(params):
-        model = with_parameters(params)
-        return model.normalised_signal(r1_blood) / model.normalised_signal(r1_native) - ratio
-
-    lower = (CALIBRATION_EFFICIENCY_BOUNDS[0], CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS[0])
-    upper = (CALIBRATION_EFFICIENCY_BOUNDS[1], CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS[1])
-    start = np.clip([sequence.saturation_efficiency, 1.0], lower, upper)
-    start[0] = min(start[0], 0.98)  # off the bound, so the fit can move either way
-    fit = optimize.least_squares(residual, start, bounds=(lower, upper))
-    return with_parameters(fit.x), float(np.sqrt(np.mean(fit.fun ** 2)))
+    r1_blood = 1.0 / t1_blood_s + acquisition.r1_per_s_per_mM * np.maximum(aif[use], 0.0)
+    readouts = [nominal]
+    if acquisition.readout_ordering is None:
+        other = 1 if nominal.pulses_to_centre != 1 else DEFAULT_LINEAR_PULSES_TO_CENTRE
+        if (other - 1) * nominal.repetition_time_s <= nominal.saturation_time_s:
+            readouts.append(replace(nominal, pulses_to_centre=other))
+    fit_efficiency = acquisition.sources.get("saturation_efficiency") != "option"
+    fits = sorted((_fit_readout(ratio, r1_blood, 1.0 / t1_blood_s, readout, fit_efficiency) for readout in readouts),
+                  key=lambda fit: fit["rms_ratio_residual"])
+    usable = [fit for fit in fits if not fit["at_bound"]]
+    chosen = usable[0] if usable else fits[0]
+    enhancement = max(float(np.max(ratio)) - 1.0, 1e-12)
+    relative = chosen["rms_ratio_residual"] / enhancement
+    warnings = []
+    if not usable:
+        warnings.append("The blood-pool calibration of the sequence rests on its bound ({}), so the tissue "
+                        "concentration rests on that bound too; the AIF may be wrong in scale or the sequence "
+                        "unlike the model: give the acquisition's flip angle and k-space ordering, or check the "
+                        "AIF.".format(", ".join("{} {:.3g}".format(name.replace("_", " "), chosen[name])
+                                               for name in chosen["at_bound"])))
+    if relative > CALIBRATION_RESIDUAL_WARNING_FRACTION:
+        warnings.append("The blood-pool calibration of the sequence fits the blood signal poorly (residual {:.0f} % "
+                        "of the enhancement); the tissue conversion may be biased: check the AIF and the LV "
+                        "blood-pool ROI.".format(100.0 * relative))
+    candidates = tuple({key: value for key, value in fit.items() if not key.startswith("_")} for fit in fits)
+    model = chosen["_sequence"].normalised_signal(r1_blood)
+    blood_scale = float(np.dot(signal[use], model) / np.dot(model, model))
+    return BloodCalibration(
+        sequence=chosen["_sequence"], used=bool(usable),
+        readout_ordering=chosen["readout_ordering"], saturation_efficiency=chosen["saturation_efficiency"],
+        flip_angle_deg=chosen["flip_angle_deg"], blood_scale=blood_scale,
+        rms_ratio_residual=chosen["rms_ratio_residual"],
+        relative_residual=float(relative), at_bound=tuple(chosen["at_bound"]), candidates=candidates,
+        warnings=tuple(warnings))

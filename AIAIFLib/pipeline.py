@@ -43,6 +43,10 @@ class PerfusionStudy:
         ``"RV insertion anterior basal"``.
     source : dict
         Where the data came from (file paths, node names), for the summary.
+    header : dict
+        Acquisition values the reader found in the image header, keyed as the
+        arguments of ``acquisition.resolve_acquisition`` (e.g.
+        ``field_strength_t``, ``flip_angle_deg``); options override them.
     """
 
     frames: np.ndarray
@@ -53,6 +57,7 @@ class PerfusionStudy:
     rv_insertion_ras: Optional[np.ndarray] = None
     rv_insertion_labels: Optional[Tuple[str, ...]] = None
     source: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
 
 
 #: AIF modes: the network-corrected AIF, the uncorrected saturated AIF, or an
@@ -62,43 +67,62 @@ AIF_MODES = ("ai", "saturated", "external")
 #: How each AIF mode is named in figures and tables.
 AIF_MODE_LABELS = {"ai": "AI-corrected", "saturated": "saturated (uncorrected)", "external": "external AIF"}
 
-#: Signal-to-concentration methods for the myocardium (see ``conversion``).
-TISSUE_CONVERSIONS = ("linear", "model")
+#: Signal-to-concentration methods for the myocardium (see ``conversion``):
+#: the sequence-model inversion (default) and the paper's linear conversion.
+TISSUE_CONVERSIONS = ("model", "linear")
 
 #: Share of myocardial pixels whose fit failed above which the summary warns.
 FAILED_FIT_WARNING_FRACTION = 0.05
+#: Share of a segment's pixels whose flow sits at a fit bound above which the
+#: segment's MBF is flagged as a bound rather than a measurement (project
+#: choice: then the segment mean and median are themselves set by the bound).
+SEGMENT_AT_BOUND_FRACTION = 0.5
+#: Share of all myocardial pixels at a flow bound above which the summary
+#: warns even when no segment is dominated by them (project choice).
+MAP_AT_BOUND_WARNING_FRACTION = 0.05
 
 
 @dataclass
 class QuantificationParameters:
-    """Every choice of one quantification, with the paper's defaults.
+    """Every choice of one quantification, with the documented defaults.
+
+    The physical parameters (field strength, T1s, r1 and the readout) are
+    options: each left at None comes from the study's image header or the
+    default for the field strength, resolved once by ``acquisition``.
 
     Attributes
     ----------
-    field_strength_t : float
-        1.5 or 3.0 T; selects the native T1 of blood and myocardium unless
-        given explicitly.
+    field_strength_t : float, optional
+        Field strength, T (None: the header's, else 3 T); selects the native
+        T1 of blood and myocardium unless they are given.
     aif_mode : str
         One of ``AIF_MODES``.
     external_aif_times_s, external_aif_signal : numpy.ndarray, optional
         The external AIF (``aif_mode="external"``): times (s) and signal (any
         units, with a pre-contrast baseline; converted linearly).
     tissue_conversion : str
-        One of ``TISSUE_CONVERSIONS``.
+        One of ``TISSUE_CONVERSIONS``: ``"model"`` (default) or the paper's
+        ``"linear"``.
     t1_blood_s, t1_myocardium_s : float, optional
-        Native T1 overrides, s.
+        Native T1, s.
     r1_per_s_per_mM : float, optional
-        Relaxivity override, 1/s/mM.
-    sequence : conversion.SequenceParameters, optional
-        Sequence parameters of the ``model`` tissue conversion; when omitted
-        they are calibrated on the LV blood pool (``calibrate_sequence``) or
-        take ``conversion.SequenceParameters()``'s defaults.
+        Relaxivity, 1/s/mM.
+    saturation_time_s, repetition_time_s, flip_angle_deg : float, optional
+        Readout of the standard slices: saturation time to the k-space centre
+        (s), TR (s), nominal flip angle (degrees).
+    readout_ordering : {'centric', 'linear'}, optional
+        k-space ordering (None: unknown; the calibration tries both).
+    pulses_to_centre : int, optional
+        Readout pulse that samples the k-space centre.
+    saturation_efficiency : float, optional
+        Fraction of Mz the saturation pulse destroys; held in the calibration
+        when given.
     calibrate_sequence : bool
         With the ``model`` conversion and an AIF that is not the saturated
         signal itself (``ai``, ``external``), fit the saturation efficiency
         and flip angle to the blood pool
-        (``conversion.calibrate_sequence_on_blood``) unless ``sequence`` is
-        given.
+        (``conversion.calibrate_sequence_on_blood``); otherwise the nominal
+        sequence is used.
     slice_levels : tuple of str, optional
         Level of each stored slice ('basal', 'mid', 'apical'), overriding the
         automatic rules of ``segments``.
@@ -110,20 +134,37 @@ class QuantificationParameters:
         Network weights (``aif_mode="ai"``); the shipped weights by default.
     """
 
-    field_strength_t: float = 3.0
+    field_strength_t: Optional[float] = None
     aif_mode: str = "ai"
     external_aif_times_s: Optional[np.ndarray] = None
     external_aif_signal: Optional[np.ndarray] = None
-    tissue_conversion: str = "linear"
+    tissue_conversion: str = TISSUE_CONVERSIONS[0]
     t1_blood_s: Optional[float] = None
     t1_myocardium_s: Optional[float] = None
     r1_per_s_per_mM: Optional[float] = None
-    sequence: object = None
+    saturation_time_s: Optional[float] = None
+    repetition_time_s: Optional[float] = None
+    flip_angle_deg: Optional[float] = None
+    readout_ordering: Optional[str] = None
+    pulses_to_centre: Optional[int] = None
+    saturation_efficiency: Optional[float] = None
     calibrate_sequence: bool = True
     slice_levels: Optional[Tuple[str, ...]] = None
     septum_direction: Optional[str] = None
     threshold_ml_min_g: float = K.ISCHAEMIA_THRESHOLD_ML_MIN_G
     weights_path: Optional[str] = None
+
+    def acquisition(self, header=None):
+        """The study's ``acquisition.Acquisition``: these options, else ``header``, else the defaults."""
+        from .acquisition import resolve_acquisition
+
+        return resolve_acquisition(
+            field_strength_t=self.field_strength_t, t1_blood_s=self.t1_blood_s,
+            t1_myocardium_s=self.t1_myocardium_s, r1_per_s_per_mM=self.r1_per_s_per_mM,
+            saturation_time_s=self.saturation_time_s, repetition_time_s=self.repetition_time_s,
+            flip_angle_deg=self.flip_angle_deg, readout_ordering=self.readout_ordering,
+            pulses_to_centre=self.pulses_to_centre, saturation_efficiency=self.saturation_efficiency,
+            header=header)
 
 
 @dataclass
@@ -135,10 +176,12 @@ class QuantificationResult:
     mbf_ml_min_g : numpy.ndarray, shape (n_slices, rows, columns)
         Pixelwise stress MBF, mL/min/g; NaN outside the myocardium and where
         the fit failed.
-    fit_nrmse, fit_converged, fit_at_bound, conversion_clipped : numpy.ndarray
+    fit_nrmse, fit_converged, fit_at_bound, flow_at_bound, conversion_clipped : numpy.ndarray
         Per-pixel fit quality on the same grid (NaN / False outside the
         myocardium): residual RMS over tissue RMS, solver convergence, a
-        parameter at its bound, a signal clipped by the ``model`` conversion.
+        parameter at its bound, the flow itself at its bound (the pixel's MBF
+        is a bound, not a measurement), a signal clipped by the ``model``
+        conversion.
     aha_labels : numpy.ndarray of int, shape (n_slices, rows, columns)
         AHA segment 1-16 of each myocardial pixel, 0 elsewhere.
     segments : dict of str -> list
@@ -159,6 +202,7 @@ class QuantificationResult:
     fit_nrmse: np.ndarray
     fit_converged: np.ndarray
     fit_at_bound: np.ndarray
+    flow_at_bound: np.ndarray
     conversion_clipped: np.ndarray
     aha_labels: np.ndarray
     segments: dict
@@ -214,7 +258,7 @@ def validate_study(study):
     return PerfusionStudy(frames=frames, frame_times_s=times, ijk_to_ras=np.asarray(study.ijk_to_ras, dtype=float),
                           blood_pool_mask=masks[0], myocardium_mask=masks[1],
                           rv_insertion_ras=study.rv_insertion_ras, rv_insertion_labels=study.rv_insertion_labels,
-                          source=dict(study.source))
+                          source=dict(study.source), header=dict(study.header))
 
 
 def validate_parameters(parameters):
@@ -240,7 +284,7 @@ def validate_parameters(parameters):
 EXTERNAL_AIF_TIME_TOLERANCE_S = 1e-3
 
 
-def _external_aif_mM(parameters, times_s, t1_blood_s, r1):
+def _external_aif_mM(parameters, times_s, acquisition):
     """The user's AIF converted linearly and sampled at the frame times (mM), and a note for the summary."""
     from .aif import detect_arrival_index, validate_aif_curves
     from .conversion import aif_concentration_mM
@@ -257,8 +301,7 @@ def _external_aif_mM(parameters, times_s, t1_blood_s, r1):
                                    | (times_s > ext_times[-1] + EXTERNAL_AIF_TIME_TOLERANCE_S)))
     arrival = int(detect_arrival_index(ext_times, ext_signal)[0])
     baseline = ext_signal[:max(arrival, 1)].mean()
-    conc = aif_concentration_mM(ext_signal, baseline, parameters.field_strength_t, t1_blood_s=t1_blood_s,
-                                r1_per_s_per_mM=r1)
+    conc = aif_concentration_mM(ext_signal, baseline, acquisition)
     return np.interp(times_s, ext_times, conc), {"n_samples": int(ext_times.size), "arrival_index": arrival,
                                                  "time_range_s": [float(ext_times[0]), float(ext_times[-1])],
                                                  "frames_outside_time_range": outside}
@@ -297,7 +340,7 @@ def quantify_study(study, parameters=None, progress=None):
         beside the weights used).
     """
     from . import aif as aif_module
-    from . import conversion, deconvolution, orientation, segments
+    from . import conversion, deconvolution, mbf_map, orientation, segments
 
     parameters = parameters or QuantificationParameters()
     validate_parameters(parameters)
@@ -313,9 +356,7 @@ def quantify_study(study, parameters=None, progress=None):
     _report(progress, 0.0, "Checking inputs")
     study = validate_study(study)
     times = study.frame_times_s
-    t1_blood_s, t1_myocardium_s, r1 = conversion.relaxation_parameters(
-        parameters.field_strength_t, parameters.t1_blood_s, parameters.t1_myocardium_s,
-        parameters.r1_per_s_per_mM)
+    acquisition = parameters.acquisition(study.header)
     _report(progress, 0.02, "Extracting the AIF")
     saturated = aif_module.extract_aif_signal(study.frames, study.blood_pool_mask)
     arrival = int(aif_module.detect_arrival_index(times, saturated)[0])
@@ -334,42 +375,39 @@ def quantify_study(study, parameters=None, progress=None):
 
     _report(progress, 0.05, "Correcting the AIF")
     lv_baseline = saturated[:arrival].mean()
-    saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, parameters.field_strength_t,
-                                                   t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+    saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, acquisition)
     external = None
     aif_warnings = []
     if parameters.aif_mode == "ai":
         from .network import correct_aifs, training_range_warnings
         corrected = correct_aifs(times, saturated, weights=parameters.weights_path)
         # The study's AIF against the training range of the weights used (training.json beside them).
-        aif_warnings = training_range_warnings(times, saturated, parameters.field_strength_t, arrival_index=arrival,
-                                               weights_path=parameters.weights_path)
-        aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, parameters.field_strength_t,
-                                                 t1_blood_s=t1_blood_s, r1_per_s_per_mM=r1)
+        aif_warnings = training_range_warnings(times, saturated, acquisition.field_strength_t,
+                                               arrival_index=arrival, weights_path=parameters.weights_path)
+        aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, acquisition)
     elif parameters.aif_mode == "saturated":
         corrected, aif_mM = saturated.copy(), saturated_mM
     else:
-        aif_mM, external = _external_aif_mM(parameters, times, t1_blood_s, r1)
+        aif_mM, external = _external_aif_mM(parameters, times, acquisition)
         # In the saturated AIF's signal units, so that aif.csv reads the same way in every mode.
-        corrected = lv_baseline * (1.0 + r1 * t1_blood_s * aif_mM)
+        corrected = lv_baseline * (1.0 + acquisition.r1_per_s_per_mM * acquisition.t1_blood() * aif_mM)
     lap("aif_s")
 
     _report(progress, 0.1, "Converting the myocardium to concentration")
-    sequence, calibration = parameters.sequence, None
-    if parameters.tissue_conversion == "model" and sequence is None and parameters.calibrate_sequence \
-            and parameters.aif_mode != "saturated":
-        sequence, rms = conversion.calibrate_sequence_on_blood(saturated, lv_baseline, aif_mM, t1_blood_s, r1)
-        calibration = {"saturation_efficiency": sequence.saturation_efficiency,
-                       "flip_angle_deg": sequence.flip_angle_deg, "rms_ratio_residual": rms}
-    elif parameters.tissue_conversion == "model" and sequence is None:
-        sequence = conversion.SequenceParameters()
+    calibration = None
+    if parameters.tissue_conversion == "model" and parameters.calibrate_sequence and parameters.aif_mode != "saturated":
+        calibration = conversion.calibrate_sequence_on_blood(saturated, lv_baseline, aif_mM, acquisition)
+        acquisition = acquisition.with_sequence(calibration.sequence, "calibrated")
     myocardium = study.myocardium_mask
     pixel_signal = np.moveaxis(study.frames[:, myocardium], 0, -1)  # (n_pixels, n_frames)
     pixel_baseline = pixel_signal[:, :arrival].mean(axis=1)
-    tissue_mM, clipped = conversion.tissue_concentration_mM(
-        pixel_signal, pixel_baseline, lv_baseline, method=parameters.tissue_conversion,
-        field_strength_t=parameters.field_strength_t, t1_blood_s=t1_blood_s, t1_myocardium_s=t1_myocardium_s,
-        r1_per_s_per_mM=r1, sequence=sequence)
+    scale = anchor = None
+    if calibration is not None:
+        # The myocardium's signal scale from the blood pool's (blood-pool anchor, see conversion).
+        scale = conversion.tissue_scale(pixel_baseline, *np.nonzero(myocardium), calibration.blood_scale)
+        anchor = conversion.anchor_check(pixel_baseline, scale, acquisition, acquisition.sequence)
+    tissue_mM, clipped = conversion.tissue_concentration_mM(pixel_signal, pixel_baseline, lv_baseline, acquisition,
+                                                            method=parameters.tissue_conversion, scale=scale)
     lap("conversion_s")
 
     fit_end_s = deconvolution.first_pass_end_s(times, aif_mM)
@@ -377,7 +415,9 @@ def quantify_study(study, parameters=None, progress=None):
     def fit_progress(fraction, message):
         _report(progress, 0.15 + 0.75 * fraction, message)
 
-    fit = deconvolution.fit_fermi_batched(times, aif_mM, tissue_mM, fit_end_s=fit_end_s, progress=fit_progress)
+    spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
+    fit = mbf_map.fit_mbf_map(times, aif_mM, tissue_mM, myocardium, spacing_mm, fit_end_s=fit_end_s,
+                              progress=fit_progress)
     lap("fit_s")
 
     _report(progress, 0.9, "Segments and territories")
@@ -385,12 +425,14 @@ def quantify_study(study, parameters=None, progress=None):
     nrmse = _on_grid(fit.nrmse, myocardium, np.nan)
     converged = _on_grid(fit.converged, myocardium, False)
     at_bound = _on_grid(fit.at_bound, myocardium, False)
+    flow_at_bound = _on_grid(fit.flow_at_bound, myocardium, False)
     clipped_pixels = _on_grid(np.any(clipped, axis=-1), myocardium, False)
     labels = labelling.labels
     statistics = segments.segment_statistics(mbf, labels)
     segment_curves = _segment_mean_curves(tissue_mM, labels[myocardium])
     curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
-    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g)
+    segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g,
+                                   _segment_counts(flow_at_bound & np.isfinite(mbf), labels))
     territories = segments.territory_results(np.asarray(segment_table["mbf_mean"], dtype=float),
                                              threshold_ml_min_g=parameters.threshold_ml_min_g)
     lap("segments_table_s")
@@ -399,11 +441,11 @@ def quantify_study(study, parameters=None, progress=None):
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
                   "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
-                       segment_table, territories, mbf, timings, (t1_blood_s, t1_myocardium_s, r1), external,
-                       sequence, calibration, aif_warnings)
+                       segment_table, territories, mbf, timings, acquisition, external, calibration, anchor,
+                       aif_warnings)
     _report(progress, 1.0, "Done")
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
-                                conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
+                                flow_at_bound=flow_at_bound, conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
                                 territories=territories, aif=aif_curves, summary=summary)
 
 
@@ -433,9 +475,21 @@ def _segment_mean_curves(tissue_mM, pixel_labels):
     return curves
 
 
-def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g):
-    """Columns of ``segments.csv``: one row per AHA segment 1-16."""
+def _segment_counts(flags, labels):
+    """Number of flagged pixels in each AHA segment 1-16."""
+    return np.bincount(np.asarray(labels)[flags].astype(int), minlength=len(K.AHA_SEGMENTS) + 1)[1:]
+
+
+def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g, n_at_bound):
+    """Columns of ``segments.csv``: one row per AHA segment 1-16.
+
+    ``n_at_bound`` counts the pixels whose flow sits at a fit bound;
+    ``mbf_is_bound`` marks segments where they are more than
+    ``SEGMENT_AT_BOUND_FRACTION`` of the pixels with a value, so that the
+    segment's MBF is a bound, not a measurement.
+    """
     mean = np.asarray(statistics["mbf_mean"], dtype=float)
+    n_pixels = np.asarray(statistics["n_pixels"])
     level_of = {segment: K.AHA_SEGMENT_NAMES[segment].split()[0] for segment in K.AHA_SEGMENTS}
     return {
         "segment": list(K.AHA_SEGMENTS),
@@ -447,6 +501,9 @@ def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g):
         "mbf_curve_fit": [float(v) for v in curve_fit_mbf],
         "n_pixels": [int(v) for v in statistics["n_pixels"]],
         "n_failed": [int(v) for v in statistics["n_failed"]],
+        "n_at_bound": [int(v) for v in n_at_bound],
+        "mbf_is_bound": [bool(count > SEGMENT_AT_BOUND_FRACTION * total) if total else None
+                         for count, total in zip(n_at_bound, n_pixels)],
         "ischemic": [bool(v < threshold_ml_min_g) if np.isfinite(v) else None for v in mean],
     }
 
@@ -459,13 +516,40 @@ def _finite_stats(values):
     return {"mean": float(values.mean()), "median": float(np.median(values)), "n": int(values.size)}
 
 
+def _bound_warnings(fit, segment_table):
+    """Sentences for the pixels and segments whose MBF is a fit bound, not a measurement."""
+    from .deconvolution import FERMI_UPPER_BOUNDS, flow_to_mbf
+
+    bound_segments = [segment for segment, flag in zip(segment_table["segment"], segment_table["mbf_is_bound"])
+                      if flag]
+    n_pixels = int(np.size(fit.flow_at_bound))
+    n_bound = int(np.count_nonzero(fit.flow_at_bound))
+    upper = float(flow_to_mbf(FERMI_UPPER_BOUNDS[0]))
+    if bound_segments:
+        return ["In segment{} {} most pixels sit at a bound of the flow fit (0 or {:.2f} mL/min/g), so {} MBF is a "
+                "bound, not a measurement; check the AIF (a saturated AIF drives flows to the upper bound) and the "
+                "ROIs.".format("s" if len(bound_segments) > 1 else "", ", ".join(str(s) for s in bound_segments),
+                               upper, "their" if len(bound_segments) > 1 else "its")]
+    if n_pixels and n_bound > MAP_AT_BOUND_WARNING_FRACTION * n_pixels:
+        return ["{} of {} myocardial pixels ({:.0f} %) sit at a bound of the flow fit (0 or {:.2f} mL/min/g); their "
+                "MBF is a bound, not a measurement.".format(n_bound, n_pixels, 100.0 * n_bound / n_pixels, upper)]
+    return []
+
+
 def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
-             territories, mbf, timings, relaxation, external, sequence, calibration, aif_warnings=()):
+             territories, mbf, timings, acquisition, external, calibration, anchor, aif_warnings=()):
     """The JSON-ready account of one quantification (``summary.json``).
 
     ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
-    of ``network.training_range_warnings``) first, then those of the fit,
-    then those of the orientation of the segments (``rules_used``).
+    of ``network.training_range_warnings``) first, then those of the
+    blood-pool calibration, its anchor check and of the fit, then those of
+    the orientation of the segments (``rules_used``).
+    ``parameters.acquisition`` gives every physical parameter with its source
+    (option, header, default or calibrated); ``parameters.calibration`` the
+    blood-pool calibration's fitted values, signal scale, residual and bound
+    state, and ``parameters.tissue_anchor`` the native myocardial T1 the
+    anchored scale implies against the expected one (both None when the
+    calibration did not run).
     """
     from . import __version__
 
@@ -473,15 +557,22 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
     failed = ~np.isfinite(np.asarray(fit.mbf_ml_min_g, dtype=float))
     n_failed = int(np.count_nonzero(failed))
     warnings = list(aif_warnings)
+    if calibration is not None:
+        warnings.extend(calibration.warnings)
+    if anchor is not None and anchor["warning"]:
+        warnings.append(anchor["warning"])
+    if parameters.aif_mode == "saturated":
+        warnings.append("The AIF is the uncorrected, saturated blood-pool signal, which underestimates the "
+                        "arterial concentration and so overestimates MBF; use these results for comparison only.")
     if n_pixels and n_failed > FAILED_FIT_WARNING_FRACTION * n_pixels:
         warnings.append("{} of {} myocardial pixel fits failed ({:.0f} %); check the ROIs and the AIF.".format(
             n_failed, n_pixels, 100.0 * n_failed / n_pixels))
+    warnings.extend(_bound_warnings(fit, segment_table))
     if external and external["frames_outside_time_range"]:
         warnings.append("{} perfusion frames lie outside the external AIF's time range and use its first or last "
                         "value; check that both share one clock.".format(external["frames_outside_time_range"]))
     warnings.extend(labelling.rules_used["warnings"])
     ischaemic = [name for name, flag in zip(territories["territory"], territories["ischemic"]) if flag]
-    t1_blood_s, t1_myocardium_s, r1 = relaxation
     return {
         "software": {"name": "AI-AIF", "version": __version__},
         "inputs": dict(study.source, n_frames=int(study.frames.shape[0]),
@@ -492,21 +583,18 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
                        n_rv_insertion_points=0 if study.rv_insertion_ras is None else int(
                            np.asarray(study.rv_insertion_ras).reshape(-1, 3).shape[0])),
         "parameters": {
-            "field_strength_t": parameters.field_strength_t,
+            "field_strength_t": acquisition.field_strength_t,
             "aif_mode": parameters.aif_mode,
             "tissue_conversion": parameters.tissue_conversion,
-            "t1_blood_s": t1_blood_s,
-            "t1_myocardium_s": t1_myocardium_s,
-            "r1_per_s_per_mM": r1,
             "threshold_ml_min_g": parameters.threshold_ml_min_g,
             "tissue_density_g_per_ml": K.TISSUE_DENSITY_G_PER_ML,
             "slice_levels_override": None if parameters.slice_levels is None else list(parameters.slice_levels),
             "septum_direction_override": parameters.septum_direction,
             "weights_path": parameters.weights_path,
-            "sequence": None if sequence is None else {
-                key: getattr(sequence, key) for key in ("saturation_time_s", "repetition_time_s", "flip_angle_deg",
-                                                        "pulses_to_centre", "saturation_efficiency")},
-            "sequence_calibrated_on_blood_pool": calibration,
+            "acquisition": acquisition.summary(),
+            "calibration": None if calibration is None else calibration.summary(),
+            "tissue_anchor": None if anchor is None else {key: value for key, value in anchor.items()
+                                                          if key != "warning"},
         },
         "aif": {
             "arrival_frame": arrival,
@@ -531,13 +619,15 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
                                              territories["ischemic"])],
             "ischemic_territories": ischaemic,
             "segments": [{key: segment_table[key][row] for key in ("segment", "mbf_mean", "mbf_median",
-                                                                   "mbf_curve_fit", "n_pixels", "ischemic")}
+                                                                   "mbf_curve_fit", "n_pixels", "n_at_bound",
+                                                                   "mbf_is_bound", "ischemic")}
                          for row in range(len(segment_table["segment"]))],
         },
         "fit_quality": {
             "n_pixels": n_pixels,
             "n_converged": int(np.count_nonzero(fit.converged)),
             "n_at_bound": int(np.count_nonzero(fit.at_bound)),
+            "n_flow_at_bound": int(np.count_nonzero(fit.flow_at_bound)),
             "n_failed": n_failed,
             "n_conversion_clipped": int(np.count_nonzero(np.any(clipped, axis=-1))),
             "median_nrmse": _finite_stats(fit.nrmse)["median"],
@@ -645,4 +735,15 @@ def write_result_files(result, directory, study_name=None):
         result.mbf_ml_min_g, np.isfinite(result.mbf_ml_min_g) | (result.aha_labels > 0),
         np.asarray(result.segments["mbf_mean"], dtype=float), result.summary["segmentation"]["slice_levels"],
         result.territories, threshold_ml_min_g=result.summary["parameters"]["threshold_ml_min_g"],
-        title=study_name)
+        title=study_name, subtitle=report_subtitle(result.summary),
+        bound_segments=[segment for segment, flag in zip(result.segments["segment"], result.segments["mbf_is_bound"])
+                        if flag])
+
+
+def report_subtitle(summary):
+    """What a result rests on, in one line: the AIF, the field strength and the tissue conversion."""
+    parameters = summary["parameters"]
+    conversion = {"model": "sequence-model conversion", "linear": "linear conversion (the paper's)"}
+    return "AIF: {} | {:g} T | {}".format(AIF_MODE_LABELS[parameters["aif_mode"]], parameters["field_strength_t"],
+                                          conversion.get(parameters["tissue_conversion"],
+                                                         parameters["tissue_conversion"]))

@@ -198,6 +198,10 @@ MBF_COLOUR_RANGE_ML_MIN_G = (0.0, 5.0)
 MBF_COLOURMAP = "viridis"
 #: Face colour of segments without a value (NaN).
 MISSING_SEGMENT_COLOUR = "0.8"
+#: Colour of MBF above the top of the colour scale (maps, bullseye), shown on
+#: the colour bars as an arrow: no value is clipped into the scale's top
+#: colour unseen (project choice: magenta is not in viridis).
+OVERFLOW_COLOUR = "magenta"
 #: Outline and hatch colour of ischaemic segments (MBF below the threshold).
 ISCHAEMIC_COLOUR = "tab:red"
 #: Radii of the bullseye rings (apical, mid, basal), inner to outer, in units
@@ -290,7 +294,7 @@ def _territory_index(segments):
 
 def _colourmap(cmap):
     base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
-    return base.with_extremes(bad="white")
+    return base.with_extremes(bad="white", over=OVERFLOW_COLOUR)
 
 
 def _text_colour(rgba):
@@ -313,7 +317,7 @@ def _segment_values(segment_mbf):
 
 def plot_bullseye(ax, segment_mbf, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_MIN_G,
                   colour_range_ml_min_g=MBF_COLOUR_RANGE_ML_MIN_G, cmap=MBF_COLOURMAP, show_values=True,
-                  title="Stress MBF per AHA segment (mL/min/g)"):
+                  title="Stress MBF per AHA segment (mL/min/g)", bound_segments=()):
     """Draw the AHA 16-segment polar map (bullseye) coloured by segment MBF.
 
     Segments are placed as in ``bullseye_wedge`` (segment 1 at the top, septum
@@ -321,7 +325,9 @@ def plot_bullseye(ax, segment_mbf, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_M
     its number and value; segments without a value are grey ("n/a");
     ischaemic segments (MBF below the threshold) are hatched with a bold
     outline; borders between coronary territories (LAD, RCA, LCX) are drawn
-    thicker.
+    thicker.  Values above the colour scale take ``OVERFLOW_COLOUR``;
+    segments whose MBF is a fit bound, not a measurement, are labelled
+    "bound".
 
     Parameters
     ----------
@@ -339,6 +345,9 @@ def plot_bullseye(ax, segment_mbf, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_M
         Print segment numbers and values.
     title : str or None, optional
         Axes title.
+    bound_segments : sequence of int, optional
+        Segments whose MBF is a fit bound (``segments.csv``'s
+        ``mbf_is_bound``).
 
     Returns
     -------
@@ -365,6 +374,8 @@ def plot_bullseye(ax, segment_mbf, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_M
             radius = 0.5 * (inner + outer)
             x, y = radius * np.cos(np.radians(centre)), radius * np.sin(np.radians(centre))
             text = "{}\n{}".format(segment, "{:.2f}".format(value) if np.isfinite(value) else "n/a")
+            if segment in bound_segments:
+                text += "\nbound"
             colour = _text_colour(wedge.get_facecolor())
             box = dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75) if low else None
             ax.text(x, y, text, ha="center", va="center", fontsize="small", fontweight="bold" if low else "normal",
@@ -497,14 +508,15 @@ def _validate_report_inputs(aif_times_s, aif_curves, mbf_map, myocardium_mask, s
 
 def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardium_mask, segment_mbf, slice_levels,
                                territory_results=None, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_MIN_G, title=None,
-                               aif_units="mM"):
+                               aif_units="mM", subtitle=None, bound_segments=()):
     """One-page summary of a quantified study: AIFs, MBF maps, bullseye and territories.
 
     Panels: the AIF curves against time; the per-territory MBF with ischaemic
     flags; the AHA bullseye (``plot_bullseye``); one MBF map per slice,
     labelled with its level and cropped around the myocardium (all slices the
     same crop), on the bullseye's colour scale (0-5 mL/min/g, perceptually
-    uniform colour map).
+    uniform colour map; higher values in ``OVERFLOW_COLOUR``, marked by the
+    arrow at the top of the colour bars).
 
     Parameters
     ----------
@@ -536,6 +548,10 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         Figure title (default: "Stress perfusion quantification").
     aif_units : str, optional
         Unit label of the AIF curves (e.g. "mM" or "signal, a.u.").
+    subtitle : str, optional
+        Second title line, e.g. the AIF, field strength and conversion used.
+    bound_segments : sequence of int, optional
+        Segments whose MBF is a fit bound, labelled "bound" in the bullseye.
 
     Raises
     ------
@@ -564,8 +580,9 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
     aif_axes.set_title("Arterial input function")
     aif_axes.legend(fontsize="small")
 
-    geometry = plot_bullseye(bullseye_axes, values, threshold_ml_min_g, title="AHA segments (mL/min/g)")
-    figure.colorbar(geometry.mappable, ax=bullseye_axes, shrink=0.8, label="Stress MBF (mL/min/g)")
+    geometry = plot_bullseye(bullseye_axes, values, threshold_ml_min_g, title="AHA segments (mL/min/g)",
+                             bound_segments=tuple(bound_segments))
+    figure.colorbar(geometry.mappable, ax=bullseye_axes, shrink=0.8, label="Stress MBF (mL/min/g)", extend="max")
 
     text_axes.set_axis_off()
     lines = ["Coronary territories", "(mean of the two lowest segments)", ""]
@@ -574,6 +591,7 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         call = "ISCHAEMIC" if low else ("normal" if np.isfinite(value) else "no value")
         lines.append("{:<4} {:>5} mL/min/g  {}".format(name, shown, call))
     lines += ["", "Ischaemic: MBF < {:g} mL/min/g".format(threshold_ml_min_g),
+              "{}: MBF above {:g} mL/min/g".format(OVERFLOW_COLOUR.capitalize(), MBF_COLOUR_RANGE_ML_MIN_G[1]),
               "Ischaemic segments: {}".format(", ".join(str(s) for s in geometry.segments[geometry.ischaemic])
                                               or "none")]
     text_axes.text(0.0, 1.0, "\n".join(lines), ha="left", va="top", family="monospace", fontsize="small",
@@ -591,9 +609,10 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         ax.set_title("{} (slice {}): {}".format(levels[k], k, summary), fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])
-    figure.colorbar(image, ax=map_axes, shrink=0.9, label="Stress MBF (mL/min/g)")
+    figure.colorbar(image, ax=map_axes, shrink=0.9, extend="max", label="Stress MBF (mL/min/g)")
 
     ischaemic_names = [name for name, _, low in rows if low]
-    figure.suptitle("{} -- ischaemic territories: {}".format(
-        title or "Stress perfusion quantification", ", ".join(ischaemic_names) or "none"))
+    heading = "{} -- ischaemic territories: {}".format(title or "Stress perfusion quantification",
+                                                        ", ".join(ischaemic_names) or "none")
+    figure.suptitle(heading if not subtitle else heading + "\n" + subtitle)
     _save(figure, path)

@@ -26,6 +26,9 @@ Relaxation with contrast agent (fast water exchange):
 ``R1 = 1 / T1_0 + r1 * C`` and ``R2* = R2*_0 + r2* * C`` with ``C`` in mM.
 """
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from .constants import (
@@ -151,3 +154,173 @@ def linear_reference_signal(baseline_signal, conc_mM, t1_native_s, relaxivity_pe
     """
     enhancement = np.asarray(relaxivity_per_s_per_mM) * np.asarray(t1_native_s) * np.asarray(conc_mM)
     return np.asarray(baseline_signal) * (1.0 + enhancement)
+
+
+# ---------------------------------------------------------------------------
+# Sequence parameters of the standard slices
+# ---------------------------------------------------------------------------
+# Defaults (``SequenceParameters``) and where they come from:
+#
+# * saturation time 100 ms, TR 2.2 ms, flip angle 15 deg -- the paper's
+#   standard high-resolution slices [Scannell2022, "Image acquisition"]
+#   (``constants``);
+# * pulses to the k-space centre 21 -- the paper gives SENSE 1.8 but neither
+#   the matrix nor the partial-Fourier factor nor the profile order.  Project
+#   choice: linear profile order with an assumed acquired matrix of
+#   ``ASSUMED_PHASE_ENCODING_LINES`` = 144 phase-encoding lines and partial
+#   Fourier ``ASSUMED_PARTIAL_FOURIER`` = 0.75, which places the centre after
+#   144 * (0.75 - 0.5) / 1.8 = 20 pulses, i.e. at pulse 21
+#   (``linear_ordering_pulses_to_centre``; use it with your own protocol);
+# * saturation efficiency 1.0 -- project choice (an ideal saturation pulse;
+#   the paper does not state one).  The blood-pool calibration of
+#   ``conversion`` fits it per study.
+
+#: k-space orderings of the readout: the centre sampled by the first pulse
+#: (centric) or after the lines before it (linear).
+READOUT_ORDERINGS = ("centric", "linear")
+
+#: SENSE acceleration of the paper's perfusion images [Scannell2022, "Image acquisition"].
+PAPER_SENSE_FACTOR = 1.8
+#: Acquired phase-encoding lines assumed for the default number of pulses to the
+#: k-space centre.  Project choice: the paper does not give its matrix; 144 lines
+#: is a typical high-resolution perfusion matrix (about 2.2 mm over 320 mm).
+ASSUMED_PHASE_ENCODING_LINES = 144
+#: Partial-Fourier (half-scan) factor assumed for the default pulses to the
+#: centre.  Project choice: the paper does not give one; 0.75 is a common setting.
+ASSUMED_PARTIAL_FOURIER = 0.75
+#: Saturation-pulse efficiency assumed by default (fraction of Mz destroyed).
+#: Project choice: an ideal pulse; the paper does not state one.
+DEFAULT_SATURATION_EFFICIENCY = 1.0
+#: Largest saturation efficiency accepted: above 1 an over-flipped saturation
+#: pulse leaves a small negative Mz (project choice: a B1 error of +25 % on a
+#: single 90-degree pulse gives 1.38; composite and adiabatic pulses keep it
+#: within a few per cent of 1).
+MAX_SATURATION_EFFICIENCY = 1.2
+
+
+def linear_ordering_pulses_to_centre(phase_encoding_lines, acceleration=1.0, partial_fourier=1.0):
+    """Readout pulse that samples the k-space centre for linear profile ordering.
+
+    With linear ordering the lines run from the partial-Fourier edge of
+    k-space to the far edge; the centre is preceded by
+    ``lines * (partial_fourier - 0.5) / acceleration`` pulses.
+
+    Parameters
+    ----------
+    phase_encoding_lines : int
+        Phase-encoding matrix before acceleration and partial Fourier.
+    acceleration : float, optional
+        Parallel-imaging (SENSE/GRAPPA) acceleration factor, >= 1.
+    partial_fourier : float, optional
+        Partial-Fourier (half-scan) factor, 0.5-1 (1 = full k-space).
+
+    Returns
+    -------
+    int
+        1-based index of the centre pulse (``pulses_to_centre`` of
+        ``SequenceParameters``); 1 means the centre is sampled first.
+
+    Raises
+    ------
+    AIAIFInputError
+        If an argument is outside its range.
+    """
+    if not (np.isfinite(phase_encoding_lines) and phase_encoding_lines >= 1):
+        raise AIAIFInputError("The number of phase-encoding lines must be at least 1; give the acquired matrix.")
+    if not (np.isfinite(acceleration) and acceleration >= 1.0):
+        raise AIAIFInputError("The acceleration factor must be at least 1; give the SENSE/GRAPPA factor.")
+    if not (np.isfinite(partial_fourier) and 0.5 <= partial_fourier <= 1.0):
+        raise AIAIFInputError("The partial-Fourier factor must be between 0.5 and 1; give 1 for full k-space.")
+    return 1 + int(round(phase_encoding_lines * (partial_fourier - 0.5) / acceleration))
+
+
+#: Default pulses to the k-space centre with linear ordering (see the comment
+#: at the top of this section).
+DEFAULT_LINEAR_PULSES_TO_CENTRE = linear_ordering_pulses_to_centre(
+    ASSUMED_PHASE_ENCODING_LINES, PAPER_SENSE_FACTOR, ASSUMED_PARTIAL_FOURIER)
+
+
+@dataclass(frozen=True)
+class SequenceParameters:
+    """Sequence parameters of the standard slices for the model-based conversion.
+
+    Every field has a documented default (comment above) and can be
+    overridden, e.g. ``SequenceParameters(flip_angle_deg=12.0)``.
+
+    Attributes
+    ----------
+    saturation_time_s : float
+        Time from the saturation pulse to the k-space centre, s (0.1 s, the paper's).
+    repetition_time_s : float
+        Readout repetition time TR, s (2.2 ms, the paper's).
+    flip_angle_deg : float
+        Excitation flip angle, degrees (15, the paper's).
+    pulses_to_centre : int
+        1-based readout pulse that samples the k-space centre (1 = centric;
+        default 21, a project choice for linear ordering).
+    saturation_efficiency : float
+        Fraction of Mz destroyed by the saturation pulse, above 0 and at most
+        ``MAX_SATURATION_EFFICIENCY`` (1.0, project choice).
+
+    Raises
+    ------
+    AIAIFInputError
+        On construction, if a value is outside its range or the readout
+        before the k-space centre does not fit in the saturation time.
+    """
+
+    saturation_time_s: float = SATURATION_TIME_S
+    repetition_time_s: float = REPETITION_TIME_S
+    flip_angle_deg: float = FLIP_ANGLE_DEG
+    pulses_to_centre: int = DEFAULT_LINEAR_PULSES_TO_CENTRE
+    saturation_efficiency: float = DEFAULT_SATURATION_EFFICIENCY
+
+    def __post_init__(self):
+        checks = (
+            (self.saturation_time_s, 0.0, None, "The saturation time must be positive (s)"),
+            (self.repetition_time_s, 0.0, None, "The repetition time must be positive (s)"),
+            (self.flip_angle_deg, 0.0, 90.0, "The flip angle must be between 0 and 90 degrees"),
+            (self.saturation_efficiency, 0.0, MAX_SATURATION_EFFICIENCY,
+             "The saturation efficiency must be above 0 and at most {:g}".format(MAX_SATURATION_EFFICIENCY)),
+        )
+        for value, low, high, problem in checks:
+            number = _finite_float(value)
+            if number is None or number <= low or (high is not None and number > high):
+                raise AIAIFInputError("{}, got {!r}; correct the sequence parameter.".format(problem, value))
+        pulses = _finite_float(self.pulses_to_centre)
+        if isinstance(self.pulses_to_centre, bool) or pulses is None or not pulses.is_integer() or pulses < 1:
+            raise AIAIFInputError("The pulses to the k-space centre must be a whole number of at least 1 "
+                                  "(1 for centric ordering), got {!r}.".format(pulses))
+        if (pulses - 1) * self.repetition_time_s > self.saturation_time_s:
+            raise AIAIFInputError(
+                "The {} readout pulses before the k-space centre take longer than the {:g} s saturation time; "
+                "reduce the pulses to the centre or increase the saturation time.".format(
+                    pulses - 1, self.saturation_time_s))
+
+    def normalised_signal(self, r1_per_s):
+        """Signal per unit M0 * sin(flip angle), i.e. Mz / M0 at the k-space centre.
+
+        Parameters
+        ----------
+        r1_per_s : array_like
+            Longitudinal relaxation rate R1, 1/s.
+
+        Returns
+        -------
+        numpy.ndarray
+            Normalised longitudinal magnetisation before the centre pulse,
+            dimensionless (below 1, rising with R1).
+        """
+        signal = saturation_recovery_flash_signal(
+            r1_per_s, saturation_time_s=self.saturation_time_s, repetition_time_s=self.repetition_time_s,
+            flip_angle_deg=self.flip_angle_deg, pulses_to_centre=int(self.pulses_to_centre),
+            saturation_efficiency=self.saturation_efficiency, echo_time_s=0.0)
+        return signal / math.sin(math.radians(self.flip_angle_deg))
+
+
+def _finite_float(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -698,6 +698,12 @@ PHANTOM_RANGES = {
     "rv_span_deg": (105.0, 135.0),
     # Baseline SNR of a myocardial pixel (pre-contrast signal / noise SD).
     "myocardial_baseline_snr": (8.0, 14.0),
+    # Proton density of myocardium relative to blood: tissue water contents
+    # give 0.95 +- 0.04 (constants.MYOCARDIUM_TO_BLOOD_PROTON_DENSITY); drawn
+    # per phantom so that the conversion's assumed value is right only on
+    # average.  Drawn from its own stream of the seed (_PROTON_DENSITY_TAG),
+    # so the other draws of a seed are those of earlier versions.
+    "myocardium_to_blood_proton_density": (0.91, 0.99),
 }
 
 #: Geometry of the default phantom: matrix, in-plane pixel size (mm), distance
@@ -823,6 +829,8 @@ OTHER_TISSUE_T1_S = {3.0: 1.40, 1.5: 1.00}
 TISSUE_R2STAR_NATIVE_PER_S = 30.0
 #: Fine time step of the convolution, s.
 FINE_STEP_S = 0.02
+#: Tag of the random stream of a phantom's myocardium-to-blood proton density.
+_PROTON_DENSITY_TAG = 0x9D
 
 
 class Phantom(object):
@@ -1053,9 +1061,13 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
     }
     for name, curve in curves.items():
         signal[:, labels == TISSUE_LABELS[name]] = curve[:, None]
-    myo_signal = acquisition_signal(tissue, t1_myo, TISSUE_R2STAR_NATIVE_PER_S, params)
+    own_stream = ([_PROTON_DENSITY_TAG, int(seed)] if isinstance(seed, (int, np.integer))
+                  else rng.bit_generator.seed_seq.spawn(1)[0])
+    proton_density = np.random.default_rng(own_stream).uniform(*r["myocardium_to_blood_proton_density"])
+    myo_signal = proton_density * acquisition_signal(tissue, t1_myo, TISSUE_R2STAR_NATIVE_PER_S, params)
     signal[:, myo] = myo_signal.T
-    myo_baseline = float(acquisition_signal(np.zeros((1, 1)), t1_myo, TISSUE_R2STAR_NATIVE_PER_S, params)[0, 0])
+    myo_baseline = proton_density * float(acquisition_signal(np.zeros((1, 1)), t1_myo, TISSUE_R2STAR_NATIVE_PER_S,
+                                                             params)[0, 0])
     snr = rng.uniform(*r["myocardial_baseline_snr"])
     noise_sd = myo_baseline / snr
     noise = noise_sd * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))
@@ -1087,6 +1099,7 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         "signal_scale": scalar["signal_scale"],
         "noise_sd": noise_sd,
         "myocardial_baseline_snr": snr,
+        "myocardium_to_blood_proton_density": proton_density,
         "heart_rate_bpm": scalar["heart_rate_bpm"],
         "rr_variation": scalar["rr_variation"],
         "rr_drift": scalar["rr_drift"],

@@ -5,22 +5,25 @@ import pytest
 
 from AIAIFLib import constants as K
 from AIAIFLib import conversion
+from AIAIFLib.acquisition import resolve_acquisition
 from AIAIFLib.conversion import (
     MODEL_MAX_CONCENTRATION_MM,
-    SequenceParameters,
     aif_concentration_mM,
     baseline_signal,
     linear_concentration_mM,
-    linear_ordering_pulses_to_centre,
     model_concentration_mM,
-    relaxation_parameters,
     tissue_concentration_mM,
 )
 from AIAIFLib.errors import AIAIFInputError
-from AIAIFLib.sequence import linear_reference_signal, saturation_recovery_flash_signal
+from AIAIFLib.sequence import SequenceParameters, linear_reference_signal, saturation_recovery_flash_signal
 
 R1 = K.R1_RELAXIVITY_PER_S_PER_MM
 TISSUE_CONC = np.linspace(0.0, 3.0, 121)
+
+
+def acquisition(field=3.0, **options):
+    """The acquisition record of a study at ``field`` T with ``options``."""
+    return resolve_acquisition(field_strength_t=field, **options)
 
 
 def sequence_signal(conc_mM, t1_native_s, sequence, proton_density=1000.0):
@@ -54,40 +57,6 @@ def test_bad_baseline_inputs_are_rejected():
         linear_concentration_mM(np.ones(5), 1.0, 0.0, 1.7)
 
 
-# --- sequence parameters ---------------------------------------------------------------------------
-
-
-def test_pulses_to_centre_from_matrix_acceleration_and_partial_fourier():
-    assert linear_ordering_pulses_to_centre(128) == 65  # full k-space: the centre line is the 65th
-    assert linear_ordering_pulses_to_centre(144, 1.8, 0.75) == 21  # 144 * 0.25 / 1.8 = 20 lines before it
-    assert linear_ordering_pulses_to_centre(160, 2.0, 0.5) == 1  # half k-space starts at the centre
-    assert SequenceParameters().pulses_to_centre == linear_ordering_pulses_to_centre(144, 1.8, 0.75)
-    for bad in ({"phase_encoding_lines": 0}, {"phase_encoding_lines": 128, "acceleration": 0.5},
-                {"phase_encoding_lines": 128, "partial_fourier": 0.4}):
-        with pytest.raises(AIAIFInputError):
-            linear_ordering_pulses_to_centre(**bad)
-
-
-def test_sequence_defaults_are_the_papers_acquisition():
-    sequence = SequenceParameters()
-    assert (sequence.saturation_time_s, sequence.repetition_time_s, sequence.flip_angle_deg) == (0.1, 0.0022, 15.0)
-    assert sequence.saturation_efficiency == 1.0
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({"flip_angle_deg": 0.0}, "flip angle"),
-    ({"saturation_time_s": -0.1}, "saturation time must be positive"),
-    ({"repetition_time_s": float("nan")}, "repetition time"),
-    ({"saturation_efficiency": 1.2}, "saturation efficiency"),
-    ({"pulses_to_centre": 2.5}, "whole number"),
-    ({"pulses_to_centre": 0}, "whole number"),
-    ({"pulses_to_centre": 60}, "take longer than"),
-])
-def test_bad_sequence_parameters_are_rejected(overrides, message):
-    with pytest.raises(AIAIFInputError, match=message):
-        SequenceParameters(**overrides)
-
-
 # --- model inversion ---------------------------------------------------------------------------------
 
 
@@ -100,8 +69,7 @@ def test_bad_sequence_parameters_are_rejected(overrides, message):
 def test_model_inversion_round_trip(field, sequence):
     t1 = K.T1_MYOCARDIUM_S[field]
     signal = sequence_signal(TISSUE_CONC, t1, sequence, proton_density=731.0)
-    conc, clipped = tissue_concentration_mM(signal[None, :], signal[0], None, method="model", field_strength_t=field,
-                                            sequence=sequence)
+    conc, clipped = tissue_concentration_mM(signal[None, :], signal[0], None, acquisition(field), sequence=sequence)
     np.testing.assert_allclose(conc[0], TISSUE_CONC, rtol=1e-6, atol=1e-9)
     assert not clipped.any()
 
@@ -131,8 +99,8 @@ def test_linear_underestimates_high_tissue_concentration_and_model_does_not(fiel
     sequence = SequenceParameters()
     tissue = sequence_signal(TISSUE_CONC, K.T1_MYOCARDIUM_S[field], sequence)
     lv_baseline = sequence_signal(0.0, K.T1_BLOOD_S[field], sequence)
-    linear, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, "linear", field)
-    model, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, "model", field)
+    linear, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, acquisition(field), "linear")
+    model, _ = tissue_concentration_mM(tissue, tissue[0], lv_baseline, acquisition(field), "model")
     fraction = linear[1:] / TISSUE_CONC[1:]
     assert np.all(np.diff(fraction) < 0), "the linear conversion's shortfall must grow with concentration"
     assert fraction[-1] < 0.75
@@ -152,7 +120,7 @@ def test_signals_outside_the_model_range_are_clipped_and_flagged():
     np.testing.assert_allclose(conc[2:4], MODEL_MAX_CONCENTRATION_MM)
     np.testing.assert_allclose(conc[4:6], -1.0 / (t1 * R1))  # R1 = 0, the model's lower end
     assert np.isnan(conc[6])
-    _, linear_clipped = tissue_concentration_mM(signal[None, :6], base, base)
+    _, linear_clipped = tissue_concentration_mM(signal[None, :6], base, base, acquisition(), "linear")
     assert linear_clipped.shape == (1, 6) and not linear_clipped.any()
 
 
@@ -162,91 +130,196 @@ def test_signals_outside_the_model_range_are_clipped_and_flagged():
 def test_tissue_linear_entry_point_uses_the_papers_t1b_and_overrides():
     tissue = np.array([[20.0, 20.0, 29.0], [10.0, 12.0, 11.0]])
     for field in K.SUPPORTED_FIELD_STRENGTHS_T:
-        conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, field_strength_t=field)
+        conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, acquisition(field), "linear")
         np.testing.assert_allclose(conc, linear_concentration_mM(tissue, tissue[:, 0], 40.0, K.T1_BLOOD_S[field]))
-    conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, field_strength_t=7.0, t1_blood_s=2.0,
-                                      r1_per_s_per_mM=5.0)
+    conc, _ = tissue_concentration_mM(tissue, tissue[:, 0], 40.0, acquisition(7.0, t1_blood_s=2.0,
+                                                                               r1_per_s_per_mM=5.0), "linear")
     np.testing.assert_allclose(conc[0], [0.0, 0.0, 9.0 / (5.0 * 2.0 * 40.0)])
+
+
+def test_the_model_conversion_is_the_default():
+    sequence = SequenceParameters()
+    tissue = sequence_signal(TISSUE_CONC, K.T1_MYOCARDIUM_S[3.0], sequence)
+    default, _ = tissue_concentration_mM(tissue, tissue[0], None, acquisition())
+    np.testing.assert_allclose(default, TISSUE_CONC, rtol=1e-6, atol=1e-9)
 
 
 def test_aif_conversion_is_linear_with_its_own_baseline():
     conc_true = np.array([0.0, 0.0, 2.0, 12.0, 4.0])
     for field in K.SUPPORTED_FIELD_STRENGTHS_T:
         signal = linear_reference_signal(80.0, conc_true, K.T1_BLOOD_S[field], R1)
-        np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, field), conc_true, atol=1e-12)
+        np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, acquisition(field)), conc_true, atol=1e-12)
     signal = linear_reference_signal(80.0, conc_true, 2.1, 5.2)
-    np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, 7.0, t1_blood_s=2.1, r1_per_s_per_mM=5.2),
+    np.testing.assert_allclose(aif_concentration_mM(signal, 80.0, acquisition(7.0, t1_blood_s=2.1,
+                                                                              r1_per_s_per_mM=5.2)),
                                conc_true, atol=1e-12)
 
 
 def test_unknown_method_is_rejected():
     with pytest.raises(AIAIFInputError, match="Unknown conversion method 'pixelwise'"):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, method="pixelwise")
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, acquisition(), method="pixelwise")
 
 
 def test_unknown_field_strength_needs_explicit_t1():
-    with pytest.raises(AIAIFInputError, match="no default native blood T1 at 7.0 T.*--t1-blood"):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, field_strength_t=7.0)
-    with pytest.raises(AIAIFInputError, match="no default native myocardial T1 at 7.0 T.*--t1-myocardium"):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", field_strength_t=7.0)
-    with pytest.raises(AIAIFInputError, match="--t1-blood"):
-        aif_concentration_mM(np.ones(5), 1.0, field_strength_t=7.0)
-    conc, _ = tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", field_strength_t=7.0,
-                                      t1_myocardium_s=1.5)
+    with pytest.raises(AIAIFInputError, match="no default native T1 of blood at 7 T.*--t1-blood-s on the command"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 1.0, acquisition(7.0), "linear")
+    with pytest.raises(AIAIFInputError, match="no default native T1 of myocardium at 7 T.*--t1-myocardium-s"):
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, acquisition(7.0))
+    with pytest.raises(AIAIFInputError, match="--t1-blood-s"):
+        aif_concentration_mM(np.ones(5), 1.0, acquisition(7.0))
+    conc, _ = tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, acquisition(7.0, t1_myocardium_s=1.5))
     np.testing.assert_allclose(conc, 0.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["linear", "model"])
 def test_non_positive_baselines_are_rejected(method):
     with pytest.raises(AIAIFInputError, match="pre-contrast signal must be positive"):
-        tissue_concentration_mM(np.ones((2, 5)), np.array([1.0, 0.0]), 1.0, method=method)
+        tissue_concentration_mM(np.ones((2, 5)), np.array([1.0, 0.0]), 1.0, acquisition(), method=method)
     with pytest.raises(AIAIFInputError, match="one pre-contrast value per curve"):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(3), 1.0, method=method)
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(3), 1.0, acquisition(), method=method)
     with pytest.raises(AIAIFInputError, match="pre-contrast signal must be positive"):
-        aif_concentration_mM(np.ones(5), -1.0)
+        aif_concentration_mM(np.ones(5), -1.0, acquisition())
 
 
 def test_linear_needs_a_positive_lv_baseline():
     with pytest.raises(AIAIFInputError, match="LV blood-pool signal must be positive"):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 0.0)
+        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), 0.0, acquisition(), "linear")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"r1_per_s_per_mM": 0.0}, "relaxivity"),
-    ({"t1_myocardium_s": -1.0}, "native myocardial T1"),
-    ({"t1_myocardium_s": np.array([1.2, 0.0])}, "T1 map must be positive"),
-    ({"sequence": {"flip_angle_deg": 15.0}}, "SequenceParameters"),
-])
-def test_bad_model_parameters_are_rejected(overrides, message):
-    with pytest.raises(AIAIFInputError, match=message):
-        tissue_concentration_mM(np.ones((2, 5)), np.ones(2), None, method="model", **overrides)
-
-
-def test_relaxation_parameters_resolve_defaults_and_defer_missing_ones():
-    assert relaxation_parameters(1.5) == (K.T1_BLOOD_S[1.5], K.T1_MYOCARDIUM_S[1.5], R1)
-    assert relaxation_parameters(7.0, t1_blood_s=2.1, r1_per_s_per_mM=5.0) == (2.1, None, 5.0)
-    with pytest.raises(AIAIFInputError, match="native blood T1"):
-        relaxation_parameters(3.0, t1_blood_s=-1.0)
+def test_bad_model_parameters_are_rejected():
+    with pytest.raises(AIAIFInputError, match="relaxivity"):
+        model_concentration_mM(np.ones((2, 5)), np.ones(2), 1.2, r1_per_s_per_mM=0.0)
+    with pytest.raises(AIAIFInputError, match="native T1 must be positive"):
+        model_concentration_mM(np.ones((2, 5)), np.ones(2), np.array([1.2, 0.0]))
+    with pytest.raises(AIAIFInputError, match="SequenceParameters"):
+        model_concentration_mM(np.ones((2, 5)), np.ones(2), 1.2, sequence={"flip_angle_deg": 15.0})
 
 
 # --- calibration of the sequence model on the blood pool ---------------------------------
 
+T1_BLOOD = K.T1_BLOOD_S[3.0]
+CAL_AIF = np.concatenate([np.zeros(5), 6.0 * np.exp(-0.5 * ((np.arange(40) - 10.0) / 3.0) ** 2) + 0.5])
+CAL_TISSUE_MM = np.concatenate([np.zeros(5), np.linspace(0.0, 1.2, 40)])
+
+
+def blood_and_tissue(sequence):
+    """Blood and tissue signals of one readout (different scales and native T1)."""
+    blood = 700.0 * sequence.normalised_signal(1.0 / T1_BLOOD + R1 * CAL_AIF)
+    tissue = 300.0 * sequence.normalised_signal(1.0 / 1.2 + R1 * CAL_TISSUE_MM)
+    return blood, tissue
+
+
 def test_blood_pool_calibration_recovers_an_unknown_saturation_and_flip_angle():
-    true_sequence = conversion.SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0)
-    t1_blood = 1.736
-    aif = np.concatenate([np.zeros(5), 6.0 * np.exp(-0.5 * ((np.arange(40) - 10.0) / 3.0) ** 2) + 0.5])
-    blood = 700.0 * true_sequence.normalised_signal(1.0 / t1_blood + 4.5 * aif)
-    fitted, rms = conversion.calibrate_sequence_on_blood(blood, blood[0], aif, t1_blood)
-    assert rms < 1e-6
+    true_sequence = SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0)
+    blood, tissue = blood_and_tissue(true_sequence)
+    study = acquisition(readout_ordering="linear", t1_myocardium_s=1.2)
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], CAL_AIF, study)
+    assert calibration.used and calibration.warnings == () and calibration.rms_ratio_residual < 1e-6
+    assert calibration.saturation_efficiency == pytest.approx(0.93, abs=1e-4)
+    assert calibration.flip_angle_deg == pytest.approx(11.0, abs=1e-2)
     # The myocardium (another native T1, lower concentrations) is then converted exactly.
-    tissue_mM = np.concatenate([np.zeros(5), np.linspace(0.0, 1.2, 40)])
-    tissue = 300.0 * true_sequence.normalised_signal(1.0 / 1.2 + 4.5 * tissue_mM)
-    default, _ = conversion.model_concentration_mM(tissue, tissue[0], 1.2)
-    calibrated, _ = conversion.model_concentration_mM(tissue, tissue[0], 1.2, sequence=fitted)
-    np.testing.assert_allclose(calibrated, tissue_mM, atol=2e-3)
-    assert np.max(np.abs(default - tissue_mM)) > 0.1  # the uncalibrated default was visibly wrong
+    default, _ = tissue_concentration_mM(tissue, tissue[0], None, study)
+    calibrated, _ = tissue_concentration_mM(tissue, tissue[0], None, study, sequence=calibration.sequence)
+    np.testing.assert_allclose(calibrated, CAL_TISSUE_MM, atol=2e-3)
+    assert np.max(np.abs(default - CAL_TISSUE_MM)) > 0.1  # the uncalibrated default was visibly wrong
+
+
+def test_unknown_ordering_tries_both_and_centric_fits_no_flip_angle():
+    true_sequence = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.9, flip_angle_deg=18.0)
+    blood, tissue = blood_and_tissue(true_sequence)
+    study = acquisition(t1_myocardium_s=1.2)
+    assert study.readout_ordering is None
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], CAL_AIF, study)
+    assert {c["readout_ordering"] for c in calibration.candidates} == {"centric", "linear"}
+    assert calibration.readout_ordering == "centric" and calibration.used
+    assert calibration.saturation_efficiency == pytest.approx(0.9, abs=1e-4)
+    # With the centre sampled first the flip angle has no effect, so it keeps its nominal value.
+    assert calibration.flip_angle_deg == study.sequence.flip_angle_deg
+    calibrated, _ = tissue_concentration_mM(tissue, tissue[0], None, study, sequence=calibration.sequence)
+    np.testing.assert_allclose(calibrated, CAL_TISSUE_MM, atol=2e-3)
+
+
+def test_a_calibration_on_its_bound_is_used_constrained_and_warned():
+    # An AIF 40 % too low asks for a readout no plausible flip angle gives.
+    blood, _ = blood_and_tissue(SequenceParameters(flip_angle_deg=15.0))
+    study = acquisition(readout_ordering="linear", saturation_efficiency=1.0)
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], 0.6 * CAL_AIF, study)
+    assert not calibration.used and calibration.at_bound == ("flip_angle_deg",)
+    bound_angles = 15.0 * np.array(conversion.CALIBRATION_FLIP_ANGLE_FACTOR_BOUNDS)
+    assert np.min(np.abs(calibration.sequence.flip_angle_deg - bound_angles)) < 1e-3 * 15.0
+    assert len(calibration.warnings) >= 1 and "rests on its bound (flip angle" in calibration.warnings[0]
+    summary = calibration.summary()
+    assert summary["used"] is False and summary["at_bound"] == ["flip_angle_deg"]
+
+
+def test_a_given_saturation_efficiency_is_held():
+    blood, _ = blood_and_tissue(SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0))
+    study = acquisition(readout_ordering="linear", saturation_efficiency=0.97)
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], CAL_AIF, study)
+    assert calibration.saturation_efficiency == 0.97
+    assert calibration.relative_residual > conversion.CALIBRATION_RESIDUAL_WARNING_FRACTION
+    assert any("fits the blood signal poorly" in text for text in calibration.warnings)
 
 
 def test_blood_pool_calibration_rejects_mismatched_curves():
     with pytest.raises(AIAIFInputError, match="same frames"):
-        conversion.calibrate_sequence_on_blood(np.ones(10), 1.0, np.zeros(9), 1.736)
+        conversion.calibrate_sequence_on_blood(np.ones(10), 1.0, np.zeros(9), acquisition())
+
+
+# --- the blood-pool anchor --------------------------------------------------------------------------
+
+def test_the_anchored_conversion_is_exact_and_ignores_the_saturation_efficiency():
+    true_sequence = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.99)
+    t1 = 1.25
+    signal = 420.0 * true_sequence.normalised_signal(1.0 / t1 + R1 * TISSUE_CONC)
+    conc, clipped, native_t1 = conversion.anchored_concentration_mM(signal, signal[0], 420.0, R1, true_sequence)
+    np.testing.assert_allclose(conc, TISSUE_CONC, atol=1e-9)
+    assert native_t1 == pytest.approx(t1, rel=1e-9) and not clipped.any()
+    # A blood calibration 0.04 off in efficiency: the anchored conversion barely moves, the baseline-anchored one
+    # (scale from the pre-contrast signal at the native T1) is far off.
+    wrong = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.95)
+    anchored, _, _ = conversion.anchored_concentration_mM(signal, signal[0], 420.0, R1, wrong)
+    baseline_anchored, _ = model_concentration_mM(signal, signal[0], t1, R1, wrong)
+    peak = TISSUE_CONC.argmax()
+    assert abs(anchored[peak] / TISSUE_CONC[peak] - 1.0) < 0.01
+    assert abs(baseline_anchored[peak] / TISSUE_CONC[peak] - 1.0) > 0.5
+
+
+def test_the_anchored_scale_error_is_about_the_concentration_error():
+    sequence = SequenceParameters()
+    signal = 300.0 * sequence.normalised_signal(1.0 / 1.2 + R1 * TISSUE_CONC)
+    conc, _, _ = conversion.anchored_concentration_mM(signal, signal[0], 300.0 / 1.05, R1, sequence)
+    ratio = conc[1:] / TISSUE_CONC[1:]
+    assert np.all((ratio > 1.04) & (ratio < 1.12))
+
+
+def test_the_tissue_scale_follows_a_smooth_coil_shading_and_the_proton_density():
+    rng = np.random.default_rng(4)
+    k = np.repeat([0, 1], 200)
+    j, i = rng.uniform(20, 60, 400), rng.uniform(20, 60, 400)
+    coil = 1.0 + 0.004 * (j - 40.0) - 0.002 * (i - 40.0) + 0.05 * k
+    baseline = 80.0 * coil * rng.normal(1.0, 0.05, 400)  # noisy pixels, smooth field
+    scale = conversion.tissue_scale(baseline, k, j, i, blood_scale=1000.0, proton_density_ratio=0.9)
+    np.testing.assert_allclose(scale / (900.0 * coil / coil.mean()), 1.0, atol=0.02)
+    assert np.mean(scale) == pytest.approx(900.0)
+
+
+def test_the_anchor_check_warns_when_the_pre_contrast_signal_does_not_follow_the_model():
+    sequence = SequenceParameters(pulses_to_centre=1, saturation_efficiency=0.97)
+    study = acquisition(t1_myocardium_s=1.2)
+    consistent = 300.0 * sequence.normalised_signal(1.0 / 1.2)
+    check = conversion.anchor_check(np.full(5, consistent), np.full(5, 300.0), study, sequence)
+    assert check["implied_native_t1_s"] == pytest.approx(1.2, rel=1e-6) and check["warning"] is None
+    # A baseline lowered by saturation history the model does not have: the implied T1 is far too long.
+    check = conversion.anchor_check(np.full(5, 0.6 * consistent), np.full(5, 300.0), study, sequence)
+    assert check["implied_native_t1_s"] > 1.33 * 1.2 and "does not follow the sequence model" in check["warning"]
+    assert conversion.anchor_check(np.full(5, consistent), np.full(5, 300.0), acquisition(7.0), sequence)[
+        "warning"] is None
+
+
+def test_the_calibration_gives_the_blood_signal_scale():
+    true_sequence = SequenceParameters(saturation_efficiency=0.93, flip_angle_deg=11.0)
+    blood, _ = blood_and_tissue(true_sequence)
+    calibration = conversion.calibrate_sequence_on_blood(blood, blood[0], CAL_AIF, acquisition(readout_ordering="linear"))
+    assert calibration.blood_scale == pytest.approx(700.0, rel=1e-4)
+    assert calibration.summary()["blood_scale"] == calibration.blood_scale

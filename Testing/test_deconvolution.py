@@ -282,28 +282,37 @@ def triangle_aif(times_s, arrival_s, peak_s, back_s, recirculation_slope=0.0):
 
 
 def test_first_pass_ends_at_the_trough_before_recirculation():
-    # Half maximum at 12 s and 18 s (FWHM 6 s); the trough at 22 s is inside 18-24 s.
-    aif = triangle_aif(UNIFORM_TIMES, 10.0, 14.0, 22.0, recirculation_slope=0.2)
-    assert D.first_pass_end_s(UNIFORM_TIMES, aif) == pytest.approx(22.0)
-    # Clock offset and non-uniform frames: the same trough frame.
+    # Half maximum at 11 s and 14.75 s (FWHM 3.75 s); the trough at 17.5 s is inside 14.75-18.5 s.
+    aif = triangle_aif(UNIFORM_TIMES, 10.0, 12.0, 17.5, recirculation_slope=0.2)
+    assert D.first_pass_end_s(UNIFORM_TIMES, aif) == pytest.approx(17.5)
+    # Clock offset and non-uniform frames: the lowest frame, now 17.7 s after the start.
     times = UNIFORM_TIMES + np.where(np.arange(80) % 4 == 0, 0.0, 0.2) + 100.0
-    assert D.first_pass_end_s(times, triangle_aif(times - 100.0, 10.0, 14.0, 22.0, 0.2)) == pytest.approx(122.0)
+    assert D.first_pass_end_s(times, triangle_aif(times - 100.0, 10.0, 12.0, 17.5, 0.2)) == pytest.approx(117.7)
 
 
 def test_first_pass_end_is_stable_against_noise_on_the_aif():
-    aif = triangle_aif(UNIFORM_TIMES, 10.0, 14.0, 22.0, recirculation_slope=0.2)
+    aif = triangle_aif(UNIFORM_TIMES, 10.0, 12.0, 17.5, recirculation_slope=0.2)
     rng = np.random.default_rng(1)
     ends = [D.first_pass_end_s(UNIFORM_TIMES, aif + rng.normal(0.0, 0.06, aif.size)) for _ in range(20)]
-    assert np.all(np.abs(np.array(ends) - 22.0) <= 1.0)
+    assert np.all(np.abs(np.array(ends) - 17.5) <= 1.0)
 
 
 def test_first_pass_ends_one_fwhm_after_the_half_maximum_fall_without_recirculation():
-    # Half maximum at 12 s on the way up, 14 + 4 ln 2 = 16.77 s on an exponential
+    # Half maximum at 11 s on the way up, 12 + 3.5 ln 2 = 14.43 s on an exponential
     # way down that never turns: the window ends at the last frame before
-    # 16.77 + 4.77 = 21.55 s.
-    aif = np.where(UNIFORM_TIMES <= 14.0, triangle_aif(UNIFORM_TIMES, 10.0, 14.0, 18.0),
-                   6.0 * np.exp(-(UNIFORM_TIMES - 14.0) / 4.0))
-    assert D.first_pass_end_s(UNIFORM_TIMES, aif) == pytest.approx(21.5)
+    # 14.43 + 3.43 = 17.85 s.
+    aif = np.where(UNIFORM_TIMES <= 12.0, triangle_aif(UNIFORM_TIMES, 10.0, 12.0, 14.0),
+                   6.0 * np.exp(-(UNIFORM_TIMES - 12.0) / 3.5))
+    assert D.first_pass_end_s(UNIFORM_TIMES, aif) == pytest.approx(17.5)
+
+
+def test_the_first_pass_of_a_broad_bolus_ends_at_the_lag_horizon():
+    # Trough at 22 s, but the fit sees no lags beyond the horizon after the 14 s peak.
+    aif = triangle_aif(UNIFORM_TIMES, 10.0, 14.0, 22.0, recirculation_slope=0.2)
+    assert D.first_pass_end_s(UNIFORM_TIMES, aif) == pytest.approx(14.0 + D.FIRST_PASS_LAG_HORIZON_S)
+    slow = np.where(UNIFORM_TIMES <= 14.0, triangle_aif(UNIFORM_TIMES, 10.0, 14.0, 18.0),
+                    6.0 * np.exp(-(UNIFORM_TIMES - 14.0) / 4.0))
+    assert D.first_pass_end_s(UNIFORM_TIMES, slow) == pytest.approx(14.0 + D.FIRST_PASS_LAG_HORIZON_S)
 
 
 def test_first_pass_lasts_at_least_the_longest_tissue_delay_after_the_peak():

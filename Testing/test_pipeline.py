@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
-from AIAIFLib import network, pipeline, studies
+from AIAIFLib import deconvolution, network, pipeline, studies
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom
 
@@ -60,6 +60,30 @@ def test_saturated_aif_overestimates_mbf(phantom, true_aif_result, saturated_res
     assert np.median(saturated / phantom.segment_mbf_ml_min_g()) > 1.5
 
 
+def test_saturated_runs_always_warn_and_bound_flows_are_flagged(saturated_result):
+    warnings = saturated_result.summary["warnings"]
+    assert any("saturated blood-pool signal" in text for text in warnings)
+    table = saturated_result.segments
+    upper = deconvolution.flow_to_mbf(deconvolution.FERMI_UPPER_BOUNDS[0])
+    for row, segment in enumerate(table["segment"]):
+        in_segment = saturated_result.aha_labels == segment
+        at_bound = saturated_result.flow_at_bound[in_segment]
+        assert table["n_at_bound"][row] == int(np.count_nonzero(at_bound))
+        assert table["mbf_is_bound"][row] == bool(np.count_nonzero(at_bound) > 0.5 * table["n_pixels"][row])
+    np.testing.assert_allclose(saturated_result.mbf_ml_min_g[saturated_result.flow_at_bound], upper, rtol=1e-3)
+    bound_segments = [s for s, flag in zip(table["segment"], table["mbf_is_bound"]) if flag]
+    if bound_segments:
+        assert any("is a bound, not a measurement" in text and str(bound_segments[0]) in text for text in warnings)
+    quality = saturated_result.summary["fit_quality"]
+    assert quality["n_flow_at_bound"] == int(np.count_nonzero(saturated_result.flow_at_bound))
+
+
+def test_the_report_title_says_what_the_result_rests_on(true_aif_result, saturated_result):
+    assert pipeline.report_subtitle(true_aif_result.summary) == (
+        "AIF: external AIF | 3 T | sequence-model conversion")
+    assert pipeline.report_subtitle(saturated_result.summary).startswith("AIF: saturated (uncorrected) | 3 T")
+
+
 def test_segment_table_columns_are_consistent(phantom, true_aif_result):
     table = true_aif_result.segments
     assert table["segment"] == list(K.AHA_SEGMENTS)
@@ -88,9 +112,31 @@ def test_summary_is_strict_json_with_counts_and_timings(true_aif_result):
     quality = summary["fit_quality"]
     assert quality["n_pixels"] == summary["inputs"]["n_myocardium_pixels"]
     assert quality["n_converged"] + quality["n_failed"] <= quality["n_pixels"] + quality["n_converged"]
-    assert summary["parameters"]["sequence_calibrated_on_blood_pool"]["saturation_efficiency"] <= 1.0
+    calibration = summary["parameters"]["calibration"]
+    assert calibration["used"] and calibration["at_bound"] == [] and calibration["relative_residual"] < 0.05
+    assert 0.8 <= calibration["saturation_efficiency"] <= 1.05
+    acquisition = summary["parameters"]["acquisition"]
+    assert acquisition["saturation_efficiency"] == {"value": calibration["saturation_efficiency"],
+                                                    "source": "calibrated"}
+    assert acquisition["t1_myocardium_s"] == {"value": K.T1_MYOCARDIUM_S[3.0], "source": "default"}
     assert summary["timings_s"]["total_s"] > 0
     assert [row["territory"] for row in summary["results"]["territories"]] == ["LAD", "RCA", "LCX"]
+
+
+def test_header_values_are_used_unless_an_option_overrides_them(phantom):
+    study = studies.phantom_study(phantom)
+    study.header = {"field_strength_t": 1.5, "flip_angle_deg": 12.0}
+    from_header = pipeline.quantify_study(study, pipeline.QuantificationParameters(aif_mode="saturated"))
+    acquisition = from_header.summary["parameters"]["acquisition"]
+    assert from_header.summary["parameters"]["field_strength_t"] == 1.5
+    assert acquisition["field_strength_t"]["source"] == "header"
+    assert acquisition["t1_blood_s"]["value"] == K.T1_BLOOD_S[1.5]
+    assert acquisition["flip_angle_deg"] == {"value": 12.0, "source": "header"}
+    overridden = pipeline.quantify_study(study, pipeline.QuantificationParameters(
+        aif_mode="saturated", field_strength_t=3.0, flip_angle_deg=20.0))
+    acquisition = overridden.summary["parameters"]["acquisition"]
+    assert acquisition["field_strength_t"] == {"value": 3.0, "source": "option"}
+    assert acquisition["flip_angle_deg"] == {"value": 20.0, "source": "option"}
 
 
 def test_progress_runs_from_zero_to_one(phantom):
@@ -224,5 +270,7 @@ def test_a_mirrored_geometry_keeps_the_territory_calls_and_warns(phantom, satura
     assert _territory_calls(result) == _territory_calls(saturated_result)
     np.testing.assert_array_equal(result.segments["mbf_mean"], saturated_result.segments["mbf_mean"])
     assert any("the images are followed" in warning for warning in result.summary["warnings"])
-    assert result.summary["warnings"] == result.summary["segmentation"]["rules_used"]["warnings"]
+    orientation_warnings = result.summary["segmentation"]["rules_used"]["warnings"]
+    assert result.summary["warnings"][-len(orientation_warnings):] == orientation_warnings
+    assert set(result.summary["warnings"]) - set(orientation_warnings) == set(saturated_result.summary["warnings"])
     assert not any("the images are followed" in warning for warning in saturated_result.summary["warnings"])

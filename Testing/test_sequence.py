@@ -5,7 +5,13 @@ import pytest
 
 from AIAIFLib import constants as K
 from AIAIFLib.errors import AIAIFInputError
-from AIAIFLib.sequence import linear_reference_signal, saturation_recovery_flash_signal
+from AIAIFLib.sequence import (
+    MAX_SATURATION_EFFICIENCY,
+    SequenceParameters,
+    linear_ordering_pulses_to_centre,
+    linear_reference_signal,
+    saturation_recovery_flash_signal,
+)
 
 R1 = K.R1_RELAXIVITY_PER_S_PER_MM
 T1B = K.T1_BLOOD_S[3.0]
@@ -73,3 +79,38 @@ def test_t2star_loss_reduces_signal():
 def test_readout_longer_than_saturation_time_is_rejected():
     with pytest.raises(AIAIFInputError, match="pulses to the centre"):
         saturation_recovery_flash_signal(1.0, saturation_time_s=0.02, repetition_time_s=0.0025, pulses_to_centre=20)
+
+
+# --- sequence parameters ---------------------------------------------------------------------------
+
+
+def test_pulses_to_centre_from_matrix_acceleration_and_partial_fourier():
+    assert linear_ordering_pulses_to_centre(128) == 65  # full k-space: the centre line is the 65th
+    assert linear_ordering_pulses_to_centre(144, 1.8, 0.75) == 21  # 144 * 0.25 / 1.8 = 20 lines before it
+    assert linear_ordering_pulses_to_centre(160, 2.0, 0.5) == 1  # half k-space starts at the centre
+    assert SequenceParameters().pulses_to_centre == linear_ordering_pulses_to_centre(144, 1.8, 0.75)
+    for bad in ({"phase_encoding_lines": 0}, {"phase_encoding_lines": 128, "acceleration": 0.5},
+                {"phase_encoding_lines": 128, "partial_fourier": 0.4}):
+        with pytest.raises(AIAIFInputError):
+            linear_ordering_pulses_to_centre(**bad)
+
+
+def test_sequence_defaults_are_the_papers_acquisition():
+    sequence = SequenceParameters()
+    assert (sequence.saturation_time_s, sequence.repetition_time_s, sequence.flip_angle_deg) == (0.1, 0.0022, 15.0)
+    assert sequence.saturation_efficiency == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"flip_angle_deg": 0.0}, "flip angle"),
+    ({"saturation_time_s": -0.1}, "saturation time must be positive"),
+    ({"repetition_time_s": float("nan")}, "repetition time"),
+    ({"saturation_efficiency": MAX_SATURATION_EFFICIENCY + 0.01}, "saturation efficiency"),
+    ({"saturation_efficiency": 0.0}, "saturation efficiency"),
+    ({"pulses_to_centre": 2.5}, "whole number"),
+    ({"pulses_to_centre": 0}, "whole number"),
+    ({"pulses_to_centre": 60}, "take longer than"),
+])
+def test_bad_sequence_parameters_are_rejected(overrides, message):
+    with pytest.raises(AIAIFInputError, match=message):
+        SequenceParameters(**overrides)
