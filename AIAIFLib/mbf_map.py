@@ -28,10 +28,27 @@ pixel to the next (transmural gradients).  So:
    the noise of about ten pixels averaged away.
 3. The pixel's flow is the least-squares onset height for its own curve
    with that shape: the model is linear in F, so this last step is a
-   projection, ``F = <g, y> / <g, g>`` with ``g`` the unit-flow model curve
-   and ``y`` the pixel's curve over the fit window, clipped to the flow
-   bounds.  A linear estimate of a linear parameter is unbiased under
-   zero-mean noise, so the map's means are too.
+   projection of the pixel's curve ``y`` over the fit window onto the
+   unit-flow model curve ``g``, within the flow bounds.  A linear estimate
+   of a linear parameter is unbiased under zero-mean noise, so the map's
+   means are too.
+4. For pixels near the LV blood pool (``near_blood_pool``) the projection
+   has a second, non-negative term: the AIF itself, times a blood fraction
+   ``f_b``, i.e. ``y = F g + f_b C_aif``.  A pixel at the endocardial border
+   holds some LV blood (partial volume, blurring of the
+   bright bolus by the image's point-spread function); its concentration
+   follows the AIF at once, ten times the tissue's, and a Fermi fit reads it
+   as a high onset.  On the held-out forward model (supersampled partial
+   volume, k-space blurring) the border pixels of ischaemic segments read
+   2-8 times their flow; with the blood term the ischaemic segment bias fell
+   from +72 % to +11 % (SD 66 % to 27 %, diagnosis agreement 91 % to 95 %),
+   while the project's phantoms, which have no partial volume, did not
+   change (-1.3 % / -1.4 % overall).  The tissue's own intravascular blood is part
+   of the impulse response, which is delayed and spread by the transit, so
+   the two terms are told apart by their shapes.  (Taking the shapes again
+   from neighbourhoods with each pixel's blood term removed, or with the
+   pixels near the blood pool down-weighted, made the held-out results
+   worse, so neither is done.)
 
 On 8 of the project's phantoms (true AIF, model conversion) the segment bias
 in ischaemic segments fell from +27.6 % to +6.2 % and the SD of the segment
@@ -55,6 +72,17 @@ from .errors import AIAIFInputError
 #: segment biases of +5.8, +6.2 and +7.1 % (pixel fits alone: +21 to +28 %).
 SHAPE_NEIGHBOURHOOD_SIGMA_MM = 2.5
 
+#: Bounds of a pixel's LV-blood fraction (module docstring, step 4).
+BLOOD_FRACTION_BOUNDS = (0.0, 1.0)
+#: Pixels within this distance of the LV blood pool get the blood term, mm.
+#: Project choice: about two pixels of a 1.6-1.9 mm perfusion image, the
+#: reach of partial volume and of the point-spread function of a single-shot,
+#: partial-Fourier readout; pixels further in hold no LV blood, and a blood
+#: term there would only fit noise (on noisy ischaemic curves it raised the
+#: map's mean by 4-6 %).
+SPILL_IN_DISTANCE_MM = 3.5
+
+
 #: Gaussian neighbourhood cut off at this many standard deviations.
 _TRUNCATE_SD = 3.0
 
@@ -77,6 +105,9 @@ class MBFMapFit:
     at_bound : numpy.ndarray of bool, shape (n_pixels,)
         A shape parameter of the neighbourhood fit (``FermiFit.at_bound``) or
         the pixel's flow is at a bound.
+    blood_fraction : numpy.ndarray, shape (n_pixels,)
+        The LV-blood fraction ``f_b`` of each pixel's curve (module
+        docstring, step 4), 0-1; NaN where the fit failed.
     flow_at_bound : numpy.ndarray of bool, shape (n_pixels,)
         The pixel's flow is at its lower (0) or upper bound
         (``deconvolution.FERMI_UPPER_BOUNDS``): its MBF is a bound, not a
@@ -92,6 +123,7 @@ class MBFMapFit:
     nrmse: np.ndarray
     converged: np.ndarray
     at_bound: np.ndarray
+    blood_fraction: np.ndarray
     flow_at_bound: np.ndarray
     fitted_mM: np.ndarray
 
@@ -149,7 +181,7 @@ def neighbourhood_curves(curves, mask, pixel_spacing_mm, sigma_mm=SHAPE_NEIGHBOU
 
 
 def fit_mbf_map(times_s, aif_mM, tissue_mM, mask, pixel_spacing_mm, fit_end_s=None,
-                sigma_mm=SHAPE_NEIGHBOURHOOD_SIGMA_MM, progress=None):
+                sigma_mm=SHAPE_NEIGHBOURHOOD_SIGMA_MM, near_blood=None, progress=None):
     """Pixelwise Fermi MBF: the shape from the neighbourhood, the flow from the pixel (module docstring).
 
     Parameters
@@ -169,6 +201,10 @@ def fit_mbf_map(times_s, aif_mM, tissue_mM, mask, pixel_spacing_mm, fit_end_s=No
         End of the fit window, s (default ``deconvolution.first_pass_end_s``).
     sigma_mm : float, optional
         Neighbourhood standard deviation, mm.
+    near_blood : array_like of bool, shape (n_pixels,), optional
+        Pixels close enough to the LV blood pool to hold some of it
+        (``near_blood_pool``); only they get the blood term of step 4.  None:
+        no pixel does.
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -181,25 +217,29 @@ def fit_mbf_map(times_s, aif_mM, tissue_mM, mask, pixel_spacing_mm, fit_end_s=No
     aif = np.asarray(aif_mM, dtype=float)
     tissue = np.asarray(tissue_mM, dtype=float)
     end = deconvolution.first_pass_end_s(times, aif) if fit_end_s is None else fit_end_s
-    shape_fit = deconvolution.fit_fermi_batched(times, aif, neighbourhood_curves(tissue, mask, pixel_spacing_mm,
-                                                                                 sigma_mm),
-                                                fit_end_s=end, progress=progress)
     n_window = int(np.searchsorted(times, end, side="right"))
     matrix = deconvolution.convolution_matrix(times, aif, deconvolution.BATCHED_STEP_S)
     edges = deconvolution.lag_cell_edges(times, deconvolution.BATCHED_STEP_S)
+    lower, upper = deconvolution.FERMI_LOWER_BOUNDS[0], deconvolution.FERMI_UPPER_BOUNDS[0]
+    near = np.zeros(tissue.shape[0], dtype=bool) if near_blood is None else np.asarray(near_blood, dtype=bool)
+    if near.shape != (tissue.shape[0],):
+        raise AIAIFInputError("near_blood must hold one flag per pixel ({} pixels), got shape {}.".format(
+            tissue.shape[0], near.shape))
+
+    shape_fit = deconvolution.fit_fermi_batched(times, aif, neighbourhood_curves(tissue, mask, pixel_spacing_mm,
+                                                                                 sigma_mm),
+                                                fit_end_s=end, progress=progress)
     shaped = np.isfinite(shape_fit.flow_per_s)
     unit = np.full(tissue.shape, np.nan)
     unit[shaped] = deconvolution.fermi_tissue_curves(matrix, edges, 1.0, shape_fit.tau0_s[shaped],
                                                      shape_fit.k_per_s[shaped], shape_fit.delay_s[shaped])
-    g, y = unit[:, :n_window], tissue[:, :n_window]
-    energy = np.einsum("ij,ij->i", g, g)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        free_flow = np.einsum("ij,ij->i", g, y) / energy
-    lower, upper = deconvolution.FERMI_LOWER_BOUNDS[0], deconvolution.FERMI_UPPER_BOUNDS[0]
-    flow = np.clip(free_flow, lower, upper)
-    ok = shaped & np.isfinite(flow) & (energy > 0)
+    flow, blood = _box_projection(unit[:, :n_window], aif[:n_window], tissue[:, :n_window], (lower, upper),
+                                  BLOOD_FRACTION_BOUNDS, near)
+    ok = shaped & np.isfinite(flow)
     flow = np.where(ok, flow, np.nan)
-    fitted = flow[:, None] * unit
+    blood = np.where(ok, blood, np.nan)
+    fitted = flow[:, None] * unit + blood[:, None] * aif[None, :]
+    y = tissue[:, :n_window]
     with np.errstate(invalid="ignore", divide="ignore"):
         residual_rms = np.sqrt(np.mean((fitted[:, :n_window] - y) ** 2, axis=1))
         nrmse = np.where(ok, residual_rms / np.sqrt(np.mean(y ** 2, axis=1)), np.nan)
@@ -207,5 +247,76 @@ def fit_mbf_map(times_s, aif_mM, tissue_mM, mask, pixel_spacing_mm, fit_end_s=No
     flow_at_bound = ok & ((flow - lower <= tolerance) | (upper - flow <= tolerance))
     return MBFMapFit(flow_per_s=flow, tau0_s=shape_fit.tau0_s, k_per_s=shape_fit.k_per_s,
                      delay_s=shape_fit.delay_s, nrmse=nrmse, converged=ok,
-                     at_bound=ok & (shape_fit.at_bound | flow_at_bound), flow_at_bound=flow_at_bound,
-                     fitted_mM=fitted)
+                     at_bound=ok & (shape_fit.at_bound | flow_at_bound), blood_fraction=blood,
+                     flow_at_bound=flow_at_bound, fitted_mM=fitted)
+
+
+def _box_projection(unit, aif, curves, flow_bounds, blood_bounds, with_blood):
+    """Least squares ``curves ~ F unit + f_b aif`` per row, with F and f_b each within its bounds.
+
+    Rows where ``with_blood`` is False have no blood term (f_b = 0).
+
+    The cost is a convex quadratic in (F, f_b), so the constrained minimum is
+    the free one when it lies in the box, else the best of the minima along
+    the box's four edges (each a clipped one-dimensional projection).
+    Returns F and f_b, NaN for rows whose model curve is missing or zero.
+    """
+    gg = np.einsum("ij,ij->i", unit, unit)
+    ga = unit @ aif
+    aa = float(aif @ aif)
+    gy = np.einsum("ij,ij->i", unit, curves)
+    ay = curves @ aif
+    yy = np.einsum("ij,ij->i", curves, curves)
+
+    def cost(flow, blood):
+        return yy - 2.0 * (flow * gy + blood * ay) + flow * flow * gg + 2.0 * flow * blood * ga + blood * blood * aa
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        determinant = gg * aa - ga * ga
+        candidates = [((aa * gy - ga * ay) / determinant, (gg * ay - ga * gy) / determinant)]
+        for blood in blood_bounds:  # edges f_b = bound: F free within its bounds
+            candidates.append((np.clip((gy - blood * ga) / gg, *flow_bounds), np.full(gy.shape, blood)))
+        for flow in flow_bounds:  # edges F = bound: f_b free within its bounds
+            candidates.append((np.full(gy.shape, flow), np.clip((ay - flow * ga) / aa, *blood_bounds)))
+    best_flow, best_blood = np.full(gy.shape, np.nan), np.full(gy.shape, np.nan)
+    best_cost = np.full(gy.shape, np.inf)
+    for flow, blood in candidates:
+        inside = ((flow >= flow_bounds[0]) & (flow <= flow_bounds[1]) & (blood >= blood_bounds[0])
+                  & (blood <= blood_bounds[1]))
+        value = np.where(inside, cost(flow, blood), np.inf)
+        better = value < best_cost
+        best_flow, best_blood, best_cost = (np.where(better, flow, best_flow), np.where(better, blood, best_blood),
+                                            np.where(better, value, best_cost))
+    flow_only = np.clip(gy / np.where(gg > 0, gg, np.nan), *flow_bounds)
+    best_flow = np.where(with_blood, best_flow, flow_only)
+    best_blood = np.where(with_blood, best_blood, 0.0)
+    usable = np.isfinite(gg) & (gg > 0)
+    return np.where(usable, best_flow, np.nan), np.where(usable, best_blood, np.nan)
+
+
+def near_blood_pool(mask, blood_pool_mask, pixel_spacing_mm, distance_mm=SPILL_IN_DISTANCE_MM):
+    """Pixels of ``mask`` within ``distance_mm`` of the LV blood pool, in their own slice.
+
+    Parameters
+    ----------
+    mask, blood_pool_mask : array_like of bool, shape (n_slices, rows, columns)
+        The myocardium and the LV blood pool.
+    pixel_spacing_mm : tuple of float
+        (row, column) spacing, mm.
+    distance_mm : float, optional
+        Largest distance from the blood pool, mm.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_pixels,)
+        One flag per True voxel of ``mask`` (``numpy.nonzero`` order).
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    near = np.zeros(mask.shape, dtype=bool)
+    for k in range(mask.shape[0]):
+        pool = np.asarray(blood_pool_mask[k], dtype=bool)
+        if pool.any():
+            near[k] = ndimage.distance_transform_edt(~pool, sampling=pixel_spacing_mm) <= distance_mm
+    return near[mask]

@@ -416,8 +416,9 @@ def quantify_study(study, parameters=None, progress=None):
         _report(progress, 0.15 + 0.75 * fraction, message)
 
     spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
+    near_blood = mbf_map.near_blood_pool(myocardium, study.blood_pool_mask, spacing_mm)
     fit = mbf_map.fit_mbf_map(times, aif_mM, tissue_mM, myocardium, spacing_mm, fit_end_s=fit_end_s,
-                              progress=fit_progress)
+                              near_blood=near_blood, progress=fit_progress)
     lap("fit_s")
 
     _report(progress, 0.9, "Segments and territories")
@@ -440,7 +441,7 @@ def quantify_study(study, parameters=None, progress=None):
 
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
                   "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
-    summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped,
+    summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, near_blood, clipped,
                        segment_table, territories, mbf, timings, acquisition, external, calibration, anchor,
                        aif_warnings)
     _report(progress, 1.0, "Done")
@@ -536,7 +537,8 @@ def _bound_warnings(fit, segment_table):
     return []
 
 
-def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, clipped, segment_table,
+def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, near_blood, clipped,
+             segment_table,
              territories, mbf, timings, acquisition, external, calibration, anchor, aif_warnings=()):
     """The JSON-ready account of one quantification (``summary.json``).
 
@@ -628,6 +630,8 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
             "n_converged": int(np.count_nonzero(fit.converged)),
             "n_at_bound": int(np.count_nonzero(fit.at_bound)),
             "n_flow_at_bound": int(np.count_nonzero(fit.flow_at_bound)),
+            "n_pixels_with_blood_term": int(np.count_nonzero(near_blood)),
+            "median_blood_fraction_near_blood_pool": _finite_stats(fit.blood_fraction[near_blood])["median"],
             "n_failed": n_failed,
             "n_conversion_clipped": int(np.count_nonzero(np.any(clipped, axis=-1))),
             "median_nrmse": _finite_stats(fit.nrmse)["median"],
