@@ -870,46 +870,61 @@ def _unit_fermi_antiderivative(edges, tau0, k, delay, derivatives, out=None):
     return out
 
 
-#: Most multiply-adds per matrix product of the batched fit.  Project choice:
-#: products this small run from the CPU cache, and OpenBLAS runs them on one
-#: thread; on a 2-core CPU shared with other work, the same products in
-#: blocks large enough for OpenBLAS to use two threads were measured 2-20
-#: times slower (thread hand-over).
-_PRODUCT_SIZE = 2 ** 19
+def _per_curve_products(values, operator, out):
+    """``out[i] = values[i] @ operator`` for every curve ``i``: one BLAS call of a fixed shape per curve.
 
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (n, m, n_edges)
+        Rows of each curve (any strides with a unit last stride).
+    operator : numpy.ndarray, shape (n_edges, n_frames)
+    out : numpy.ndarray, shape (n, m, n_frames)
 
-def _blocked_matmul(a, b, out):
-    """``out[:] = a @ b`` in row blocks of at most ``_PRODUCT_SIZE`` multiply-adds."""
-    rows = max(1, _PRODUCT_SIZE // max(a.shape[1] * b.shape[1], 1))
-    for row in range(0, a.shape[0], rows):
-        np.matmul(a[row:row + rows], b, out=out[row:row + rows])
-    return out
+    Notes
+    -----
+    One product for all curves, ``values.reshape(-1, n_edges) @ operator``,
+    is no faster on this problem, but OpenBLAS rounds a row differently
+    depending on where it falls in the blocks of its kernels (row position,
+    remainder blocks, the small-matrix kernel chosen by size), so a curve's
+    model would change in its last bits with the other curves of the batch,
+    and a fit that takes a discrete decision on it (accept a step, stop,
+    choose a start) could take another path.  A stacked ``numpy.matmul``
+    makes one call per curve with the same shape, so a curve's products are
+    the same bits whatever the batch, its size, its order or the chunking
+    (on one machine; another CPU's kernel may round differently, which the
+    fit's decisions are made robust to).
+    """
+    return np.matmul(values, operator, out=out)
 
 
 def _unit_model(edges, operator, shape_params, derivatives, chunk=BATCHED_CHUNK_CURVES):
-    """Tissue curves for F = 1 (n, n_frames) and, with ``derivatives``, their derivatives (3, n, n_frames)."""
+    """Tissue curves for F = 1 (n, n_frames) and, with ``derivatives``, their derivatives (3, n, n_frames).
+
+    ``shape_params`` (n, 3) holds tau0 (s), k (1/s) and the delay (s).  The
+    curves are worked on ``chunk`` at a time to keep the arrays in the CPU
+    cache; every value of a curve is the same whatever the chunk and the other
+    curves (``_per_curve_products``).
+    """
     n = shape_params.shape[0]
     n_frames = operator.shape[1]
     curves = np.empty((n, n_frames))
     jacobian = np.empty((3, n, n_frames)) if derivatives else None
+    rows = 4 if derivatives else 1
     work = np.empty((4, min(chunk, n), edges.size)) if derivatives else None
-    projected = np.empty((4 * min(chunk, n), n_frames))
+    projected = np.empty((min(chunk, n), rows, n_frames))
     for start in range(0, n, chunk):
         block = slice(start, min(start + chunk, n))
         size = block.stop - block.start
         tau0, k, delay = shape_params[block].T
         if derivatives:
             buffer = work if size == work.shape[1] else np.empty((4, size, edges.size))
-            values = _unit_fermi_antiderivative(edges, tau0, k, delay, True, buffer).reshape(4 * size, -1)
+            values = _unit_fermi_antiderivative(edges, tau0, k, delay, True, buffer).transpose(1, 0, 2)
         else:
-            values = _unit_fermi_antiderivative(edges, tau0, k, delay, False)
-        result = _blocked_matmul(values, operator, projected[:values.shape[0]])
+            values = _unit_fermi_antiderivative(edges, tau0, k, delay, False)[:, None, :]
+        result = _per_curve_products(values, operator, projected[:size])
+        curves[block] = result[:, 0]
         if derivatives:
-            result = result.reshape(4, size, n_frames)
-            curves[block] = result[0]
-            jacobian[:, block] = result[1:]
-        else:
-            curves[block] = result
+            jacobian[:, block] = result[:, 1:].transpose(1, 0, 2)
     return curves, jacobian
 
 
@@ -1017,13 +1032,14 @@ def _starting_shapes(edges, operator, tissue):
             best.append(grid[np.zeros(tissue.shape[0], dtype=int)])
             costs.append(np.full(tissue.shape[0], np.inf))
             continue
-        kind_atoms = np.ascontiguousarray(atoms[kind].T)
+        kind_atoms = np.ascontiguousarray(atoms[kind])
         index = np.empty(tissue.shape[0], dtype=int)
         projection = np.empty(tissue.shape[0])
-        products = np.empty((min(BATCHED_CHUNK_CURVES, tissue.shape[0]), kind_atoms.shape[1]))
+        products = np.empty((min(BATCHED_CHUNK_CURVES, tissue.shape[0]), kind_atoms.shape[0], 1))
         for start in range(0, tissue.shape[0], BATCHED_CHUNK_CURVES):
             block = slice(start, min(start + BATCHED_CHUNK_CURVES, tissue.shape[0]))
-            product = _blocked_matmul(tissue[block], kind_atoms, products[:block.stop - block.start])
+            # The projections of each curve on every grid curve, one matrix-vector product per curve.
+            product = _per_curve_products(kind_atoms, tissue[block, :, None], products[:block.stop - block.start])[..., 0]
             index[block] = np.argmax(product, axis=1)
             projection[block] = product[np.arange(index[block].size), index[block]]
         best.append(grid[kind][index])
