@@ -1,6 +1,7 @@
 """Benchmark: the batched Fermi fit against per-pixel scipy.optimize.curve_fit on a full phantom map.
 
-Run: ``python Testing/benchmarks/fermi_batched_speed.py [--seed 11] [--subset 200] [--repeats 3]``.
+Run: ``python Testing/benchmarks/fermi_batched_speed.py [--seed 11] [--subset 200] [--repeats 3]
+[--baseline PATH]``.
 
 The map is one simulated 3-slice study (``simulation.simulate_phantom``, 60
 frames) on a 320 x 320 grid of 0.64 mm pixels: the default phantom's field of
@@ -32,9 +33,16 @@ random draws): a pixel's MBF must not depend on its batch, and must not jump
 with changes far below the rounding of any kernel.  Finally the batched fit
 at its default lag step is compared with the same fit at the reference's
 0.05 s step on the full map.
+
+``--baseline PATH`` times another version of ``AIAIFLib/deconvolution.py``
+(e.g. ``git show main:AIAIFLib/deconvolution.py > /tmp/baseline.py``) on the
+same map, alternating with this one run by run, and prints the ratio of
+their CPU times and how far apart their MBF maps are: timings on a shared
+machine are only comparable side by side.
 """
 
 import argparse
+import importlib.util
 import os
 import time
 import warnings
@@ -119,15 +127,25 @@ def compare(name, times, aif, tissue, args):
     n_window = int(np.searchsorted(times, fit_end, side="right"))
     print("\n== tissue curves: {} ({} pixels x {} frames; first-pass window {} frames, to {:.1f} s) ==".format(
         name, tissue.shape[0], tissue.shape[1], n_window, fit_end))
-    durations, cpu = [], []
+    durations, cpu, baseline_cpu = [], [], []
     for _ in range(args.repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
         fit = D.fit_fermi_batched(times, aif, tissue, step_s=args.step)
         durations.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+        if args.baseline_module is not None:
+            start_cpu = time.process_time()
+            baseline = args.baseline_module.fit_fermi_batched(times, aif, tissue, step_s=args.step)
+            baseline_cpu.append(time.process_time() - start_cpu)
     batched_s = float(np.median(durations))
     print("batched, full map:        {:.3f} s (median of {}; runs {}; CPU time {:.3f} s)".format(
         batched_s, args.repeats, ", ".join("{:.3f}".format(d) for d in durations), float(np.median(cpu))))
+    if args.baseline_module is not None:
+        change = relative_change(fit.mbf_ml_min_g, baseline.mbf_ml_min_g)
+        print("  baseline {}: CPU time {:.3f} s, this fit takes {:.2f} times as long; |dMBF| / MBF median {:.1e}, "
+              "above 1 % in {} pixels".format(args.baseline, float(np.median(baseline_cpu)),
+                                              float(np.median(cpu) / np.median(baseline_cpu)),
+                                              np.median(change), np.sum(change > 0.01)))
     print("  converged {:.2%}, at a bound {:.2%} ({}), MBF median {:.2f} mL/min/g".format(
         fit.converged.mean(), fit.at_bound.mean(), bound_breakdown(fit), np.nanmedian(fit.mbf_ml_min_g)))
 
@@ -206,7 +224,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the batched fit (default 3)")
     parser.add_argument("--step", type=float, default=D.BATCHED_STEP_S,
                         help="lag step of both solvers, s (default {})".format(D.BATCHED_STEP_S))
+    parser.add_argument("--baseline", help="another deconvolution.py to time side by side with this one")
     args = parser.parse_args()
+    args.baseline_module = None
+    if args.baseline:
+        spec = importlib.util.spec_from_file_location("AIAIFLib.baseline_deconvolution", args.baseline)
+        args.baseline_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(args.baseline_module)
     print("CPU cores: {}; load average before: {}; OPENBLAS_NUM_THREADS={}".format(
         os.cpu_count(), ", ".join("{:.2f}".format(x) for x in os.getloadavg()),
         os.environ.get("OPENBLAS_NUM_THREADS", "unset")))
