@@ -530,3 +530,94 @@ def test_batched_second_start_only_ever_lowers_the_cost(monkeypatch):
         costs[name] = np.sum((fit.fitted_mM[:, :n_window] - tissue[:, :n_window]) ** 2, axis=1)
     assert np.all(costs["both starts"] <= costs["first start only"] * (1 + 1e-12))
     assert np.any(costs["both starts"] < costs["first start only"] * (1 - 1e-3))
+
+
+# ---------------------------------------------------------------------------
+# Batched fit: a curve's result depends on that curve alone
+# ---------------------------------------------------------------------------
+
+#: The batch truths and curves whose Fermi roll-off is sharp or lies at or
+#: beyond the end of the first-pass window, where the cost has long flat
+#: valleys and several local minima: the curves on which a fit's path and
+#: its stopping point are most easily changed.
+HARD_TRUTHS = BATCH_TRUTHS + ((0.012, 12.0, 10.0, 0.8), (0.01, 9.0, 3.0, 0.4), (0.02, 0.0, 0.05, 0.7),
+                              (0.015, 8.0, 1.5, 1.8))
+
+
+def hard_curves(seed):
+    return batch_curves(HARD_TRUTHS, n_each=6, noise=0.05, seed=seed)[0]
+
+
+FIT_FIELDS = ("flow_per_s", "tau0_s", "k_per_s", "delay_s", "nrmse", "converged", "at_bound", "fitted_mM")
+
+
+def assert_same_fits(fit, reference, rows):
+    """Every field of ``fit`` equals, bit for bit, the rows ``rows`` of ``reference``."""
+    for name in FIT_FIELDS:
+        np.testing.assert_array_equal(getattr(fit, name), getattr(reference, name)[rows], err_msg=name)
+
+
+def fit_in_order(tissue, order):
+    """Fit the curves in ``order`` and return the fit rearranged to the original order."""
+    fit = D.fit_fermi_batched(TIMES, AIF, tissue[order])
+    inverse = np.argsort(order)
+    return D.FermiFit(**{name: getattr(fit, name)[inverse] for name in FIT_FIELDS})
+
+
+def test_batched_fit_of_a_curve_is_the_same_bits_whatever_its_batch():
+    """Alone, reversed, permuted, in chunks, beside unusable curves: the very same result.
+
+    Identical, not close: each curve's products are one BLAS call of a fixed
+    shape and its sums run in a fixed order, so no operation on a curve sees
+    another curve, on any machine.
+    """
+    tissue = hard_curves(seed=6)
+    whole = D.fit_fermi_batched(TIMES, AIF, tissue)
+    assert np.all(whole.converged)
+    rows = np.arange(tissue.shape[0])
+    for row in rows[::5]:
+        assert_same_fits(D.fit_fermi_batched(TIMES, AIF, tissue[row:row + 1]), whole, [row])
+    assert_same_fits(fit_in_order(tissue, rows[::-1]), whole, rows)
+    for seed in range(2):
+        assert_same_fits(fit_in_order(tissue, np.random.default_rng(seed).permutation(rows)), whole, rows)
+    for size in (3, 7, 16):
+        for start in range(0, rows.size, size):
+            assert_same_fits(D.fit_fermi_batched(TIMES, AIF, tissue[start:start + size]), whole, rows[start:start + size])
+    unusable = np.zeros((4, TIMES.size))
+    unusable[1, 10] = np.nan
+    unusable[2] = 1e300 * tissue[0]
+    unusable[3] = 1e6 * tissue[1]  # usable, but a million times the others
+    mixed = np.insert(tissue, [0, 9, 20, rows.size], unusable, axis=0)
+    fit = D.fit_fermi_batched(TIMES, AIF, mixed)
+    kept = np.ones(mixed.shape[0], dtype=bool)
+    kept[[0, 10, 22, mixed.shape[0] - 1]] = False
+    assert_same_fits(D.FermiFit(**{name: getattr(fit, name)[kept] for name in FIT_FIELDS}), whole, rows)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_batched_fit_moves_mbf_by_far_less_than_a_tiny_change_of_the_curves(seed):
+    """Curves changed by 1e-14 of themselves (far below any noise, the size of
+    another CPU's rounding): MBF changes by less than 1e-8 of itself.
+
+    Every decision of the fit (start, step, stop, choice of start) either
+    resolves ties by a fixed order or does not change where it ends: at the
+    minimum, not where the path happened to be when a tolerance was met.
+    """
+    tissue = hard_curves(seed)
+    mbf = D.fit_fermi_batched(TIMES, AIF, tissue).mbf_ml_min_g
+    for draw in range(3):
+        changed = tissue * (1.0 + 1e-14 * np.random.default_rng(draw).standard_normal(tissue.shape))
+        np.testing.assert_allclose(D.fit_fermi_batched(TIMES, AIF, changed).mbf_ml_min_g, mbf, rtol=1e-8)
+
+
+def test_batched_fit_finds_a_minimum_on_a_lag_cell_edge_exactly():
+    """The model has a kink in the delay at every lag-cell edge; a minimum there is held on the edge."""
+    matrix = D.convolution_matrix(TIMES, AIF, D.BATCHED_STEP_S)
+    edges = D.lag_cell_edges(TIMES, D.BATCHED_STEP_S)
+    truth = (0.035, 0.0, 0.4, edges[5])
+    clean = D.fermi_tissue_curves(matrix, edges, *truth)
+    noisy = clean + np.random.default_rng(1).normal(0.0, 0.01 * np.max(clean), (4, clean.size))
+    fit = D.fit_fermi_batched(TIMES, AIF, noisy)
+    near_edge = np.min(np.abs(fit.delay_s[:, None] - edges[None, :]), axis=1) < 1e-4
+    assert np.any(near_edge)
+    assert np.all(np.isin(fit.delay_s[near_edge], edges))

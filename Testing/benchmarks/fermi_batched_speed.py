@@ -1,6 +1,7 @@
 """Benchmark: the batched Fermi fit against per-pixel scipy.optimize.curve_fit on a full phantom map.
 
-Run: ``python Testing/benchmarks/fermi_batched_speed.py [--seed 11] [--subset 200] [--repeats 3]``.
+Run: ``python Testing/benchmarks/fermi_batched_speed.py [--seed 11] [--subset 200] [--repeats 3]
+[--baseline PATH]``.
 
 The map is one simulated 3-slice study (``simulation.simulate_phantom``, 60
 frames) on a 320 x 320 grid of 0.64 mm pixels: the default phantom's field of
@@ -23,12 +24,25 @@ region reflective, the same model, window, lag step and bounds; started like
 the reference ``fit_fermi_curves`` from ``initial_guess`` with each of
 ``DELAY_STARTS_S``, keeping the lowest cost) fits a random subset of pixels.
 The curve_fit time per pixel is extrapolated to the full map, which the
-output says.  MBF of the two solvers is compared on the subset.  Finally the
-batched fit at its default lag step is compared with the same fit at the
-reference's 0.05 s step on the full map.
+output says.  MBF of the two solvers is compared on the subset.  The
+batched fit of the full map is then compared with the same curves fitted in
+other batches (reversed, randomly permuted, in chunks of 7 and 1000 curves,
+one at a time for the subset, and beside pathological curves: all zero, NaN,
+1e300 times a curve) and with the curves changed by 1e-14 of themselves (two
+random draws): a pixel's MBF must not depend on its batch, and must not jump
+with changes far below the rounding of any kernel.  Finally the batched fit
+at its default lag step is compared with the same fit at the reference's
+0.05 s step on the full map.
+
+``--baseline PATH`` times another version of ``AIAIFLib/deconvolution.py``
+(e.g. ``git show main:AIAIFLib/deconvolution.py > /tmp/baseline.py``) on the
+same map, alternating with this one run by run, and prints the ratio of
+their CPU times and how far apart their MBF maps are: timings on a shared
+machine are only comparable side by side.
 """
 
 import argparse
+import importlib.util
 import os
 import time
 import warnings
@@ -113,14 +127,25 @@ def compare(name, times, aif, tissue, args):
     n_window = int(np.searchsorted(times, fit_end, side="right"))
     print("\n== tissue curves: {} ({} pixels x {} frames; first-pass window {} frames, to {:.1f} s) ==".format(
         name, tissue.shape[0], tissue.shape[1], n_window, fit_end))
-    durations = []
+    durations, cpu, baseline_cpu = [], [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fit = D.fit_fermi_batched(times, aif, tissue, step_s=args.step)
         durations.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        if args.baseline_module is not None:
+            start_cpu = time.process_time()
+            baseline = args.baseline_module.fit_fermi_batched(times, aif, tissue, step_s=args.step)
+            baseline_cpu.append(time.process_time() - start_cpu)
     batched_s = float(np.median(durations))
-    print("batched, full map:        {:.3f} s (median of {}; runs {})".format(
-        batched_s, args.repeats, ", ".join("{:.3f}".format(d) for d in durations)))
+    print("batched, full map:        {:.3f} s (median of {}; runs {}; CPU time {:.3f} s)".format(
+        batched_s, args.repeats, ", ".join("{:.3f}".format(d) for d in durations), float(np.median(cpu))))
+    if args.baseline_module is not None:
+        change = relative_change(fit.mbf_ml_min_g, baseline.mbf_ml_min_g)
+        print("  baseline {}: CPU time {:.3f} s, this fit takes {:.2f} times as long; |dMBF| / MBF median {:.1e}, "
+              "above 1 % in {} pixels".format(args.baseline, float(np.median(baseline_cpu)),
+                                              float(np.median(cpu) / np.median(baseline_cpu)),
+                                              np.median(change), np.sum(change > 0.01)))
     print("  converged {:.2%}, at a bound {:.2%} ({}), MBF median {:.2f} mL/min/g".format(
         fit.converged.mean(), fit.at_bound.mean(), bound_breakdown(fit), np.nanmedian(fit.mbf_ml_min_g)))
 
@@ -143,7 +168,53 @@ def compare(name, times, aif, tissue, args):
     batched_costs = window_costs(fit, tissue, times, fit_end)[subset]
     print("  batched cost <= curve_fit cost (+1e-6 relative) for {:.1%} of the subset".format(
         np.mean(batched_costs <= reference_costs * (1 + 1e-6))))
+    print("the same pixels in other batches, against the full map:")
+    batch_invariance(times, aif, tissue, fit, subset, args.seed, args.step)
     return fit, fit_end
+
+
+def relative_change(mbf, reference):
+    """|mbf / reference - 1| per pixel; 0 where both are NaN, inf where only one is."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.abs(mbf / reference - 1.0)
+    both_nan = np.isnan(mbf) & np.isnan(reference)
+    return np.where(both_nan, 0.0, np.where(np.isfinite(change), change, np.inf))
+
+
+def batch_invariance(times, aif, tissue, fit, subset, seed, step_s):
+    """Refit the map in other batches and with 1e-14 changes; print the largest relative change of MBF."""
+    rng = np.random.default_rng(seed)
+    mbf = fit.mbf_ml_min_g
+
+    def refit(curves):
+        return D.fit_fermi_batched(times, aif, curves, step_s=step_s).mbf_ml_min_g
+
+    def in_order(order):
+        result = np.empty(order.size)
+        result[order] = refit(tissue[order])
+        return result
+
+    def in_chunks(size, rows):
+        return np.concatenate([refit(tissue[rows[start:start + size]]) for start in range(0, rows.size, size)])
+
+    everything = np.arange(tissue.shape[0])
+    pathological = np.zeros((3, tissue.shape[1]))
+    pathological[1, 3] = np.nan
+    pathological[2] = 1e300 * tissue[0]
+    splits = {"reversed": (in_order(everything[::-1]), everything),
+              "random order": (in_order(rng.permutation(everything)), everything),
+              "chunks of 7": (in_chunks(7, everything), everything),
+              "chunks of 1000": (in_chunks(1000, everything), everything),
+              "one at a time ({} pixels)".format(subset.size): (in_chunks(1, subset), subset),
+              "beside pathological curves": (refit(np.vstack([pathological, tissue]))[3:], everything)}
+    for draw in range(2):
+        changed = tissue * (1.0 + 1e-14 * rng.standard_normal(tissue.shape))
+        splits["curves changed by 1e-14 (draw {})".format(draw + 1)] = (refit(changed), everything)
+    for name, (other, rows) in splits.items():
+        change = relative_change(other, mbf[rows])
+        print("  {:<36} max |dMBF| / MBF {:.1e}; pixels above 1e-12: {}, 1e-9: {}, 1e-8: {}, 1e-6: {}".format(
+            name, np.max(change), np.sum(change > 1e-12), np.sum(change > 1e-9), np.sum(change > 1e-8),
+            np.sum(change > 1e-6)))
 
 
 def main():
@@ -153,7 +224,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the batched fit (default 3)")
     parser.add_argument("--step", type=float, default=D.BATCHED_STEP_S,
                         help="lag step of both solvers, s (default {})".format(D.BATCHED_STEP_S))
+    parser.add_argument("--baseline", help="another deconvolution.py to time side by side with this one")
     args = parser.parse_args()
+    args.baseline_module = None
+    if args.baseline:
+        spec = importlib.util.spec_from_file_location("AIAIFLib.baseline_deconvolution", args.baseline)
+        args.baseline_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(args.baseline_module)
     print("CPU cores: {}; load average before: {}; OPENBLAS_NUM_THREADS={}".format(
         os.cpu_count(), ", ".join("{:.2f}".format(x) for x in os.getloadavg()),
         os.environ.get("OPENBLAS_NUM_THREADS", "unset")))
