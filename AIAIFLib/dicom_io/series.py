@@ -75,6 +75,8 @@ FIELD_STRENGTH_GAUSS_ABOVE = 100.0
 #: Seconds in a day: frame times given without a date that run past
 #: midnight are unwrapped.
 _DAY_S = 86400.0
+#: Dates are counted from 2000-01-01, so that seconds keep microseconds in a float.
+_DATE_ORIGIN = datetime.date(2000, 1, 1).toordinal()
 
 
 class SliceFrames(NamedTuple):
@@ -209,16 +211,16 @@ def seconds_of_day(text):
 
 
 def _day_s(date_text):
-    """Seconds from an arbitrary origin to the start of a DICOM DA date (``YYYYMMDD``); None if unreadable."""
+    """Seconds from ``_DATE_ORIGIN`` to the start of a DICOM DA date (``YYYYMMDD``); None if unreadable."""
     text = str(date_text or "").strip().replace(".", "")
     try:
-        return datetime.date(int(text[0:4]), int(text[4:6]), int(text[6:8])).toordinal() * _DAY_S
+        return (datetime.date(int(text[0:4]), int(text[4:6]), int(text[6:8])).toordinal() - _DATE_ORIGIN) * _DAY_S
     except (ValueError, IndexError):
         return None
 
 
 def date_time_s(text):
-    """A DICOM DT value (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``) as seconds from an arbitrary origin; None if unreadable.
+    """A DICOM DT value (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``) as seconds from ``_DATE_ORIGIN``; None if unreadable.
 
     A time-zone offset is ignored: every frame of one study shares it.
     """
@@ -452,8 +454,12 @@ def _frame_times(records, slices):
 
 
 def _majority(values):
-    values = [round(v, 6) for v in values if v is not None]
-    return Counter(values).most_common(1)[0][0] if values else None
+    """The most common value (grouped to 6 decimals), as given; None when there is none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    key = Counter(round(v, 6) for v in values).most_common(1)[0][0]
+    return next(v for v in values if round(v, 6) == key)
 
 
 def _header_proton_density(records, indices):
