@@ -229,7 +229,7 @@ def expected_files(study):
     from .dicom_io.parametric_map import PARAMETRIC_MAP_FILE
     from .pipeline import OUTPUT_FILES
 
-    return sorted(OUTPUT_FILES.values()) + ([PARAMETRIC_MAP_FILE] if study.dicom_output else [])
+    return sorted(list(OUTPUT_FILES.values()) + ([PARAMETRIC_MAP_FILE] if study.dicom_output else []))
 
 
 def is_complete(output_dir, study):
