@@ -16,6 +16,7 @@ from AIAIFLib import constants as K
 from AIAIFLib.dicom_io import parametric_map, phantom as dicom_phantom, seg, series
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom
+from dicom_helpers import edit_images, second_series_copy, strip_acquisition_times
 
 N_FRAMES = 24
 N_PD = dicom_phantom.DEFAULT_PROTON_DENSITY_FRAMES
@@ -97,16 +98,6 @@ def test_proton_density_frames_are_brighter_than_the_saturated_baseline(phantom,
     assert np.all(level[:N_PD] > 2.0 * np.median(level[N_PD:N_PD + 5]))
 
 
-def _edit(paths, edit, which=None):
-    """Apply ``edit(dataset, slice, frame)`` to the image files (all, or those ``which(slice, frame)`` picks)."""
-    for k, files in enumerate(paths["images"]):
-        for n, path in enumerate(files):
-            if which is None or which(k, n):
-                dataset = pydicom.dcmread(path)
-                if edit(dataset, k, n) is not False:
-                    dataset.save_as(path)
-
-
 def test_frames_are_ordered_by_acquisition_time_not_by_file_name(phantom, per_slice_copy, tmp_path):
     reference = series.read_perfusion_folder(per_slice_copy["perfusion"])
     files = per_slice_copy["images"][0]
@@ -124,7 +115,7 @@ def test_cumulative_trigger_times_are_used_when_there_is_no_acquisition_time(per
         del dataset.AcquisitionTime, dataset.AcquisitionDate
         dataset.TriggerTime = "{:.3f}".format(1000.0 * (n * 0.8) + 50.0 * k)
 
-    _edit(per_slice_copy, cumulative)
+    edit_images(per_slice_copy, cumulative)
     study = series.read_perfusion_folder(per_slice_copy["perfusion"])
     assert study.notes["frame_times_from_dicom"] == "TriggerTime"
     for item in study.slices:  # each slice keeps its own delay within the heartbeat
@@ -134,62 +125,43 @@ def test_cumulative_trigger_times_are_used_when_there_is_no_acquisition_time(per
 
 
 def test_a_trigger_delay_that_repeats_every_beat_is_no_frame_time(per_slice_copy):
-    def strip(dataset, k, n):
-        del dataset.AcquisitionTime, dataset.AcquisitionDate, dataset.ContentTime
-
-    _edit(per_slice_copy, strip)
+    edit_images(per_slice_copy, strip_acquisition_times)
     with pytest.raises(AIAIFInputError, match=r"no usable frame times: .* has no acquisition time .*TriggerTime does "
                                               r"not increase"):
         series.read_perfusion_folder(per_slice_copy["perfusion"])
 
 
 def test_a_repetition_time_that_is_no_readout_tr_is_left_out_with_a_note(per_slice_copy):
-    _edit(per_slice_copy, lambda dataset, k, n: setattr(dataset, "RepetitionTime", "850"))
+    edit_images(per_slice_copy, lambda dataset, k, n: setattr(dataset, "RepetitionTime", "850"))
     study = series.read_perfusion_folder(per_slice_copy["perfusion"])
     assert "repetition_time_s" not in study.header
     assert "850 ms is no FLASH readout TR" in study.notes["repetition_time_note"]
 
 
 def test_a_field_strength_in_gauss_is_converted(per_slice_copy):
-    _edit(per_slice_copy, lambda dataset, k, n: setattr(dataset, "MagneticFieldStrength", "15000"))
+    edit_images(per_slice_copy, lambda dataset, k, n: setattr(dataset, "MagneticFieldStrength", "15000"))
     study = series.read_perfusion_folder(per_slice_copy["perfusion"])
     assert study.header["field_strength_t"] == 1.5
 
 
-def _second_series_copy(paths, slice_index, destination, new_study=False):
-    """Copy one slice's images as another series (new UIDs), as a folder holding rest and stress would."""
-    from pydicom.uid import generate_uid
-
-    series_uid, study_uid = generate_uid(), generate_uid()
-    os.makedirs(destination)
-    for n, path in enumerate(paths["images"][slice_index]):
-        dataset = pydicom.dcmread(path)
-        dataset.SeriesInstanceUID = series_uid
-        dataset.SOPInstanceUID = generate_uid()
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-        if new_study:
-            dataset.StudyInstanceUID = study_uid
-        dataset.save_as(os.path.join(destination, "COPY_{:04d}.dcm".format(n)))
-
-
 BAD_FOLDERS = {
     "rest and stress of one slice (mixed series)": (
-        lambda paths: _second_series_copy(paths, 1, os.path.join(paths["perfusion"], "rest")),
+        lambda paths: second_series_copy(paths, 1, os.path.join(paths["perfusion"], "rest")),
         r"mixes series: .* both image the slice at"),
     "a slice of another study (mixed series)": (
-        lambda paths: _second_series_copy(paths, 1, os.path.join(paths["perfusion"], "other"), new_study=True),
+        lambda paths: second_series_copy(paths, 1, os.path.join(paths["perfusion"], "other"), new_study=True),
         r"mixes two studies \(StudyInstanceUID\)"),
     "one image with another pixel size (inconsistent geometry)": (
-        lambda paths: _edit(paths, lambda d, k, n: setattr(d, "PixelSpacing", ["3.2", "3.2"]),
+        lambda paths: edit_images(paths, lambda d, k, n: setattr(d, "PixelSpacing", ["3.2", "3.2"]),
                             lambda k, n: (k, n) == (1, 5)),
         r"inconsistent geometry: .* different pixel sizes"),
     "one image tilted (inconsistent geometry)": (
-        lambda paths: _edit(paths, lambda d, k, n: setattr(d, "ImageOrientationPatient",
+        lambda paths: edit_images(paths, lambda d, k, n: setattr(d, "ImageOrientationPatient",
                                                             ["1", "0", "0", "0", "1", "0"]),
                             lambda k, n: (k, n) == (2, 3)),
         r"inconsistent geometry: .* oriented differently"),
     "one slice shifted in-plane (inconsistent geometry)": (
-        lambda paths: _edit(paths, lambda d, k, n: setattr(d, "ImagePositionPatient", [
+        lambda paths: edit_images(paths, lambda d, k, n: setattr(d, "ImagePositionPatient", [
             "{:.6f}".format(float(v) + 10.0 * float(d.ImageOrientationPatient[i])) for i, v in
             enumerate(d.ImagePositionPatient)]), lambda k, n: k == 0),
         r"inconsistent geometry: .* shifted 10\.00 mm in-plane"),
@@ -197,8 +169,7 @@ BAD_FOLDERS = {
         lambda paths: shutil.copy(paths["segmentation"], os.path.join(paths["perfusion"], "seg.dcm")),
         r"holds a SEG object that is not an MR image \(Segmentation Storage\)"),
     "no acquisition time in one image (missing timing)": (
-        lambda paths: _edit(paths, lambda d, k, n: [delattr(d, "AcquisitionTime"), delattr(d, "AcquisitionDate")],
-                            lambda k, n: (k, n) == (0, 7)),
+        lambda paths: edit_images(paths, strip_acquisition_times, lambda k, n: (k, n) == (0, 7)),
         r"no usable frame times: IM_0008\.dcm has no acquisition time"),
     "a frame missing in one slice": (
         lambda paths: os.remove(paths["images"][2][9]),
@@ -208,7 +179,7 @@ BAD_FOLDERS = {
         lambda paths: shutil.copy(paths["images"][0][3], os.path.join(paths["perfusion"], "again.dcm")),
         r"holds the same image twice"),
     "two images of a slice at one time": (
-        lambda paths: _edit(paths, lambda d, k, n: setattr(d, "AcquisitionTime", pydicom.dcmread(
+        lambda paths: edit_images(paths, lambda d, k, n: setattr(d, "AcquisitionTime", pydicom.dcmread(
             paths["images"][0][3]).AcquisitionTime), lambda k, n: (k, n) == (0, 4)),
         r"Two images of the slice at .* have the same AcquisitionDate\+AcquisitionTime"),
 }
