@@ -13,8 +13,10 @@ Two independent clues say a leading frame is a PD frame:
   ``1 - exp(-0.1 / T1)``, about 8 % at 3 T, so even read at a third of the
   flip angle's sine a PD frame is several times brighter than the
   saturation-recovery baseline.  Here a leading frame whose mean signal
-  over the whole image is more than ``PD_SIGNAL_RATIO`` times the median of
-  the frames that follow counts as a PD frame;
+  over the tissue (the brighter half of the voxels of the frames that
+  follow: air, whose noise does not depend on the magnetisation, would
+  dilute the ratio) is more than ``PD_SIGNAL_RATIO`` times the median of
+  those frames' counts as a PD frame;
 * the header (DICOM only): a flip angle other than the series', or no
   saturation delay where the other frames have one.
 
@@ -90,10 +92,17 @@ def leading_proton_density_frames(frames, header_count=None):
     """
     frames = np.asarray(frames)
     n_frames = frames.shape[0]
-    level = frames.reshape(n_frames, -1).mean(axis=1, dtype=float)
+    flat = frames.reshape(n_frames, -1)
     examined = min(MAX_PD_FRAMES, max(n_frames - REFERENCE_FRAMES, 0))
-    reference = float(np.median(level[examined:examined + REFERENCE_FRAMES])) if examined else float("nan")
-    ratios = [float(level[n] / reference) if reference > 0 else float("nan") for n in range(examined)]
+    ratios = []
+    if examined:
+        following = np.median(flat[examined:examined + REFERENCE_FRAMES], axis=0)
+        tissue = following > np.median(following)
+        if not tissue.any():  # a uniform image: every voxel
+            tissue[:] = True
+        level = flat[:examined + REFERENCE_FRAMES, tissue].mean(axis=1, dtype=float)
+        reference = float(np.median(level[examined:]))
+        ratios = [float(level[n] / reference) if reference > 0 else float("nan") for n in range(examined)]
     image_count = 0
     while image_count < examined and ratios[image_count] > PD_SIGNAL_RATIO:
         image_count += 1

@@ -49,3 +49,18 @@ def test_short_series_examine_no_more_than_they_have():
     flat = np.ones((4, 2, 3, 3))
     found = pd.leading_proton_density_frames(flat)
     assert found.count == 0 and found.signal_ratios == []
+
+
+def test_a_uniform_image_is_all_tissue():
+    flat = np.ones((12, 2, 3, 3))
+    flat[0] *= 3.0
+    assert pd.leading_proton_density_frames(flat).count == 1
+
+
+def test_air_does_not_dilute_the_ratio(frames):
+    # Air keeps its noise in a PD frame; only tissue brightens.  Most of a large field of view is air.
+    padded = np.pad(frames, ((0, 0), (0, 0), (60, 60), (60, 60)), constant_values=1.0)
+    leading = padded[:1].copy()
+    leading[:, :, 60:-60, 60:-60] *= 3.0
+    found = pd.leading_proton_density_frames(np.concatenate([leading, padded]))
+    assert found.count == 1 and found.signal_ratios[0] > 2.0
