@@ -77,8 +77,8 @@ def dicom_perfusion_nodes(scene, perfusion, name="perfusion", progress=None):
             for time_s, values in zip(item.times_s, item.frames):
                 frame.SetAndObserveImageData(_image_from_array(values[None].astype(np.float32), vtk.VTK_FLOAT))
                 sequence.SetDataNodeAtValue(frame, repr(float(time_s)))  # copied; repr reads back exactly
-            first_saturated = list(item.header_proton_density).index(False) if False in item.header_proton_density \
-                else 0
+            flags = list(item.header_proton_density) + [False]
+            first_saturated = flags.index(False) if flags.index(False) < len(item.paths) else 0
             for attribute, value in ((HEADER_ATTRIBUTE, header), (NOTES_ATTRIBUTE, notes),
                                      (PROTON_DENSITY_ATTRIBUTE, str(perfusion.header_proton_density_frames)),
                                      (REFERENCE_IMAGE_ATTRIBUTE, item.paths[first_saturated])):

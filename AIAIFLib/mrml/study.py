@@ -2,7 +2,9 @@
 
 Also the external AIF read from a table node.  Several single-slice
 sequences are stacked by their position along the slice normal, and the
-segments are resampled onto each slice's own exact geometry.
+segments are resampled onto each slice's own exact geometry.  Leading
+proton-density frames are left out, and what a DICOM reader attached to the
+sequences (``mrml.dicom``) becomes the study's header and notes.
 """
 
 import numpy as np
@@ -58,6 +60,13 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         ``frame_times_s``).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``.
+
+    Leading proton-density frames (``proton_density``: brighter tissue, or
+    marked by the DICOM header that ``mrml.dicom`` attached to the
+    sequences) are left out, the frame times then counted from the first
+    frame kept; ``source["proton_density_frames"]`` records the decision.
+    The acquisition values the DICOM reader attached become ``header``, and
+    its notes ``source["dicom"]``.
 
     Returns
     -------
