@@ -274,3 +274,20 @@ def test_parametric_map_refuses_a_map_off_the_source_planes(phantom, written, mb
     with pytest.raises(ValueError, match="lies on no source image's plane"):
         parametric_map.write_mbf_parametric_map(str(tmp_path / "x.dcm"), mbf_map, shifted,
                                                 [item.paths[N_PD] for item in study.slices])
+
+
+def test_enhanced_mr_multiframe_images_read_like_the_classic_ones(per_slice_original, tmp_path):
+    from dicom_helpers import enhanced_copy
+
+    enhanced_copy(per_slice_original, str(tmp_path / "enhanced"))
+    classic = series.read_perfusion_folder(per_slice_original["perfusion"])
+    enhanced = series.read_perfusion_folder(str(tmp_path / "enhanced"))
+    assert enhanced.notes["frame_times_from_dicom"] == "FrameAcquisitionDateTime"
+    assert enhanced.header == classic.header
+    assert enhanced.header_proton_density_frames == N_PD
+    assert enhanced.notes["echo_time_s"] == pytest.approx(classic.notes["echo_time_s"])
+    for a, b in zip(enhanced.slices, classic.slices):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_allclose(a.times_s, b.times_s, atol=1e-6)
+        np.testing.assert_allclose(a.ijk_to_ras, b.ijk_to_ras, atol=1e-9)
+        assert a.frame_numbers == tuple(range(N_FRAMES + N_PD))
