@@ -251,7 +251,7 @@ def quantify_study(study, output_dir, overwrite=False):
         ``done``, or ``failed`` with the one-sentence error; never raises for
         a problem of the study.
     """
-    from .cli import quantify_arguments, quantify_into
+    from .cli import _give_ordinary_permissions, quantify_arguments, quantify_into
 
     started = time.perf_counter()
     staging = None
@@ -261,7 +261,7 @@ def quantify_study(study, output_dir, overwrite=False):
             raise AIAIFInputError("The folder {} exists but is not a complete result; remove it or pass "
                                   "--overwrite.".format(target))
         staging = tempfile.mkdtemp(prefix="." + study.name + _STAGING_MARK, dir=output_dir)
-        os.chmod(staging, 0o755)
+        _give_ordinary_permissions(staging, 0o777)  # mkdtemp's private 0700 would carry over to the results
         quantify_into(quantify_arguments(list(study.argv)), staging)
         if os.path.exists(target):
             replaced = tempfile.mkdtemp(prefix="." + study.name + _REPLACED_MARK, dir=output_dir)
@@ -312,12 +312,15 @@ def _result_row(output_dir, outcome):
 
 
 def _replace_file(path, write):
+    """Write a file through ``write(stream)`` into a staging file that then replaces ``path`` whole."""
+    from .cli import _give_ordinary_permissions
+
     directory = os.path.dirname(path)
     handle, staging = tempfile.mkstemp(prefix="." + os.path.basename(path) + _STAGING_MARK, dir=directory)
     try:
         with os.fdopen(handle, "w", newline="") as stream:
             write(stream)
-        os.chmod(staging, 0o644)
+        _give_ordinary_permissions(staging, 0o666)
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):

@@ -126,29 +126,36 @@ def _slice_geometry(phantom):
 
 
 def _stored_series(phantom, proton_density_frames):
-    """Every frame as the headers store it: (uint16 frames, RescaleSlope, times s, proton-density flags).
+    """Every frame as the headers store it: (uint16 frames, RescaleSlope, times in microseconds, proton-density flags).
 
     The slope is chosen once for the series, so that its brightest voxel
-    (often in a proton-density frame) is stored as ``STORED_MAXIMUM``.
+    (often in a proton-density frame) is stored as ``STORED_MAXIMUM``.  The
+    times are whole microseconds from the first saturation-recovery frame,
+    the resolution of DICOM's acquisition time.
     """
     frames, times, proton_density = _all_frames(phantom, int(proton_density_frames))
     slope = float(_decimal(max(float(np.max(frames)), 1e-6) / STORED_MAXIMUM, 8))
     stored = np.clip(np.rint(frames / slope), 0, 65535).astype(np.uint16)
-    return stored, slope, times, proton_density
+    microseconds = np.rint((times - times[~proton_density][0]) * 1e6).astype(np.int64)
+    return stored, slope, microseconds, proton_density
 
 
 def stored_phantom(phantom, proton_density_frames=DEFAULT_PROTON_DENSITY_FRAMES):
-    """A copy of ``phantom`` whose frames are the values its DICOM images store (16-bit integers times the slope).
+    """A copy of ``phantom`` with the frames and times its DICOM images store.
 
-    Write it with ``simulation.write_phantom`` to get a ``.seq.nrrd`` copy that
-    holds, pixel for pixel, what ``write_phantom_dicom`` stores with the same
-    ``proton_density_frames`` (the proton-density frames themselves left out).
+    The frames become the 16-bit integers times the slope, and the frame
+    times whole microseconds from the first frame.  Write it with
+    ``simulation.write_phantom`` to get a ``.seq.nrrd`` copy that holds,
+    pixel for pixel, what ``write_phantom_dicom`` stores with the same
+    ``proton_density_frames`` (the proton-density frames themselves left
+    out), so that the two copies differ only by their format.
     """
     from ..simulation import Phantom
 
-    stored, slope, _, proton_density = _stored_series(phantom, proton_density_frames)
+    stored, slope, microseconds, proton_density = _stored_series(phantom, proton_density_frames)
     fields = dict(phantom.__dict__)
     fields["frames"] = stored[~proton_density].astype(np.float32) * np.float32(slope)
+    fields["frame_times_s"] = microseconds[~proton_density] / 1e6
     return Phantom(**fields)
 
 
@@ -248,13 +255,11 @@ def write_phantom_dicom(phantom, output_dir, layout="per-slice", proton_density_
     if layout not in DICOM_LAYOUTS:
         raise ValueError("layout must be one of {}".format(", ".join(DICOM_LAYOUTS)))
     output_dir = os.fspath(output_dir)
-    stored, slope, times, proton_density = _stored_series(phantom, proton_density_frames)
+    stored, slope, microseconds, proton_density = _stored_series(phantom, proton_density_frames)
     positions, orientation, spacing = _slice_geometry(phantom)
     normal = np.cross(orientation[:3], orientation[3:])
     base = _base_dataset(phantom, layout)
     acquisition = phantom.acquisition
-    start = STUDY_START + datetime.timedelta(seconds=float(times.min()) - float(phantom.frame_times_s[0]))
-    origin = float(times.min())
     folder = os.path.join(output_dir, PERFUSION_FOLDER)
     os.makedirs(folder)
     n_frames, n_slices = stored.shape[:2]
@@ -278,7 +283,7 @@ def write_phantom_dicom(phantom, output_dir, layout="per-slice", proton_density_
             ds.InstanceNumber = str(instance)
             ds.TemporalPositionIdentifier = str(n + 1)
             ds.NumberOfTemporalPositions = str(n_frames)
-            moment = start + datetime.timedelta(seconds=float(times[n]) - origin)
+            moment = STUDY_START + datetime.timedelta(microseconds=int(microseconds[n]))
             ds.AcquisitionDate = ds.ContentDate = moment.strftime("%Y%m%d")
             ds.AcquisitionTime = ds.ContentTime = moment.strftime("%H%M%S.%f")
             ds.SeriesDate = STUDY_START.strftime("%Y%m%d")

@@ -29,8 +29,8 @@ for the broken study.
 
 import argparse
 import csv
-import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -43,6 +43,9 @@ import numpy as np
 from AIAIFLib.dicom_io.phantom import DICOM_LAYOUTS, stored_phantom, write_phantom_dicom
 from AIAIFLib.dicom_io.series import read_perfusion_folder
 from AIAIFLib.simulation import simulate_phantom, write_phantom
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from result_compare import result_difference  # noqa: E402
 
 TERRITORIES = ("none", "LAD", "RCA", "LCX")
 HEADER = ("study", "perfusion", "segmentation", "rv_insertion", "field_strength", "repetition_time_s",
@@ -91,8 +94,20 @@ def _command(*arguments):
     return [sys.executable, "-m", "AIAIFLib"] + list(arguments)
 
 
+def _children_cpu_s():
+    """CPU seconds (user + system) of every finished child process so far, workers of a batch included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(run):
+    """(wall s, CPU s of the child processes, result) of ``run()``."""
+    cpu, started = _children_cpu_s(), time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, _children_cpu_s() - cpu, result
+
+
 def _quantify_loop(rows, output_dir):
-    started = time.perf_counter()
     for row in rows:
         argv = ["quantify", row[1], row[2], "--output-dir", os.path.join(output_dir, row[0]), "--quiet",
                 "--rv-insertion", row[3]]
@@ -101,7 +116,6 @@ def _quantify_loop(rows, output_dir):
             if value != "":
                 argv += [option, str(value)]
         subprocess.run(_command(*argv), check=True, capture_output=True)
-    return time.perf_counter() - started
 
 
 def _batch(manifest, output_dir, workers):
@@ -114,43 +128,6 @@ def _batch(manifest, output_dir, workers):
 def _studies_table(output_dir):
     with open(os.path.join(output_dir, "cohort_studies.csv")) as handle:
         return {row["study"]: row for row in csv.DictReader(handle)}
-
-
-def _flat(value, prefix=""):
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return {prefix: value}
-    flat = {}
-    for key, item in items:
-        flat.update(_flat(item, "{}/{}".format(prefix, key)))
-    return flat
-
-
-def _same_result(folder_a, folder_b):
-    """(files identical, largest relative difference of the summary's floats)."""
-    import nrrd
-
-    same = all(open(os.path.join(folder_a, name), "rb").read() == open(os.path.join(folder_b, name), "rb").read()
-               for name in ("segments.csv", "aif.csv"))
-    same = same and np.array_equal(nrrd.read(os.path.join(folder_a, "mbf.nrrd"))[0],
-                                   nrrd.read(os.path.join(folder_b, "mbf.nrrd"))[0], equal_nan=True)
-    summaries = []
-    for folder in (folder_a, folder_b):
-        with open(os.path.join(folder, "summary.json")) as handle:
-            summary = json.load(handle)
-        summary.pop("timings_s")
-        summaries.append(_flat(summary))
-    worst = 0.0
-    for key, value in summaries[0].items():
-        other = summaries[1].get(key)
-        if isinstance(value, float) and isinstance(other, float):
-            worst = max(worst, abs(value - other) / max(abs(other), 1e-300))
-        elif value != other:
-            return False, float("inf")
-    return same, worst
 
 
 def _segment_mbf(folder):
@@ -193,23 +170,28 @@ def main():
         print("{} studies ({} as .seq.nrrd, {} as DICOM: per-slice and single-series), {} frames, {}x{} pixels, "
               "3 slices; written in {:.0f} s.".format(len(rows), len(rows) - len(copies), len(copies), args.frames,
                                                       args.matrix, args.matrix, time.perf_counter() - started))
-        seconds = {"quantify loop": _quantify_loop(rows, os.path.join(root, "loop"))}
+        wall, cpu, _ = _timed(lambda: _quantify_loop(rows, os.path.join(root, "loop")))
+        measured = {"quantify loop": (wall, cpu, 1)}
         for workers in (1, 2):
-            elapsed, completed = _batch(manifest, os.path.join(root, "batch{}".format(workers)), workers)
+            wall, cpu, completed = _timed(lambda: _batch(manifest, os.path.join(root, "batch{}".format(workers)),
+                                                         workers)[1])
             if completed.returncode != 0:
                 raise SystemExit("batch --workers {} failed: {}".format(workers, completed.stderr[-2000:]))
-            seconds["batch, {} worker{}".format(workers, "s" if workers > 1 else "")] = elapsed
-        print("\nThroughput (wall time of the whole command(s), in one run):")
-        loop = len(rows) / seconds["quantify loop"] * 60
-        one = len(rows) / seconds["batch, 1 worker"] * 60
-        for name, value in seconds.items():
-            rate = len(rows) / value * 60
-            print("  {:<16} {:7.1f} s  {:6.1f} studies/min  {:4.2f}x the loop  {:4.2f}x 1 worker".format(
-                name, value, rate, rate / loop, rate / one))
+            measured["batch, {} worker{}".format(workers, "s" if workers > 1 else "")] = (wall, cpu, workers)
+        print("\nThroughput (wall time of the whole command(s), in one run; load average {:.1f} on {} cores):".format(
+            os.getloadavg()[0], os.cpu_count()))
+        loop = len(rows) / measured["quantify loop"][0] * 60
+        one = len(rows) / measured["batch, 1 worker"][0] * 60
+        for name, (wall, cpu, processes) in measured.items():
+            rate = len(rows) / wall * 60
+            print("  {:<16} {:7.1f} s  {:6.1f} studies/min  {:4.2f}x the loop  {:4.2f}x 1 worker  CPU {:5.2f} s per "
+                  "study".format(name, wall, rate, rate / loop, rate / one, cpu / len(rows)))
+        print("CPU seconds per study are what the machine's load does not change: the loop pays Python's start and "
+              "the imports for every study, a worker once.")
 
         identical, worst = 0, 0.0
         for row in rows:
-            same, difference = _same_result(os.path.join(root, "batch2", row[0]), os.path.join(root, "loop", row[0]))
+            same, difference = result_difference(os.path.join(root, "batch2", row[0]), os.path.join(root, "loop", row[0]))
             identical += same
             worst = max(worst, difference)
         print("\nbatch (2 workers) vs single quantify runs: {} of {} studies with identical segments.csv, aif.csv "
