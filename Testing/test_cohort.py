@@ -233,3 +233,27 @@ def test_a_batch_killed_midway_finishes_only_the_rest_when_run_again(tmp_path):
     table = _table(out)
     assert sorted(name for name, row in table.items() if row["status"] == "skipped") == finished
     assert not [name for name in os.listdir(out) if ".partial-" in name or ".replaced-" in name]
+
+
+def test_an_unreachable_scheduler_is_one_sentence(cohort_files, tmp_path):
+    root, files = cohort_files
+    manifest = _write_manifest(root / "manifest_scheduler.csv", _rows(root, files)[:1])
+    started = time.monotonic()
+    with pytest.raises(AIAIFInputError, match=r"Cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 \(OSError\); "
+                                              r"check the address or leave out --scheduler\."):
+        cohort.run_batch(manifest, str(tmp_path / "out"), scheduler="tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 60
+    assert sorted(os.listdir(tmp_path / "out")) == [".aiaif-batch.lock", "cohort_segments.csv", "cohort_studies.csv"]
+    assert [row["status"] for row in _table(tmp_path / "out").values()] == ["pending"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused(cohort_files, tmp_path):
+    root, files = cohort_files
+    manifest = _write_manifest(root / "manifest_lock.csv", _rows(root, files)[:1])
+    (tmp_path / "out").mkdir()
+    held = cohort._lock(str(tmp_path / "out"))
+    try:
+        with pytest.raises(AIAIFInputError, match=r"Another batch run is writing into"):
+            cohort.run_batch(manifest, str(tmp_path / "out"))
+    finally:
+        held.close()
