@@ -1,4 +1,4 @@
-"""Two quantification folders compared: the batch's study folder against a single ``quantify`` run (tests, benchmarks)."""
+"""Two quantification folders compared: a batch's study folder against a ``quantify`` run (tests, benchmarks)."""
 
 import json
 import os

@@ -216,9 +216,8 @@ def test_a_batch_killed_midway_finishes_only_the_rest_when_run_again(tmp_path):
                                start_new_session=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        done = [row for row in _table(out).values() if row["status"] == "done"] if (out / "cohort_studies.csv").exists() \
-            else []
-        if len(done) >= 3:
+        table = _table(out) if (out / cohort.STUDIES_TABLE).exists() else {}
+        if sum(row["status"] == "done" for row in table.values()) >= 3:
             break
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, workers included, as a crash or a lost session would

@@ -1,4 +1,4 @@
-"""DICOM in and out (``AIAIFLib.dicom_io``): the phantom written as DICOM and read back, bad folders, SEG, Parametric Map.
+"""DICOM in and out (``AIAIFLib.dicom_io``): the phantom as DICOM and read back, bad folders, SEG, Parametric Map.
 
 The phantom is written in both layouts by ``dicom_io.phantom`` and read back
 by ``dicom_io.series``; the bad folders are copies of it with one header
