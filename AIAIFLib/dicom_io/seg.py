@@ -116,7 +116,7 @@ def read_roi_segmentation(path):
         _refuse(path, "is a {} object, not a segmentation".format(dataset.get("Modality", "non-SEG")),
                 "pass a DICOM SEG or a .seg.nrrd segmentation")
     try:
-        seg = hd.seg.Segmentation.from_dataset(dataset, copy=False)
+        hd.seg.Segmentation.from_dataset(dataset, copy=False)  # highdicom's checks of the SEG's structure
         pixels = np.asarray(dataset.pixel_array)
     except Exception as error:  # highdicom and pydicom raise assorted errors for damaged objects
         _refuse(path, "cannot be read ({})".format(str(error).splitlines()[0][:80] if str(error) else
@@ -176,5 +176,4 @@ def read_roi_segmentation(path):
     matrix[:3, 1] = lps_to_ras @ column * spacing[0]
     matrix[:3, 2] = lps_to_ras @ normal * step
     matrix[:3, 3] = lps_to_ras @ lowest
-    del seg
     return [(names[number], masks[number]) for number in sorted(names)], matrix
