@@ -10,6 +10,10 @@ Modules (numpy in, numpy out; none imports ``slicer``, ``vtk`` or ``qt``):
 * ``evaluation`` -- the paper's evaluation statistics.
 * ``studies`` -- simulated validation studies built from the simulator.
 * ``report`` -- figures (matplotlib, imported only when a figure is drawn).
+* ``proton_density`` -- proton-density frames at the start of a series.
+* ``dicom_io`` -- DICOM perfusion folders in, the phantom, SEG and the MBF
+  Parametric Map out (pydicom; highdicom on command-line paths).
+* ``cohort`` -- the ``batch`` command: manifest, Dask tasks, resume, tables.
 * ``cli`` -- ``python -m AIAIFLib``.
 """
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import constants as K
 from .aif import MIN_AIF_FRAMES
+from .dicom_io.phantom import DEFAULT_PROTON_DENSITY_FRAMES, DICOM_LAYOUTS
 from .errors import AIAIFInputError
 from .pipeline import TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
@@ -26,6 +27,8 @@ from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
 
 EXIT_USAGE = 2
+#: Exit code of ``batch`` when some studies failed (the others are done; see cohort_studies.csv).
+EXIT_SOME_FAILED = 3
 #: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 
@@ -35,6 +38,8 @@ EXIT_INTERRUPTED = 130
 #: (measured: 0.31 GB at 60 frames, 1.4 GB at 300), so 200 frames stay under
 #: 1 GB; more would only exhaust memory.
 PHANTOM_MAX_FRAMES = 200
+#: Formats ``phantom`` writes the perfusion series in.
+PHANTOM_FORMATS = ("slicer", "dicom")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,21 +215,33 @@ def _slice_levels(text):
     return levels
 
 
+#: Description of the ``quantify`` command (also the ``batch`` command's per-study work).
+QUANTIFY_DESCRIPTION = (
+    "Quantify pixelwise stress myocardial blood flow (mL/min/g) by Fermi-constrained deconvolution, per AHA segment "
+    "and coronary territory, from a Slicer volume sequence or a DICOM perfusion folder and a segmentation. Writes "
+    "mbf.nrrd, segments.csv, aif.csv, summary.json and report.png (and mbf.dcm with --dicom-output).")
+
+
 def _add_quantify_parser(commands):
-    quantify = commands.add_parser(
-        "quantify", help="pixelwise stress MBF of a Slicer perfusion study",
-        description="Quantify pixelwise stress myocardial blood flow (mL/min/g) by Fermi-constrained "
-                    "deconvolution, per AHA segment and coronary territory, from a Slicer volume sequence and "
-                    "segmentation. Writes mbf.nrrd, segments.csv, aif.csv, summary.json and report.png.")
-    quantify.add_argument("perfusion", metavar="PERFUSION.seq.nrrd",
-                          help="Slicer volume sequence of the short-axis slices; index values = frame times in s")
-    quantify.add_argument("segmentation", metavar="SEGMENTATION.seg.nrrd",
-                          help="Slicer segmentation with segments 'LV blood pool' and 'Myocardium'")
+    quantify = commands.add_parser("quantify", help="pixelwise stress MBF of a perfusion study",
+                                   description=QUANTIFY_DESCRIPTION)
     _add_output_options(quantify)
-    quantify.add_argument("--field-strength", type=_positive_float, default=3.0, metavar="T",
-                          help="field strength in tesla: 3 (default) or 1.5; any other value only with --t1-blood-s "
-                               "(and --t1-myocardium-s for --tissue-conversion model with --aif saturated), which "
-                               "replace the field strength's T1 defaults")
+    _add_quantify_arguments(quantify)
+
+
+def _add_quantify_arguments(quantify):
+    """The study and the options of ``quantify`` (without the output options)."""
+    quantify.add_argument("perfusion", metavar="PERFUSION",
+                          help="the perfusion series: a Slicer volume sequence (.seq.nrrd; index values = frame times "
+                               "in s) or a folder of its DICOM images (one series per slice or one series)")
+    quantify.add_argument("segmentation", metavar="SEGMENTATION",
+                          help="segmentation with segments 'LV blood pool' and 'Myocardium': a Slicer .seg.nrrd or "
+                               "a DICOM SEG")
+    quantify.add_argument("--field-strength", type=_positive_float, default=None, metavar="T",
+                          help="field strength in tesla (default: the DICOM header's MagneticFieldStrength, else 3); "
+                               "3 or 1.5, any other value only with --t1-blood-s (and --t1-myocardium-s for "
+                               "--tissue-conversion model with --aif saturated), which replace the field strength's "
+                               "T1 defaults")
     quantify.add_argument("--aif", default="ai", metavar="{ai,saturated,PATH.csv}",
                           help="AIF: 'ai' (network-corrected, default), 'saturated' (uncorrected) or a CSV file "
                                "with columns time_s,signal (e.g. a dual-sequence AIF)")
@@ -247,14 +264,14 @@ def _add_quantify_parser(commands):
     quantify.add_argument("--r1", type=_positive_float, metavar="PER_S_PER_MM",
                           help="relaxivity in 1/s/mM (default {})".format(K.R1_RELAXIVITY_PER_S_PER_MM))
     quantify.add_argument("--saturation-time-s", type=_positive_float, metavar="S",
-                          help="saturation time to the k-space centre in s, when known (default {:g})".format(
-                              K.SATURATION_TIME_S))
+                          help="saturation time to the k-space centre in s, when known (default: the DICOM "
+                               "header's InversionTime, else {:g})".format(K.SATURATION_TIME_S))
     quantify.add_argument("--repetition-time-s", type=_positive_float, metavar="S",
-                          help="readout repetition time TR in s, when known (default {:g})".format(
-                              K.REPETITION_TIME_S))
+                          help="readout repetition time TR in s, when known (default: the DICOM header's, else "
+                               "{:g})".format(K.REPETITION_TIME_S))
     quantify.add_argument("--flip-angle-deg", type=_positive_float, metavar="DEG",
-                          help="nominal readout flip angle in degrees, when known (default {:g})".format(
-                              K.FLIP_ANGLE_DEG))
+                          help="nominal readout flip angle in degrees, when known (default: the DICOM header's, "
+                               "else {:g})".format(K.FLIP_ANGLE_DEG))
     quantify.add_argument("--readout-ordering", choices=READOUT_ORDERINGS,
                           help="k-space ordering, when known (default: unknown; the blood-pool calibration tries "
                                "both)")
@@ -277,7 +294,37 @@ def _add_quantify_parser(commands):
     quantify.add_argument("--myocardium-segment", default=K.MYOCARDIUM_SEGMENT_NAME, metavar="NAME",
                           help="name of the myocardium segment (default {!r})".format(K.MYOCARDIUM_SEGMENT_NAME))
     quantify.add_argument("--weights", metavar="PATH.npz", help="network weights (default: the shipped model)")
+    quantify.add_argument("--dicom-output", action="store_true",
+                          help="also write the MBF map as a DICOM Parametric Map (mbf.dcm, mL/min/g) referencing "
+                               "the source images; needs a DICOM perfusion folder")
     quantify.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class _RaisingParser(_Parser):
+    """A parser whose errors raise ``AIAIFInputError`` (for arguments that come from a file, not a terminal)."""
+
+    def error(self, message):
+        raise AIAIFInputError(message[:1].upper() + message[1:] + "; correct it.")
+
+
+def _quantify_only_parser():
+    parser = _RaisingParser(prog="quantify", add_help=False)
+    _add_quantify_arguments(parser)
+    return parser
+
+
+def quantify_options():
+    """``quantify``'s options by destination name: ``{dest: (option string, takes a value)}``.
+
+    The ``batch`` manifest names its optional columns after them.
+    """
+    return {action.dest: (action.option_strings[0], action.nargs != 0)
+            for action in _quantify_only_parser()._actions if action.option_strings}
+
+
+def quantify_arguments(argv):
+    """Parse ``quantify``'s arguments (study and options, no output options); errors raise ``AIAIFInputError``."""
+    return _quantify_only_parser().parse_args(argv)
 
 
 def build_parser():
@@ -301,6 +348,15 @@ def build_parser():
                          help="heartbeats / frames, {} to {} (default 60)".format(MIN_AIF_FRAMES, PHANTOM_MAX_FRAMES))
     phantom.add_argument("--tissue-model", choices=sorted(TISSUE_MODELS), default=DEFAULT_TISSUE_MODEL,
                          help="myocardial tissue model (default {})".format(DEFAULT_TISSUE_MODEL))
+    phantom.add_argument("--format", choices=PHANTOM_FORMATS, default=PHANTOM_FORMATS[0],
+                         help="'slicer' (default): perfusion.seq.nrrd; 'dicom': the perfusion frames as DICOM MR "
+                              "images in perfusion/ and the ROIs also as a DICOM SEG (segmentation.dcm)")
+    phantom.add_argument("--dicom-layout", choices=DICOM_LAYOUTS, default=DICOM_LAYOUTS[0],
+                         help="with --format dicom: one series per slice (default) or every slice in one series")
+    phantom.add_argument("--proton-density-frames", type=_non_negative_int, default=DEFAULT_PROTON_DENSITY_FRAMES,
+                         metavar="N", help="with --format dicom: proton-density frames before the perfusion frames "
+                                           "of each slice (default {}; quantify leaves them out)".format(
+                                               DEFAULT_PROTON_DENSITY_FRAMES))
 
     demo = commands.add_parser("demo", help="the main job on the built-in phantom",
                                description="Write the built-in phantom and a figure of saturated versus "
@@ -330,6 +386,25 @@ def build_parser():
                           help="method under test with --simulated: the network's AI-AIF (default) or the "
                                "uncorrected saturated AIF")
     _add_quantify_parser(commands)
+
+    batch = commands.add_parser(
+        "batch", help="quantify a cohort listed in a manifest, on Dask",
+        description="Quantify every study of a manifest (CSV: study, perfusion, segmentation and optional columns "
+                    "named after quantify's options, e.g. rv_insertion, field_strength, aif, dicom_output; relative "
+                    "paths from the manifest's folder) on a Dask cluster. Each study's folder in the output "
+                    "directory gets what quantify writes; cohort_studies.csv and cohort_segments.csv summarise "
+                    "the cohort. A study whose folder is complete is skipped unless --overwrite, so running the "
+                    "same command again finishes an interrupted run. Exit code 0 when every study is done, 3 when "
+                    "some failed (their sentence is in cohort_studies.csv), 2 for a bad manifest (nothing runs).")
+    batch.add_argument("manifest", metavar="MANIFEST.csv", help="one row per study")
+    batch.add_argument("--output-dir", required=True, help="directory of the study folders and cohort tables")
+    batch.add_argument("--overwrite", action="store_true", help="quantify again the studies already complete")
+    batch.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="local worker processes, one thread and one BLAS thread each (default: one per core)")
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="address of an existing Dask scheduler (e.g. tcp://host:8786) instead of a local "
+                            "cluster; its workers must see the same paths")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar or per-study lines")
 
     correct = commands.add_parser(
         "correct", help="correct saturated AIFs with the network",
@@ -372,9 +447,19 @@ def _run_phantom(args, out):
 
     phantom = simulate_phantom(seed=args.seed, field_strength_t=args.field_strength, ischemic=args.ischemic,
                                n_frames=args.frames, tissue_model=args.tissue_model)
-    write_phantom(phantom, out)
-    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}) to {}.".format(
-        args.field_strength, args.seed, args.ischemic, os.path.abspath(args.output_dir))
+    if args.format == "dicom":
+        from .dicom_io.phantom import stored_phantom, write_phantom_dicom
+
+        # The ROIs, points and truth as for Slicer; the perfusion series only as DICOM.
+        paths = write_phantom(stored_phantom(phantom, args.proton_density_frames), out)
+        os.remove(paths["perfusion"])
+        write_phantom_dicom(phantom, out, layout=args.dicom_layout, proton_density_frames=args.proton_density_frames)
+    else:
+        write_phantom(phantom, out)
+    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}{}) to {}.".format(
+        args.field_strength, args.seed, args.ischemic,
+        "; DICOM, {} layout".format(args.dicom_layout) if args.format == "dicom" else "",
+        os.path.abspath(args.output_dir))
 
 
 #: AIFs the demo quantifies the phantom with: (pipeline AIF mode, output folder, column title).
@@ -500,7 +585,7 @@ def quantification_parameters(args):
     from .aif import read_aif_csv
     from .pipeline import QuantificationParameters
 
-    if not has_defaults(args.field_strength):
+    if args.field_strength is not None and not has_defaults(args.field_strength):
         missing = ["--t1-blood-s"] if args.t1_blood_s is None else []
         # The model conversion anchors the myocardium on the blood pool and needs no native myocardial T1, except
         # with the saturated AIF, where there is no blood-pool calibration (conversion.tissue_concentration_mM).
@@ -527,7 +612,13 @@ def quantification_parameters(args):
         saturation_efficiency=args.saturation_efficiency)
 
 
-def _run_quantify(args, out):
+def quantify_into(args, out, progress=None):
+    """Run ``quantify`` on parsed arguments into the existing directory ``out``; the one path of ``batch`` too.
+
+    Returns
+    -------
+    pipeline.QuantificationResult
+    """
     from .file_checks import check_study_files
 
     parameters = quantification_parameters(args)
@@ -535,12 +626,17 @@ def _run_quantify(args, out):
     with _INTERRUPTS.loading():
         from . import mrml
 
+    return mrml.quantify_files(args.perfusion, args.segmentation, out, parameters,
+                               rv_insertion_path=args.rv_insertion, frame_interval_s=args.frame_interval,
+                               blood_pool_segment_name=args.lv_segment,
+                               myocardium_segment_name=args.myocardium_segment, dicom_output=args.dicom_output,
+                               progress=progress)
+
+
+def _run_quantify(args, out):
     progress = TerminalProgress(enabled=not args.quiet)
     try:
-        result = mrml.quantify_files(args.perfusion, args.segmentation, out, parameters,
-                                     rv_insertion_path=args.rv_insertion, frame_interval_s=args.frame_interval,
-                                     blood_pool_segment_name=args.lv_segment,
-                                     myocardium_segment_name=args.myocardium_segment, progress=progress)
+        result = quantify_into(args, out, progress)
     finally:
         progress.close()
     results = result.summary["results"]
@@ -576,6 +672,33 @@ _COMMANDS = {"phantom": _run_phantom, "demo": _run_demo, "evaluate": _run_evalua
              "train": _run_train}
 
 
+def _run_batch(args):
+    """Run ``batch``; returns (message, exit code)."""
+    with _INTERRUPTS.loading():
+        from . import cohort
+
+    bar = TerminalProgress(enabled=not args.quiet)
+
+    def on_study(outcome):
+        if not bar.enabled and not args.quiet:
+            sys.stderr.write("batch: {} {}{}\n".format(outcome.name, outcome.status,
+                                                       ": " + outcome.error if outcome.error else ""))
+            sys.stderr.flush()
+
+    try:
+        result = cohort.run_batch(args.manifest, args.output_dir, workers=args.workers, scheduler=args.scheduler,
+                                  overwrite=args.overwrite, progress=bar, on_study=on_study)
+    finally:
+        bar.close()
+    output_dir = os.path.abspath(args.output_dir)
+    lines = ["{} studies: {} done, {} skipped (complete before), {} failed.".format(
+        len(result.outcomes), result.n_done, result.n_skipped, result.n_failed)]
+    lines.extend("  failed: {}: {}".format(outcome.name, outcome.error) for outcome in result.outcomes
+                 if outcome.status == "failed")
+    lines.append("Wrote {} and {} to {}.".format(cohort.STUDIES_TABLE, cohort.SEGMENTS_TABLE, output_dir))
+    return "\n".join(lines), (EXIT_SOME_FAILED if result.n_failed else 0)
+
+
 def _run_correct(args):
     with _INTERRUPTS.loading():
         from .aif import read_aif_csv, write_aif_csv
@@ -607,15 +730,19 @@ def _run_correct(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 success, 2 bad input, 130 interrupted by Ctrl-C)."""
+    """Run the command line; returns the exit code (0 success, 2 bad input, 3 some studies of a batch failed,
+    130 interrupted by Ctrl-C)."""
     args = build_parser().parse_args(argv)
     previous = None
     if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
         _INTERRUPTS.pending = False
         previous = signal.signal(signal.SIGINT, _INTERRUPTS.handle)
+    code = 0
     try:
         if args.command == "correct":
             message = _run_correct(args)
+        elif args.command == "batch":  # writes in place, study by study: resumable, no staging of the whole
+            message, code = _run_batch(args)
         else:
             with staged_output_dir(args.output_dir, args.overwrite) as out:
                 message = _COMMANDS[args.command](args, out)
@@ -623,10 +750,14 @@ def main(argv=None):
         sys.stderr.write("{}: error: {}\n".format(args.command, error))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write("{}: interrupted; nothing was written.\n".format(args.command))
+        if args.command == "batch":
+            sys.stderr.write("batch: interrupted; the finished studies are kept, run the same command again to "
+                             "finish the rest.\n")
+        else:
+            sys.stderr.write("{}: interrupted; nothing was written.\n".format(args.command))
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     print(message)
-    return 0
+    return code

@@ -77,8 +77,8 @@ _CHUNK_BYTES = 1 << 20
 
 
 #: (what, fix) of each file of a study, for the messages.
-PERFUSION_FILE = ("perfusion volume sequence", "pass the perfusion series as a .seq.nrrd file")
-SEGMENTATION_FILE = ("segmentation", "pass the segmentation as a .seg.nrrd file")
+PERFUSION_FILE = ("perfusion volume sequence", "pass the perfusion series as a .seq.nrrd file or a DICOM folder")
+SEGMENTATION_FILE = ("segmentation", "pass the segmentation as a .seg.nrrd file or a DICOM SEG")
 RV_INSERTION_FILE = ("RV insertion point list", "pass the point list as a .mrk.json file or leave it out")
 
 
@@ -443,8 +443,26 @@ def check_fcsv_file(path):
         _refuse(path, what, "holds no points", fix)
 
 
+def is_dicom_file(path):
+    """True if ``path`` is a file that starts like a DICOM Part 10 file (``DICM`` after the 128-byte preamble)."""
+    try:
+        with open(os.fspath(path), "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom_folder(path):
+    """True if ``path`` names a folder: a DICOM perfusion series, read by pydicom (``dicom_io.series``)."""
+    return path is not None and os.path.isdir(os.fspath(path))
+
+
 def check_study_files(perfusion_path, segmentation_path, rv_insertion_path=None):
     """Check the files of a study before Slicer's readers see them.
+
+    A perfusion folder (DICOM) and a DICOM SEG are read in Python by pydicom
+    and highdicom, which raise errors instead of aborting, so they are only
+    checked for existence here.
 
     Raises
     ------
@@ -453,8 +471,11 @@ def check_study_files(perfusion_path, segmentation_path, rv_insertion_path=None)
         damaged one or one of the wrong kind (``check_perfusion_file``,
         ``check_segmentation_file``, ``check_fcsv_file``).
     """
-    check_perfusion_file(existing_file(perfusion_path, *PERFUSION_FILE))
-    check_segmentation_file(existing_file(segmentation_path, *SEGMENTATION_FILE))
+    if not is_dicom_folder(perfusion_path):
+        check_perfusion_file(existing_file(perfusion_path, *PERFUSION_FILE))
+    segmentation_path = existing_file(segmentation_path, *SEGMENTATION_FILE)
+    if not is_dicom_file(segmentation_path):
+        check_segmentation_file(segmentation_path)
     if rv_insertion_path is not None:
         rv_insertion_path = existing_file(rv_insertion_path, *RV_INSERTION_FILE)
         if rv_insertion_path.lower().endswith(".fcsv"):

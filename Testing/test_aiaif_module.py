@@ -50,10 +50,11 @@ def phantom_files(phantom, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cli_output(phantom_files, tmp_path_factory):
-    """What ``python -m AIAIFLib quantify`` writes for the phantom (AI-corrected AIF)."""
+    """What ``python -m AIAIFLib quantify`` writes for the phantom (AI-corrected AIF, 3 T as the Logic gets it)."""
     directory = tmp_path_factory.mktemp("cli") / "out"
     code = cli.main(["quantify", phantom_files["perfusion"], phantom_files["segmentation"],
-                     "--rv-insertion", phantom_files["rv_insertion"], "--output-dir", str(directory)])
+                     "--rv-insertion", phantom_files["rv_insertion"], "--output-dir", str(directory),
+                     "--field-strength", "3"])
     assert code == 0
     return directory
 

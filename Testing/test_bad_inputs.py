@@ -29,7 +29,9 @@ import numpy as np
 import pytest
 
 from AIAIFLib import slicer_files as sf
+from AIAIFLib.dicom_io.phantom import write_phantom_dicom
 from AIAIFLib.simulation import PHANTOM_FILES, RV_INSERTION_NODE_NAME, simulate_phantom, write_phantom
+from dicom_helpers import edit_images, second_series_copy, strip_acquisition_times
 
 #: Wall-clock bound of one bad-input run, s.  Generous for two busy cores: the runs take 1-4 s alone.
 TIME_BOUND_S = 45.0
@@ -120,6 +122,36 @@ def _points_moved_in_plane(phantom, distance_mm):
     return np.asarray(phantom.rv_insertion_ras["anterior"], dtype=float) + distance_mm * step
 
 
+def _dicom_copy(phantom, folder):
+    return write_phantom_dicom(phantom, str(folder), layout="per-slice")
+
+
+def _dicom_variants(phantom, root, files):
+    """DICOM copies of the phantom, each with one fault of issue 16's list."""
+    dicom = root / "dicom"
+    files.dicom = _dicom_copy(phantom, dicom / "good")
+    mixed = _dicom_copy(phantom, dicom / "mixed")
+    second_series_copy(mixed, 1, os.path.join(mixed["perfusion"], "rest"))
+    untimed = _dicom_copy(phantom, dicom / "untimed")
+    edit_images(untimed, strip_acquisition_times)
+    tilted = _dicom_copy(phantom, dicom / "tilted")
+    edit_images(tilted, lambda d, k, n: setattr(d, "PixelSpacing", ["3.5", "3.5"]), lambda k, n: (k, n) == (1, 4))
+    with_seg = _dicom_copy(phantom, dicom / "with_seg")
+    shutil.copy(with_seg["segmentation"], os.path.join(with_seg["perfusion"], "seg.dcm"))
+    files.dicom_bad = {"mixed": mixed["perfusion"], "untimed": untimed["perfusion"], "tilted": tilted["perfusion"],
+                       "with_seg": with_seg["perfusion"]}
+
+
+def _manifests(files):
+    """Bad manifests of a batch: missing columns, duplicate studies, missing files."""
+    good = "{},{},{},{}".format(files.perfusion, files.segmentation, files.rv_insertion, "saturated")
+    header = "study,perfusion,segmentation,rv_insertion,aif\n"
+    _write_text(files.bad / "no_segmentation_column.csv", "study,perfusion\na,{}\n".format(files.perfusion))
+    _write_text(files.bad / "duplicate_study.csv", header + "a,{}\nb,{}\na,{}\n".format(good, good, good))
+    _write_text(files.bad / "missing_file.csv", header + "a,{}\nb,nowhere.seq.nrrd,{}\n".format(
+        good, good.split(",", 1)[1]))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A small phantom as Slicer files, with the bad files of the corpus beside it."""
@@ -178,6 +210,8 @@ def study(tmp_path_factory):
         handle.seek(os.path.getsize(weights) // 2)
         handle.write(b"\x00" * 16)
     (bad / "a folder.seg.nrrd").mkdir()
+    _dicom_variants(phantom, root, files)
+    _manifests(files)
     (bad / "existing").mkdir()
     _write_text(bad / "existing" / "keep.txt", "the user's own file\n")
     _write_text(bad / "exists.csv", "already here\n")
@@ -228,7 +262,8 @@ CASES = [
     ("perfusion-given-as-segmentation (row 6)", lambda f: _quantify(f, None, f.perfusion),
      2, r"float voxel values, so it is an image, not a segmentation"),
     ("segmentation-given-as-perfusion", lambda f: _quantify(f, f.segmentation), 2, r"not a volume sequence"),
-    ("perfusion-is-a-folder (row 7)", lambda f: _quantify(f, str(f.bad)), 2, r"is a folder, not a file"),
+    ("perfusion-folder-without-dicom-images (row 7)", lambda f: _quantify(f, str(f.bad)),
+     2, r"holds no DICOM MR images \(\d+ other files\); pass the folder of the perfusion series or a \.seq\.nrrd"),
     ("segmentation-is-a-folder (row 7)", lambda f: _quantify(f, None, _bad(f, "a folder.seg.nrrd")),
      2, r"is a folder, not a file"),
     ("perfusion-missing", lambda f: _quantify(f, _bad(f, "nowhere.seq.nrrd")), 2, r"does not exist"),
@@ -265,6 +300,28 @@ CASES = [
      2, r"--slice-levels"),
     ("output-is-a-file", lambda f: _quantify(f)[:4] + [_bad(f, "exists.csv")] + _quantify(f)[5:],
      2, r"is a file, not a directory"),
+    # quantify: DICOM (issue 16)
+    ("dicom-mixed-series", lambda f: _quantify(f, f.dicom_bad["mixed"], f.dicom["segmentation"]),
+     2, r"mixes series: .* both image the slice at"),
+    ("dicom-missing-timing", lambda f: _quantify(f, f.dicom_bad["untimed"], f.dicom["segmentation"]),
+     2, r"no usable frame times"),
+    ("dicom-inconsistent-geometry", lambda f: _quantify(f, f.dicom_bad["tilted"], f.dicom["segmentation"]),
+     2, r"inconsistent geometry: .* different pixel sizes"),
+    ("dicom-non-mr-object", lambda f: _quantify(f, f.dicom_bad["with_seg"], f.dicom["segmentation"]),
+     2, r"holds a SEG object that is not an MR image"),
+    ("dicom-image-given-as-segmentation", lambda f: _quantify(f, f.dicom["perfusion"], f.dicom["images"][0][0]),
+     2, r"is a MR object, not a segmentation"),
+    ("dicom-output-of-a-nrrd-series", lambda f: _quantify(f, None, None, "--dicom-output"),
+     2, r"is not a DICOM folder; pass the DICOM folder or leave out --dicom-output"),
+    # batch: bad manifests, refused before anything runs (issue 16)
+    ("batch-manifest-missing-column", lambda f: ["batch", _bad(f, "no_segmentation_column.csv"), "--output-dir",
+                                                 "{out}"], 2, r"has no column segmentation"),
+    ("batch-manifest-duplicate-study", lambda f: ["batch", _bad(f, "duplicate_study.csv"), "--output-dir", "{out}"],
+     2, r"names the study 'a' twice \(rows 2 and 4\)"),
+    ("batch-manifest-missing-file", lambda f: ["batch", _bad(f, "missing_file.csv"), "--output-dir", "{out}"],
+     2, r"names the perfusion .*nowhere\.seq\.nrrd in row 3, which does not exist"),
+    ("batch-manifest-missing", lambda f: ["batch", _bad(f, "none.csv"), "--output-dir", "{out}"],
+     2, r"manifest .*none\.csv does not exist"),
     # correct
     ("correct-time-column-only (row 9)",
      lambda f: ["correct", _bad(f, "time_only.csv"), "--output", "{out}.csv"], 2, r"has only the column time_s"),
@@ -321,10 +378,10 @@ def _run_case(case, files):
 @pytest.fixture(scope="module")
 def outcomes(study):
     """Every case run once, two at a time; the user's files hashed before and after all runs."""
-    before = _tree_hashes(study.root / "study", study.bad)
+    before = _tree_hashes(study.root / "study", study.bad, study.root / "dicom")
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip([case[0] for case in CASES], pool.map(lambda case: _run_case(case, study), CASES)))
-    return results, before, _tree_hashes(study.root / "study", study.bad)
+    return results, before, _tree_hashes(study.root / "study", study.bad, study.root / "dicom")
 
 
 def assert_clean_refusal(outcome, code, pattern):
@@ -349,7 +406,8 @@ def test_bad_input_ends_with_one_sentence_and_leaves_nothing(case, outcomes):
 def test_the_corpus_covers_every_command_and_row_of_the_issue():
     names = " ".join(case[0] for case in CASES)
     assert len(CASES) >= 30
-    for command in ("phantom-", "correct-", "evaluate-", "segmentation-", "perfusion-", "aif-csv-"):
+    for command in ("phantom-", "correct-", "evaluate-", "segmentation-", "perfusion-", "aif-csv-", "dicom-",
+                    "batch-"):
         assert command in names
     rows = {int(number) for number in re.findall(r"\(row (\d+)\)", names)}
     assert rows == {1, 2, 3, 4, 5, 6, 7, 8, 9, 13}  # 10, 11, 12, 14 and 15 are tested below

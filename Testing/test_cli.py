@@ -483,3 +483,45 @@ def test_interrupt_guard_waits_for_a_library_to_load():
         assert loaded and signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # a second Ctrl-C cannot cut the clean-up
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# --- DICOM (issue 16) --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["per-slice", "single-series"])
+def test_phantom_as_dicom_quantifies_with_the_header_and_writes_a_parametric_map(tmp_path, capsys, layout):
+    phantom_dir = tmp_path / "phantom"
+    code, stdout, err = run(["phantom", "--output-dir", str(phantom_dir), "--format", "dicom", "--dicom-layout",
+                             layout, "--seed", "11", "--frames", str(QUANTIFY_FRAMES)], capsys)
+    assert code == 0, err
+    assert "DICOM, {} layout".format(layout) in stdout
+    assert sorted(os.listdir(phantom_dir)) == sorted(
+        ["perfusion", "segmentation.dcm"] + [name for key, name in PHANTOM_FILES.items() if key != "perfusion"])
+    n_series = len([name for name in os.listdir(phantom_dir / "perfusion") if name.startswith("series_")])
+    assert n_series == (3 if layout == "per-slice" else 0)
+    out = tmp_path / "q"
+    code, stdout, err = run(["quantify", str(phantom_dir / "perfusion"), str(phantom_dir / "segmentation.dcm"),
+                             "--output-dir", str(out), "--aif", "saturated", "--dicom-output", "--quiet",
+                             "--rv-insertion", str(phantom_dir / PHANTOM_FILES["rv_insertion"])], capsys)
+    assert code == 0, err
+    assert "mbf.dcm" in stdout and sorted(os.listdir(out)) == ["aif.csv", "mbf.dcm", "mbf.nrrd", "report.png",
+                                                              "segments.csv", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    truth = json.loads((phantom_dir / PHANTOM_FILES["truth_description"]).read_text())["acquisition"]
+    assert summary["parameters"]["acquisition"]["field_strength_t"] == {"value": truth["field_strength_t"],
+                                                                        "source": "header"}
+    assert summary["inputs"]["n_frames"] == QUANTIFY_FRAMES
+    assert summary["inputs"]["proton_density_frames"]["n_left_out"] == 2
+    code, _, err = run(["quantify", str(phantom_dir / "perfusion"), str(phantom_dir / "segmentation.dcm"),
+                        "--output-dir", str(tmp_path / "q15"), "--aif", "saturated", "--quiet",
+                        "--field-strength", "1.5"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "q15" / "summary.json").read_text())
+    assert summary["parameters"]["acquisition"]["field_strength_t"] == {"value": 1.5, "source": "option"}
+
+
+def test_batch_help_documents_the_exit_codes(capsys):
+    text = cli.build_parser()._subparsers._group_actions[0].choices["batch"].format_help()
+    assert "Exit code 0 when every study is done, 3 when some failed" in re.sub(r"\s+", " ", text)
+    assert cli.EXIT_SOME_FAILED == 3
+    assert set(cli.quantify_options()) >= {"rv_insertion", "field_strength", "aif", "tissue_conversion",
+                                            "dicom_output"}

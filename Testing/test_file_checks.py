@@ -172,8 +172,15 @@ def test_study_files_are_checked_before_slicer_sees_them(phantom_files, tmp_path
     cut = _write(tmp_path / "cut.seg.nrrd", open(paths["segmentation"], "rb").read()[:-40])
     with pytest.raises(AIAIFInputError, match="The segmentation file .* cut short"):
         fc.check_study_files(paths["perfusion"], cut)
-    with pytest.raises(AIAIFInputError, match="perfusion volume sequence path .* is a folder"):
-        fc.check_study_files(str(tmp_path), paths["segmentation"])
+    # A folder is a DICOM series and a DICOM file a SEG: pydicom reads them later, in Python (no C++ abort).
+    assert fc.is_dicom_folder(str(tmp_path)) and not fc.is_dicom_folder(paths["perfusion"])
+    fc.check_study_files(str(tmp_path), paths["segmentation"])
+    dicom = _write(tmp_path / "seg.dcm", b"\0" * 128 + b"DICM" + b"\0" * 64)
+    assert fc.is_dicom_file(dicom) and not fc.is_dicom_file(paths["segmentation"])
+    fc.check_study_files(paths["perfusion"], dicom)
+    with pytest.raises(AIAIFInputError, match="segmentation file .* does not exist; pass the segmentation as a "
+                                              r"\.seg\.nrrd file or a DICOM SEG"):
+        fc.check_study_files(str(tmp_path), str(tmp_path / "none.seg.nrrd"))
 
 
 def test_volume_files_are_checked_when_they_are_nrrd(phantom_files, tmp_path):

@@ -23,8 +23,13 @@ It is the only package of ``AIAIFLib`` that imports ``slicer`` and ``vtk``;
   ``find_segment_id``);
 * ``points`` -- RV insertion points (``rv_insertion_points``,
   ``check_rv_insertion_points``);
-* ``study`` -- nodes -> ``PerfusionStudy`` (``study_from_nodes``) and the
-  external AIF table (``external_aif_from_table``);
+* ``dicom`` -- a DICOM perfusion folder as single-slice sequences that carry
+  the header's acquisition values (``load_dicom_study``,
+  ``dicom_attributes``), a DICOM SEG as a segmentation
+  (``load_dicom_segmentation``);
+* ``study`` -- nodes -> ``PerfusionStudy`` (``study_from_nodes``; leading
+  proton-density frames are left out) and the external AIF table
+  (``external_aif_from_table``);
 * ``colors`` -- the MBF colour scale and its colour table node;
 * ``outputs`` -- output nodes: MBF map, bullseye, fit quality, tables;
 * ``publish`` -- output roles and tags, the AIF chart, the scene transaction;
@@ -67,6 +72,9 @@ slice's own exact geometry.
 
 from .colors import (MBF_COLOR_CHROMA, MBF_COLOR_HUE_DEG, MBF_COLOR_LIGHTNESS, MBF_COLOR_TABLE_NAME,
                      MBF_COLOR_TABLE_SIZE, MBF_DISPLAY_RANGE_ML_MIN_G, mbf_color_table_node, mbf_colors)
+from .dicom import (DICOM_ATTRIBUTES, HEADER_ATTRIBUTE, NOTES_ATTRIBUTE, PROTON_DENSITY_ATTRIBUTE,
+                    REFERENCE_IMAGE_ATTRIBUTE, dicom_attributes, dicom_perfusion_nodes, load_dicom_segmentation,
+                    load_dicom_study, segmentation_node_from_masks)
 from .display import ensure_roi_segments, roi_segmentation_node, sequence_browser_node, show_sequence_frame
 from .files import StudyNodes, load_study_files, load_volume_file, save_volume_node
 from .nodes import volume_node_array
@@ -89,6 +97,9 @@ from .study import external_aif_from_table, study_from_nodes
 __all__ = [
     "AIF_CURVES", "AIF_SERIES_ROLE", "AIF_TIME_COLUMN", "BINARY_LABELMAP", "BULLSEYE_CLEARANCE_MM",
     "BULLSEYE_IJK_DIRECTIONS_RAS", "BULLSEYE_PIXEL_MM", "CURVE_ATTRIBUTE", "DEFAULT_FRAME_LABELS_UNIT",
+    "DICOM_ATTRIBUTES", "HEADER_ATTRIBUTE", "NOTES_ATTRIBUTE", "PROTON_DENSITY_ATTRIBUTE", "REFERENCE_IMAGE_ATTRIBUTE",
+    "dicom_attributes", "dicom_perfusion_nodes", "load_dicom_segmentation", "load_dicom_study",
+    "segmentation_node_from_masks",
     "FIT_NRMSE_DISPLAY_RANGE", "FRAME_LABELS_ATTRIBUTE", "FRAME_LABELS_UNIT_ATTRIBUTE", "FRAME_NUMBER_UNITS",
     "MBF_COLOR_CHROMA", "MBF_COLOR_HUE_DEG", "MBF_COLOR_LIGHTNESS", "MBF_COLOR_TABLE_NAME", "MBF_COLOR_TABLE_SIZE",
     "MBF_COLUMNS", "MBF_DISPLAY_RANGE_ML_MIN_G", "MIN_FRAMES", "OUTPUT_NAME_SUFFIXES", "OUTPUT_ROLE_ATTRIBUTE",

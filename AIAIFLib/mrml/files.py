@@ -12,9 +12,9 @@ import slicer
 
 from ..errors import AIAIFInputError
 from ..file_checks import (PERFUSION_FILE, RV_INSERTION_FILE, SEGMENTATION_FILE, check_study_files,
-                           check_volume_file, existing_file)
-from .nodes import (_node_name, _remove_nodes_added_since, _report, _require_node, _require_scene, _scene_node_ids,
-                    _vtk_messages_silenced)
+                           check_volume_file, existing_file, is_dicom_file, is_dicom_folder)
+from .nodes import (_node_name, _remove_nodes_added_since, _report, _require_node, _require_scene, _scaled_progress,
+                    _scene_node_ids, _vtk_messages_silenced)
 from .segmentation import _ensure_segmentation_converters
 
 
@@ -31,8 +31,9 @@ class StudyNodes(NamedTuple):
 
     Attributes
     ----------
-    sequence : vtkMRMLSequenceNode
-        Volume sequence of the perfusion frames.
+    sequence : vtkMRMLSequenceNode or list of vtkMRMLSequenceNode
+        Volume sequence of the perfusion frames; from a DICOM folder, one
+        single-slice sequence per slice (``mrml.dicom``).
     segmentation : vtkMRMLSegmentationNode
         Segmentation with the LV blood pool and myocardium.
     rv_insertion : vtkMRMLMarkupsFiducialNode or None
@@ -79,7 +80,11 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     * the volume sequence (``.seq.nrrd``) by ``vtkMRMLVolumeSequenceStorageNode``
       with Slicer's default settings (a left-handed grid is loaded with its
       slice order reversed; RAS positions are kept);
-    * the segmentation (``.seg.nrrd``) by ``vtkMRMLSegmentationStorageNode``;
+    * or a DICOM folder of the perfusion series, by pydicom, as one
+      single-slice sequence per slice (``mrml.dicom.load_dicom_study``;
+      these nodes have no storage node);
+    * the segmentation (``.seg.nrrd``) by ``vtkMRMLSegmentationStorageNode``,
+      or a DICOM SEG by highdicom (``mrml.dicom.load_dicom_segmentation``);
     * the point list (``.mrk.json``, or legacy ``.fcsv``) by
       ``vtkMRMLMarkupsJsonStorageNode`` (``vtkMRMLMarkupsFiducialStorageNode``).
 
@@ -91,9 +96,9 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     scene : vtkMRMLScene
         Scene to add the nodes to (``slicer.mrmlScene`` in Slicer).
     perfusion_path : str or os.PathLike
-        Volume sequence of the perfusion frames.
+        Volume sequence of the perfusion frames, or a folder of its DICOM images.
     segmentation_path : str or os.PathLike
-        Segmentation with the LV blood pool and myocardium segments.
+        Segmentation with the LV blood pool and myocardium segments (``.seg.nrrd`` or DICOM SEG).
     rv_insertion_path : str or os.PathLike, optional
         Point list with the RV insertion points (anterior; 'inferior' in a label for inferior ones).
     progress : callable, optional
@@ -114,8 +119,10 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
         removed again.
     """
     _require_scene(scene)
-    perfusion_path = existing_file(perfusion_path, *PERFUSION_FILE)
+    dicom_perfusion = is_dicom_folder(perfusion_path)
+    perfusion_path = os.fspath(perfusion_path) if dicom_perfusion else existing_file(perfusion_path, *PERFUSION_FILE)
     segmentation_path = existing_file(segmentation_path, *SEGMENTATION_FILE)
+    dicom_segmentation = is_dicom_file(segmentation_path)
     markups_storage = None
     if rv_insertion_path is not None:
         rv_insertion_path = existing_file(rv_insertion_path, *RV_INSERTION_FILE)
@@ -132,16 +139,24 @@ def load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path
     before = _scene_node_ids(scene)
     try:
         _report(progress, 0.0, "Reading the perfusion sequence")
-        sequence = _read_into_new_node(scene, "vtkMRMLSequenceNode", "vtkMRMLVolumeSequenceStorageNode",
-                                       perfusion_path, "perfusion volume sequence",
-                                       "check that it is a 4-D NRRD volume sequence saved by Slicer")
-        if sequence.GetNumberOfDataNodes() == 0:
-            raise AIAIFInputError("The perfusion volume sequence {} holds no frames; pass a 4-D NRRD volume "
-                                  "sequence.".format(perfusion_path))
+        if dicom_perfusion:
+            from .dicom import load_dicom_study
+            sequence = load_dicom_study(scene, perfusion_path, progress=_scaled_progress(progress, 0.0, 0.6))
+        else:
+            sequence = _read_into_new_node(scene, "vtkMRMLSequenceNode", "vtkMRMLVolumeSequenceStorageNode",
+                                           perfusion_path, "perfusion volume sequence",
+                                           "check that it is a 4-D NRRD volume sequence saved by Slicer")
+            if sequence.GetNumberOfDataNodes() == 0:
+                raise AIAIFInputError("The perfusion volume sequence {} holds no frames; pass a 4-D NRRD volume "
+                                      "sequence.".format(perfusion_path))
         _report(progress, 0.6, "Reading the segmentation")
-        segmentation = _read_into_new_node(scene, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode",
-                                           segmentation_path, "segmentation",
-                                           "check that it is a .seg.nrrd segmentation saved by Slicer")
+        if dicom_segmentation:
+            from .dicom import load_dicom_segmentation
+            segmentation = load_dicom_segmentation(scene, segmentation_path)
+        else:
+            segmentation = _read_into_new_node(scene, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode",
+                                               segmentation_path, "segmentation",
+                                               "check that it is a .seg.nrrd segmentation saved by Slicer")
         points = None
         if rv_insertion_path is not None:
             _report(progress, 0.9, "Reading the RV insertion points")

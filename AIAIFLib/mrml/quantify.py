@@ -8,6 +8,7 @@ import slicer
 from .. import constants as K
 from .. import pipeline
 from ..errors import AIAIFInputError
+from ..file_checks import is_dicom_folder
 from ..pipeline import PerfusionStudy
 from .files import load_study_files, save_volume_node
 from .nodes import DONE_MESSAGE, _node_name, _report, _require_scene, _scaled_progress
@@ -148,6 +149,9 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     roi_warnings = check_rois_match_images(study, segmentation_node, rv_insertion_node)
     result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.1, PUBLISH_FRACTION))
     result.summary["warnings"].extend(roi_warnings)
+    pd_warning = study.source.get("proton_density_frames", {}).get("warning")
+    if pd_warning:
+        result.summary["warnings"].append(pd_warning)
 
     key = _perfusion_key(sequences)
     prefix = str(name_prefix) if name_prefix else _node_name(sequences[0])
@@ -177,7 +181,7 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
 
 def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=None, rv_insertion_path=None,
                    frame_interval_s=None, blood_pool_segment_name=None, myocardium_segment_name=None,
-                   progress=None):
+                   dicom_output=False, progress=None):
     """Quantify a study from its Slicer files and write the result files.
 
     The files are loaded into a private scene (``load_study_files``) and
@@ -185,12 +189,15 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     takes; the MBF volume node it publishes is written as
     ``pipeline.OUTPUT_FILES["mbf"]`` by Slicer's volume storage node (on the
     frame grid as Slicer loaded it) and the other files by
-    ``pipeline.write_result_files``.
+    ``pipeline.write_result_files``.  With ``dicom_output`` the map is also
+    written as a DICOM Parametric Map (``dicom_io.parametric_map``,
+    ``PARAMETRIC_MAP_FILE``) that references the source images.
 
     Parameters
     ----------
     perfusion_path, segmentation_path : str or os.PathLike
-        Volume sequence (``.seq.nrrd``) and segmentation (``.seg.nrrd``).
+        Volume sequence (``.seq.nrrd``) or folder of DICOM images, and
+        segmentation (``.seg.nrrd`` or DICOM SEG).
     output_dir : str or os.PathLike
         Existing directory to write into.
     parameters : pipeline.QuantificationParameters, optional
@@ -202,6 +209,8 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     blood_pool_segment_name, myocardium_segment_name : str, optional
         Segment names (case-insensitive); ``LV blood pool`` and ``Myocardium``
         by default.
+    dicom_output : bool, optional
+        Also write the DICOM Parametric Map (needs a DICOM perfusion folder).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``.
 
@@ -218,6 +227,10 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
     output_dir = os.fspath(output_dir)
     if not os.path.isdir(output_dir):
         raise AIAIFInputError("The output directory {} does not exist; create it first.".format(output_dir))
+    if dicom_output and not is_dicom_folder(perfusion_path):
+        raise AIAIFInputError("A DICOM output refers to the source DICOM images, but the perfusion series {} is not a "
+                              "DICOM folder; pass the DICOM folder or leave out --dicom-output.".format(
+                                  perfusion_path))
     scene = slicer.vtkMRMLScene()
     nodes = load_study_files(scene, perfusion_path, segmentation_path, rv_insertion_path,
                              progress=_scaled_progress(progress, 0.0, 0.05))
@@ -228,6 +241,15 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
                                 progress=_scaled_progress(progress, 0.05, 0.9, _without_panel_steps))
     _report(progress, 0.9, "Writing the results")
     save_volume_node(quantified.mbf_volume, os.path.join(output_dir, pipeline.OUTPUT_FILES["mbf"]))
-    pipeline.write_result_files(quantified.result, output_dir, study_name=nodes.sequence.GetName())
+    sequences = nodes.sequence if isinstance(nodes.sequence, (list, tuple)) else [nodes.sequence]
+    study_name = sequences[0].GetName() if len(sequences) == 1 else os.path.basename(
+        os.path.normpath(os.fspath(perfusion_path)))
+    pipeline.write_result_files(quantified.result, output_dir, study_name=study_name)
+    if dicom_output:
+        from ..dicom_io.parametric_map import PARAMETRIC_MAP_FILE, write_mbf_parametric_map
+
+        _report(progress, 0.97, "Writing the DICOM parametric map")
+        write_mbf_parametric_map(os.path.join(output_dir, PARAMETRIC_MAP_FILE), quantified.result.mbf_ml_min_g,
+                                 quantified.study.ijk_to_ras, quantified.study.source["dicom"]["reference_images"])
     _report(progress, 1.0, DONE_MESSAGE)
     return quantified.result

@@ -2,7 +2,9 @@
 
 Also the external AIF read from a table node.  Several single-slice
 sequences are stacked by their position along the slice normal, and the
-segments are resampled onto each slice's own exact geometry.
+segments are resampled onto each slice's own exact geometry.  Leading
+proton-density frames are left out, and what a DICOM reader attached to the
+sequences (``mrml.dicom``) becomes the study's header and notes.
 """
 
 import numpy as np
@@ -11,6 +13,8 @@ from .. import constants as K
 from .. import roi_checks
 from ..errors import AIAIFInputError
 from ..pipeline import PerfusionStudy
+from ..proton_density import leading_proton_density_frames
+from .dicom import dicom_attributes
 from .nodes import _node_name, _report, _require_node, short_list
 from .points import rv_insertion_points
 from .segmentation import _checked_segment_id, _segment_masks_on_grids
@@ -56,6 +60,13 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         ``frame_times_s``).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``.
+
+    Leading proton-density frames (``proton_density``: brighter tissue, or
+    marked by the DICOM header that ``mrml.dicom`` attached to the
+    sequences) are left out, the frame times then counted from the first
+    frame kept; ``source["proton_density_frames"]`` records the decision.
+    The acquisition values the DICOM reader attached become ``header``, and
+    its notes ``source["dicom"]``.
 
     Returns
     -------
@@ -124,6 +135,12 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
                 "approximate; segment masks were resampled on each slice's own geometry".format(
                     ", ".join("{:.3g}".format(step) for step in np.diff(stack.positions_mm)),
                     float(np.linalg.norm(ijk_to_ras[:3, 2]))))
+    header, header_pd_frames, dicom_notes = dicom_attributes(sequences)
+    proton_density = leading_proton_density_frames(frames, header_pd_frames)
+    if proton_density.count:
+        # Left out, and the times counted from the first saturation-recovery frame.
+        frames = frames[proton_density.count:]
+        times = times[proton_density.count:] - times[proton_density.count]
     _report(progress, 0.75, "Resampling the segments onto the frames")
     per_grid = _segment_masks_on_grids(segmentation_node, [blood_pool_id, myocardium_id], grids)
     blood_pool_mask = np.concatenate([masks[0] for masks in per_grid], axis=0)
@@ -141,6 +158,11 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
         "frame_times_from": times_origin,
     }
     source.update(notes)
+    source["proton_density_frames"] = proton_density.summary()
+    if proton_density.warning:
+        source["proton_density_frames"]["warning"] = proton_density.warning
+    if dicom_notes is not None:
+        source["dicom"] = dicom_notes
     perfusion_files = [sequence.GetStorageNode().GetFileName() for sequence in sequences
                        if sequence.GetStorageNode() is not None and sequence.GetStorageNode().GetFileName()]
     if len(perfusion_files) == 1 and len(sequences) == 1:
@@ -156,7 +178,7 @@ def study_from_nodes(sequence_node, segmentation_node, rv_insertion_node=None, b
     _report(progress, 1.0, "Study ready")
     return PerfusionStudy(frames=frames, frame_times_s=times, ijk_to_ras=ijk_to_ras, blood_pool_mask=blood_pool_mask,
                           myocardium_mask=myocardium_mask, rv_insertion_ras=points, rv_insertion_labels=labels,
-                          source=source)
+                          source=source, header=header)
 
 
 def external_aif_from_table(table_node):
