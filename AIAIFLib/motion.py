@@ -54,6 +54,12 @@ MOTION_CORRECTION_MODES = ("auto", "on", "off")
 #: registration (project choice: a baseline and the blood's contrast first, then the myocardium's and the
 #: slower tissue's; more than about five would begin to model the motion itself).
 LOW_RANK_SCHEDULE = (2, 3, 4, 5)
+#: Steps of the subspace iteration for the leading principal components (project choice: the eigenvalues of
+#: a perfusion series fall off fast, and 40 steps settle the subspace to far below the noise).
+SUBSPACE_ITERATIONS = 40
+#: Largest share of a frame's own term in its low-rank fit that is compensated when it is left out (project
+#: choice: beyond it the other frames barely represent the frame, and rescaling would only amplify noise).
+MAX_LEVERAGE = 0.9
 #: Gaussian smoothing (SD, pixels) of frames and references in each round: coarse to fine (project choice:
 #: the first rounds need a wide capture range, the last the precision of the unsmoothed edges).
 SMOOTHING_SCHEDULE_PX = (2.0, 1.5, 1.0, 0.7)
@@ -128,6 +134,11 @@ class MotionCorrection(object):
         "peak LV enhancement" or "given".
     pixel_mm : numpy.ndarray, shape (2,)
         Pixel size (row, column), mm.
+    frame_times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    baseline_offset_px : numpy.ndarray, shape (n_slices, 2)
+        Per slice, the (row, column) correction the mutual-information step
+        gave the pre-contrast frames (``estimate_slice_motion``), pixels.
     warnings : list of str
         Sentences for the summary.
     seconds : float
@@ -160,6 +171,7 @@ class MotionCorrection(object):
             "displacement_px": (np.round(self.shift_px, 3).tolist() if measured else None),
             "displacement_mm": (np.round(length, 3).tolist() if measured else None),
             "residual": (np.round(self.residual, 3).tolist() if measured else None),
+            "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
             "excluded_frames": [int(f) for f in self.excluded_frames],
             "seconds": round(float(self.seconds), 4),
         }
@@ -222,31 +234,53 @@ class _Region(object):
         return out
 
 
-def _low_rank(images, weight, rank):
-    """Each frame's synthetic reference: its projection on the first ``rank`` principal components of the
-    *other* frames (n, h, w), fitted where the weight is positive.
+def _leading_eigenvectors(gram, rank):
+    """The ``rank`` leading eigenvectors (n, rank) of a symmetric positive semi-definite matrix (n, n).
 
-    Leaving the frame out keeps a frame of unusual contrast, or a frame still
-    misregistered, from shaping its own reference: a frame's own component
-    would reproduce its misregistration, and the registration would stay
-    there.  Through the frames' Gram matrix: the reference of frame t is
-    ``sum_u c[t, u] x_u`` over the other frames u, with
-    ``c = U_r diag(1 / s_r**2) U_r^T g_t`` from the eigenvectors ``U_r`` and
-    eigenvalues ``s_r**2`` of the others' Gram matrix and their products
-    ``g_t`` with frame t.
+    Orthogonal (subspace) iteration with Gram-Schmidt, in plain numpy: the
+    matrices are tiny (frames x frames), and LAPACK's threaded routines
+    spend far longer waiting for their threads on a busy machine than
+    computing.  Starts from the unit vectors of the largest diagonal entries;
+    ``SUBSPACE_ITERATIONS`` steps (the hat matrix needs the subspace, not
+    exact vectors).
+    """
+    n = gram.shape[0]
+    rank = min(rank, n)
+    basis = np.zeros((n, rank))
+    basis[np.argsort(-np.diag(gram), kind="stable")[:rank], np.arange(rank)] = 1.0
+    for _ in range(SUBSPACE_ITERATIONS):
+        basis = np.einsum("ij,jr->ir", gram, basis)
+        for r in range(rank):
+            for q in range(r):
+                basis[:, r] -= np.dot(basis[:, q], basis[:, r]) * basis[:, q]
+            norm = np.sqrt(np.dot(basis[:, r], basis[:, r]))
+            basis[:, r] = basis[:, r] / norm if norm > 0 else 0.0
+    return basis
+
+
+def _low_rank(images, weight, rank):
+    """Each frame's synthetic reference: the series' rank-``rank`` approximation without the frame's own share.
+
+    The rank-``rank`` approximation of the frames (n, h, w), fitted where the
+    weight is positive, is ``H @ X`` with the temporal hat matrix
+    ``H = U_r U_r^T`` (``U_r``: the first eigenvectors of the frames' Gram
+    matrix, so one small eigen-decomposition per call).  A frame's own term
+    ``H[t, t] x_t`` is taken out and the rest rescaled by ``1 / (1 - H[t, t])``
+    (the leave-one-out fit of a linear smoother): a frame of unusual
+    contrast, or one still misregistered, would otherwise shape its own
+    reference, and the registration would stay where it is.  A frame the
+    others cannot represent gets a faint reference, whose low gain stops its
+    registration (``MIN_GAIN``) instead of moving it anywhere.
     """
     inside = weight > 0
     matrix = images[:, inside]
-    gram = matrix @ matrix.T
-    n = matrix.shape[0]
-    combination = np.zeros((n, n))
-    for t in range(n):
-        others = np.r_[0:t, t + 1:n]
-        values, vectors = np.linalg.eigh(gram[np.ix_(others, others)])
-        top, scale = vectors[:, ::-1][:, :rank], values[::-1][:rank]
-        combination[t, others] = top @ ((top.T @ gram[others, t]) / np.maximum(scale, 1e-12 * values.max()))
+    # einsum's own loops, not BLAS or LAPACK: the same sums on every machine, and no threads to wait for.
+    top = _leading_eigenvectors(np.einsum("ip,jp->ij", matrix, matrix), rank)
+    hat = np.einsum("ir,jr->ij", top, top)
+    own = np.clip(np.diag(hat), 0.0, MAX_LEVERAGE)
+    np.fill_diagonal(hat, 0.0)
     approximation = np.zeros_like(images)
-    approximation[:, inside] = combination @ matrix
+    approximation[:, inside] = np.einsum("ij,jp->ip", hat / (1.0 - own)[:, None], matrix)
     return approximation
 
 
@@ -540,10 +574,12 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     roi_frame = int(roi_frame)
     pixel_mm = np.asarray(pixel_mm, dtype=float)
     started = time.perf_counter()
-    record = dict(mode=mode, roi_frame=roi_frame, roi_frame_rule=roi_frame_rule, pixel_mm=pixel_mm, warnings=[])
+    record = dict(mode=mode, roi_frame=roi_frame, roi_frame_rule=roi_frame_rule, pixel_mm=pixel_mm, warnings=[],
+                  frame_times_s=np.asarray(frame_times_s, dtype=float))
     if mode == "off":
         return MotionCorrection(frames=frames, shift_px=np.full((n_frames, n_slices, 2), np.nan),
                                 residual=np.full((n_frames, n_slices), np.nan), excluded_frames=[], applied=False,
+                                baseline_offset_px=np.full((n_slices, 2), np.nan),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -580,4 +616,5 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
     registered = resample_frames(frames, shift) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
+                            baseline_offset_px=baseline_offset,
                             applied=applied, seconds=time.perf_counter() - started, **record)
