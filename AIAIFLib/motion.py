@@ -73,6 +73,8 @@ MAX_STEP_PX = (1.0, 0.5, 0.25, 0.25)
 #: 1-2 pixels from one heartbeat to the next at most).
 JUMP_PX = 3.0
 NEIGHBOUR_FRAMES = 2
+#: Such a frame is taken as not registered when its residual also exceeds the median's this many times.
+JUMP_RESIDUAL_RATIO = 1.5
 #: Smallest gain of a frame's reference (frame ~ gain * reference + offset) for which a Gauss-Newton step is
 #: taken (project choice: a frame that does not look like its reference gives no direction to move in).
 MIN_GAIN = 0.2
@@ -90,7 +92,7 @@ MAX_DISPLACEMENT_MM = 20.0
 #: robust SDs (1.4826 MAD), and is at least ``OUTLIER_MIN_RATIO`` times the median, is taken as not registered
 #: (project choice: measured residuals of registered frames stay within a few SDs; see the benchmark).
 OUTLIER_RESIDUAL_SD = 8.0
-OUTLIER_MIN_RATIO = 2.0
+OUTLIER_MIN_RATIO = 3.0
 #: Contrast arrival near the heart: pixels within this distance of the ROIs, mm (project choice: reaches the
 #: RV), and the brightest fraction of them whose mean curve is followed.
 ARRIVAL_REGION_MM = 30.0
@@ -105,6 +107,11 @@ MUTUAL_INFORMATION_BINS = 32
 #: the contrast's arrival; free breathing moves a third or more of the frames by more than a pixel).
 AUTO_THRESHOLD_PX = 1.0
 AUTO_MIN_FRAMES = 3
+#: Displacements shorter than this, pixels, are measured and reported but not applied (project choice: the
+#: registration's estimates of frames that did not move reach about half a pixel, see the benchmark; a
+#: sub-pixel resampling at the blood pool's edge moves enough blood signal into the myocardium's edge
+#: pixels to change their MBF by several per cent).
+MIN_APPLIED_SHIFT_PX = 0.75
 
 
 class MotionCorrection(object):
@@ -521,12 +528,23 @@ def resample_frames(frames, shift_px):
 
 
 def _unregistered(shift_px, residual, pixel_mm, roi_frame):
-    """Frames (any slice) that could not be registered: too far, or a residual far above the others."""
+    """Frames (any slice) that could not be registered.
+
+    A frame is not registered when it lies further than
+    ``MAX_DISPLACEMENT_MM`` from the ROI frame; when its residual exceeds the
+    series' median by ``OUTLIER_RESIDUAL_SD`` robust SDs and
+    ``OUTLIER_MIN_RATIO`` times; or when it lies more than ``JUMP_PX`` from
+    its neighbours' median with a residual above ``JUMP_RESIDUAL_RATIO``
+    times the median (a false minimum).
+    """
     length_mm = np.linalg.norm(shift_px * pixel_mm, axis=-1)
     bad = length_mm > MAX_DISPLACEMENT_MM
     median = np.median(residual, axis=0)
     spread = 1.4826 * np.median(np.abs(residual - median), axis=0)
     bad |= (residual > median + OUTLIER_RESIDUAL_SD * spread) & (residual > OUTLIER_MIN_RATIO * median)
+    for k in range(shift_px.shape[1]):
+        jump = np.linalg.norm(shift_px[:, k] - _neighbour_median(shift_px[:, k]), axis=-1)
+        bad[:, k] |= (jump > JUMP_PX) & (residual[:, k] > JUMP_RESIDUAL_RATIO * median[k])
     bad[roi_frame] = False
     return [int(f) for f in np.flatnonzero(bad.any(axis=1))]
 
@@ -614,7 +632,10 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
             "s" if (~measured).sum() > 1 else "", ", ".join(str(k) for k in np.flatnonzero(~measured)),
             "have" if (~measured).sum() > 1 else "has", "they were" if (~measured).sum() > 1 else "it was"))
     _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
-    registered = resample_frames(frames, shift) if applied else frames
+    # Displacements within the registration's precision are not applied: resampling a frame that did not move
+    # only blurs it, and misplaces its edges by the estimate's error.
+    applied_shift = np.where(np.linalg.norm(shift, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift)
+    registered = resample_frames(frames, applied_shift) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset,
                             applied=applied, seconds=time.perf_counter() - started, **record)
