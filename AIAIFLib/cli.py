@@ -20,6 +20,8 @@ import numpy as np
 from . import constants as K
 from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
+from .motion import MOTION_CORRECTION_MODES
+from .phantom_motion import MOTION_KINDS
 from .pipeline import TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
@@ -276,6 +278,14 @@ def _add_quantify_parser(commands):
                               K.LV_BLOOD_POOL_SEGMENT_NAME))
     quantify.add_argument("--myocardium-segment", default=K.MYOCARDIUM_SEGMENT_NAME, metavar="NAME",
                           help="name of the myocardium segment (default {!r})".format(K.MYOCARDIUM_SEGMENT_NAME))
+    quantify.add_argument("--motion-correction", choices=MOTION_CORRECTION_MODES, default=MOTION_CORRECTION_MODES[0],
+                          help="register every frame, in plane, to the frame the ROIs were drawn on: 'auto' "
+                               "(default: measure the motion and correct it when frames moved), 'on' or 'off'; "
+                               "writes registered.seq.nrrd when frames were moved, and the displacement of every "
+                               "frame to summary.json and report.png")
+    quantify.add_argument("--roi-frame", type=_non_negative_int, metavar="N",
+                          help="index (from 0) of the frame the ROIs were drawn on (default: the frame of peak LV "
+                               "enhancement)")
     quantify.add_argument("--weights", metavar="PATH.npz", help="network weights (default: the shipped model)")
     quantify.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -301,6 +311,11 @@ def build_parser():
                          help="heartbeats / frames, {} to {} (default 60)".format(MIN_AIF_FRAMES, PHANTOM_MAX_FRAMES))
     phantom.add_argument("--tissue-model", choices=sorted(TISSUE_MODELS), default=DEFAULT_TISSUE_MODEL,
                          help="myocardial tissue model (default {})".format(DEFAULT_TISSUE_MODEL))
+    phantom.add_argument("--motion", nargs="?", choices=MOTION_KINDS, const=MOTION_KINDS[1], default=MOTION_KINDS[0],
+                         help="respiratory motion: free breathing before and after a breath-held first pass, "
+                              "'in-plane' (the default of a bare --motion) or 'through-plane' (in-plane plus a change "
+                              "of the section); the truth stays at the breath-held position and the displacement of "
+                              "every frame is in ground_truth.npz (default none)")
 
     demo = commands.add_parser("demo", help="the main job on the built-in phantom",
                                description="Write the built-in phantom and a figure of saturated versus "
@@ -371,10 +386,11 @@ def _run_phantom(args, out):
         from .simulation import simulate_phantom, write_phantom
 
     phantom = simulate_phantom(seed=args.seed, field_strength_t=args.field_strength, ischemic=args.ischemic,
-                               n_frames=args.frames, tissue_model=args.tissue_model)
+                               n_frames=args.frames, tissue_model=args.tissue_model, motion=args.motion)
     write_phantom(phantom, out)
-    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}) to {}.".format(
-        args.field_strength, args.seed, args.ischemic, os.path.abspath(args.output_dir))
+    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}{}) to {}.".format(
+        args.field_strength, args.seed, args.ischemic,
+        "" if args.motion == "none" else ", {} respiratory motion".format(args.motion), os.path.abspath(args.output_dir))
 
 
 #: AIFs the demo quantifies the phantom with: (pipeline AIF mode, output folder, column title).
@@ -524,7 +540,8 @@ def quantification_parameters(args):
         threshold_ml_min_g=args.threshold, weights_path=args.weights, saturation_time_s=args.saturation_time_s,
         repetition_time_s=args.repetition_time_s, flip_angle_deg=args.flip_angle_deg,
         readout_ordering=args.readout_ordering, pulses_to_centre=args.pulses_to_centre,
-        saturation_efficiency=args.saturation_efficiency)
+        saturation_efficiency=args.saturation_efficiency, motion_correction=args.motion_correction,
+        roi_frame=args.roi_frame)
 
 
 def _run_quantify(args, out):
