@@ -20,9 +20,8 @@ import numpy as np
 from . import constants as K
 from .aif import MIN_AIF_FRAMES
 from .errors import AIAIFInputError
-from .motion import MOTION_CORRECTION_MODES
 from .phantom_motion import MOTION_KINDS
-from .pipeline import TISSUE_CONVERSIONS
+from .pipeline import MOTION_CORRECTIONS, TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
@@ -278,7 +277,7 @@ def _add_quantify_parser(commands):
                               K.LV_BLOOD_POOL_SEGMENT_NAME))
     quantify.add_argument("--myocardium-segment", default=K.MYOCARDIUM_SEGMENT_NAME, metavar="NAME",
                           help="name of the myocardium segment (default {!r})".format(K.MYOCARDIUM_SEGMENT_NAME))
-    quantify.add_argument("--motion-correction", choices=MOTION_CORRECTION_MODES, default=MOTION_CORRECTION_MODES[0],
+    quantify.add_argument("--motion-correction", choices=MOTION_CORRECTIONS, default=MOTION_CORRECTIONS[0],
                           help="register every frame, in plane, to the frame the ROIs were drawn on: 'auto' "
                                "(default: measure the motion and correct it when frames moved), 'on' or 'off'; "
                                "writes registered.seq.nrrd when frames were moved, and the displacement of every "

@@ -46,9 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import AIAIFInputError
-
-#: Motion-correction modes: measure and correct when there is motion (default), always, never.
-MOTION_CORRECTION_MODES = ("auto", "on", "off")
+from .pipeline import MOTION_CORRECTIONS as MOTION_CORRECTION_MODES
 
 #: Number of principal components of the synthetic references in each round of the progressive
 #: registration (project choice: a baseline and the blood's contrast first, then the myocardium's and the

@@ -71,6 +71,10 @@ AIF_MODE_LABELS = {"ai": "AI-corrected", "saturated": "saturated (uncorrected)",
 #: the sequence-model inversion (default) and the paper's linear conversion.
 TISSUE_CONVERSIONS = ("model", "linear")
 
+#: Motion correction of the frames (see ``motion``): measure the motion and register the frames when they
+#: moved (default), always register them, never.
+MOTION_CORRECTIONS = ("auto", "on", "off")
+
 #: Share of myocardial pixels whose fit failed above which the summary warns.
 FAILED_FIT_WARNING_FRACTION = 0.05
 #: Share of a segment's pixels whose flow sits at a fit bound above which the
@@ -133,7 +137,7 @@ class QuantificationParameters:
     weights_path : str, optional
         Network weights (``aif_mode="ai"``); the shipped weights by default.
     motion_correction : str
-        One of ``motion.MOTION_CORRECTION_MODES``: ``"auto"`` (default:
+        One of ``MOTION_CORRECTIONS``: ``"auto"`` (default:
         measure the motion, register the frames when they move), ``"on"``,
         ``"off"``.
     roi_frame : int, optional
@@ -288,11 +292,9 @@ def validate_parameters(parameters):
                                               or parameters.external_aif_signal is None):
         raise AIAIFInputError("The external AIF mode needs the AIF's times and signal; give an AIF file or "
                               "table, or choose the AI or saturated AIF.")
-    from .motion import MOTION_CORRECTION_MODES
-
-    if parameters.motion_correction not in MOTION_CORRECTION_MODES:
+    if parameters.motion_correction not in MOTION_CORRECTIONS:
         raise AIAIFInputError("Unknown motion correction {!r}; use one of {}.".format(
-            parameters.motion_correction, ", ".join(MOTION_CORRECTION_MODES)))
+            parameters.motion_correction, ", ".join(MOTION_CORRECTIONS)))
     if parameters.roi_frame is not None and (isinstance(parameters.roi_frame, bool)
                                              or int(parameters.roi_frame) != parameters.roi_frame
                                              or parameters.roi_frame < 0):
