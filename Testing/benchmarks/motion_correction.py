@@ -27,8 +27,9 @@ by side per kind of motion:
 
 With ``--heldout N`` (when ``Testing/heldout`` is importable) the same is
 measured on the held-out forward model's studies with its own motion
-(``heldout.phantom(..., motion=True)``: whole-field k-space translation of
-the heart's surroundings, another breathing pattern).
+(``heldout.phantom(..., motion=True)``: a k-space phase ramp moving the
+heart and its surroundings inside a still chest wall, sinusoidal breathing
+of 3-10 mm, abrupt breath-hold edges; see ``heldout.phantoms.MOTION``).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -119,8 +120,8 @@ def _heldout_cases(heldout, n_studies, seed):
         options = dict(field_strength_t=3.0 if index % 2 == 0 else 1.5, ischemic=ISCHAEMIC[index % 4])
         still = heldout.phantom(seed + index, **options)
         moving = heldout.phantom(seed + index, motion=True, **options)
-        yield (dict(options, seed=seed + index), heldout.pipeline_study(still), still.truth["aif_reference_signal"],
-               {"held-out motion": (heldout.pipeline_study(moving), moving.truth["motion_shift_px"])})
+        yield (dict(options, seed=seed + index), still.perfusion_study(), still.truth["aif_reference_signal"],
+               {"held-out motion": (moving.perfusion_study(), moving.truth["motion_shift_px"])})
 
 
 def run(title, cases):
