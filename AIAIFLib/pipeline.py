@@ -656,8 +656,9 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
              territories, mbf, timings, acquisition, external, calibration, anchor, aif_warnings=()):
     """The JSON-ready account of one quantification (``summary.json``).
 
-    ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
-    of ``network.training_range_warnings``) first, then those of the
+    ``warnings`` holds ``aif_warnings`` (``quantify_study`` passes the
+    motion step's warnings, then the AI-AIF training-range warnings of
+    ``network.training_range_warnings``) first, then those of the
     blood-pool calibration, its anchor check and of the fit, then those of
     the orientation of the segments (``rules_used``).
     ``parameters.acquisition`` gives every physical parameter with its source
