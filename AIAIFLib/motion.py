@@ -124,6 +124,11 @@ ARRIVAL_BRIGHT_FRACTION = 0.02
 #: bins of that metric (project choice: few tissue classes in a short-axis slice).
 MIN_BASELINE_FRAMES = 2
 MUTUAL_INFORMATION_BINS = 32
+#: Fewest pre-contrast frames left in the fits: frames before the contrast that could not be registered are
+#: kept (with a warning) rather than leave fewer (project choice: a baseline of fewer frames is noisier than a
+#: slightly misregistered one).
+MIN_BASELINE_KEPT = 3
+MUTUAL_INFORMATION_ITERATIONS = 200
 #: In ``auto`` mode the frames are resampled only when, in some slice, at least ``AUTO_MIN_FRAMES`` of the
 #: frames the registration could follow moved more than ``AUTO_THRESHOLD_PX`` (project choice, measured with
 #: the benchmark: on still phantoms the estimates stay below about 1.1 pixels (the late frames, far from the
@@ -203,7 +208,6 @@ class MotionCorrection(object):
             "residual": (np.round(self.residual, 3).tolist() if measured else None),
             "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
             "excluded_frames": [int(f) for f in self.excluded_frames],
-            "seconds": round(float(self.seconds), 4),
         }
 
 
@@ -380,30 +384,43 @@ def _gauss_newton(region, stack, references, shift, max_step):
     return shift, np.sqrt((residual ** 2 * w).sum(axis=1) / w.sum())
 
 
-def _mutual_information_offset(fixed, moving, mask):
-    """Translation (row, column), pixels, with moving(x + offset) ~ fixed(x) by Mattes mutual information.
+def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0):
+    """Translation (row, column), pixels, with moving(u + offset) ~ fixed(u) by Mattes mutual information.
 
-    SimpleITK's registration on two images of different contrast, inside
-    ``mask``; every pixel is used (no random sampling) and one thread, so the
-    result is reproducible.  Returns the offset and whether the optimiser
-    converged.
+    ``fixed`` (with ``mask``) covers the pixels ``fixed_corner`` onwards of
+    ``moving``'s grid, so that the moving image reaches beyond the fixed one
+    whatever the offset.  SimpleITK's registration on two images of
+    different contrast, from each of ``starts`` (row, column offsets); the start whose
+    optimum has the best metric wins, as the metric has local optima between
+    images of different contrast.  Every pixel is used (no random sampling)
+    and one thread, so the result is reproducible.  Returns the offset and
+    whether the optimiser converged.
     """
     import SimpleITK as sitk
 
     fixed_image = sitk.GetImageFromArray(np.ascontiguousarray(fixed, dtype=np.float32))
+    fixed_image.SetOrigin((float(fixed_corner), float(fixed_corner)))
     moving_image = sitk.GetImageFromArray(np.ascontiguousarray(moving, dtype=np.float32))
-    method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(1)
-    method.SetMetricAsMattesMutualInformation(MUTUAL_INFORMATION_BINS)
-    method.SetMetricSamplingStrategy(method.NONE)
-    method.SetMetricFixedMask(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8)))
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=0.5, minStep=1e-4, numberOfIterations=200)
-    method.SetInitialTransform(sitk.TranslationTransform(2), inPlace=False)
-    transform = method.Execute(fixed_image, moving_image)
-    column, row = transform.GetParameters()
-    converged = method.GetOptimizerIteration() < 200
-    return np.array([row, column]), converged
+    best = None
+    for start in starts:
+        method = sitk.ImageRegistrationMethod()
+        method.SetNumberOfThreads(1)
+        method.SetMetricAsMattesMutualInformation(MUTUAL_INFORMATION_BINS)
+        method.SetMetricSamplingStrategy(method.NONE)
+        mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+        mask_image.CopyInformation(fixed_image)
+        method.SetMetricFixedMask(mask_image)
+        method.SetInterpolator(sitk.sitkLinear)
+        method.SetOptimizerAsRegularStepGradientDescent(learningRate=0.5, minStep=1e-4,
+                                                        numberOfIterations=MUTUAL_INFORMATION_ITERATIONS)
+        method.SetInitialTransform(sitk.TranslationTransform(2, (float(start[1]), float(start[0]))), inPlace=False)
+        transform = method.Execute(fixed_image, moving_image)
+        value = method.GetMetricValue()  # negative mutual information: lower is better
+        column, row = transform.GetParameters()
+        converged = method.GetOptimizerIteration() < MUTUAL_INFORMATION_ITERATIONS
+        if converged and (best is None or value < best[0]):
+            best = (value, np.array([row, column]))
+    return (np.zeros(2), False) if best is None else (best[1], True)
 
 
 def _neighbour_median(shift):
@@ -482,15 +499,21 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
     baseline_offset = np.zeros(2)
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
         # The frames before the contrast, and the first one or two with a trace of it, share the references'
-        # pre-contrast components, and with them that group's own position.
+        # pre-contrast components, and with them that group's own position.  Their mean, each frame moved only
+        # by its difference from the group's mean shift, is registered to the mean around the ROI frame.
         pre_contrast = slice(0, first_enhanced)
         around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
-        aligned = region.sample(region.frames, shift)
-        offset, converged = _mutual_information_offset(aligned[around_roi].mean(axis=0),
-                                                       aligned[pre_contrast].mean(axis=0), region.weight > 0.5)
-        if converged and np.linalg.norm(offset * pixel_mm) <= SEARCH_RADIUS_MM:
-            baseline_offset = offset
-            shift[:min(first_enhanced + 2, roi_frame)] += offset
+        group = shift[pre_contrast].mean(axis=0)
+        moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
+                          for t in range(first_enhanced)], axis=0)
+        fixed = region.sample(region.frames[around_roi], shift[around_roi]).mean(axis=0)
+        # Two starts: where the low-rank references put the group, and where it would be had it, on average,
+        # not moved from the ROI frame (low-rank references can carry the whole group off by pixels).
+        offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5,
+                                                       starts=(group, shift[roi_frame]), fixed_corner=region.margin)
+        if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
+            baseline_offset = offset - group
+            shift[:min(first_enhanced + 2, roi_frame)] += baseline_offset
     return shift, residual, baseline_offset
 
 
@@ -645,6 +668,15 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     applied = mode == "on" or bool(np.any(moved.sum(axis=0) >= AUTO_MIN_FRAMES))
     excluded = unregistered if applied else []
     warnings = record["warnings"]
+    baseline_left = [f for f in range(first_enhanced) if f not in excluded]
+    kept_baseline = [f for f in excluded if f < first_enhanced] if len(baseline_left) < MIN_BASELINE_KEPT else []
+    if kept_baseline:
+        # The pre-contrast frames set every pixel's baseline: without enough of them no curve can be converted.
+        excluded = [f for f in excluded if f not in kept_baseline]
+        warnings.append("Frame{} {} before the contrast could not be registered but {} kept, as the baseline needs "
+                        "{} pre-contrast frames; the baseline of pixels near edges may be biased.".format(
+                            "s" if len(kept_baseline) > 1 else "", ", ".join(str(f) for f in kept_baseline),
+                            "are" if len(kept_baseline) > 1 else "is", MIN_BASELINE_KEPT))
     if excluded:
         warnings.append("{} frame{} could not be registered to the ROI frame and {} left out of the fits (frame{} "
                         "{}); check the series for through-plane motion or artefacts.".format(
