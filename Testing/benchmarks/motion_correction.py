@@ -146,9 +146,9 @@ def run(title, cases):
                 kind, 100 * row["auto_relative"][np.nanargmax(np.abs(row["auto_relative"]))],
                 100 * row["off_relative"][np.nanargmax(np.abs(row["off_relative"]))], row["excluded"])
         print(line)
-    print("  {:<16}{:>24}{:>24}{:>16}{:>16}{:>22}{:>18}{:>10}".format(
-        "kind", "segments within +-5 %", "median / max |dMBF| %", "AIF NMSE %", "uncorr. NMSE %",
-        "residual px med / p95", "error px med/p95", "excluded"))
+    print("  {:<28}{:>24}{:>24}{:>24}{:>24}{:>20}{:>10}".format(
+        "kind", "segments within +-5 %", "median / max |dMBF| %", "AIF NMSE % (max)",
+        "residual px med / p95", "error px med / p95", "excluded"))
     for kind, kind_rows in rows.items():
         for mode in ("auto", "off"):
             relative = np.concatenate([row[mode + "_relative"] for row in kind_rows])
@@ -159,17 +159,16 @@ def run(title, cases):
                 error = np.concatenate([row["error_px"] for row in kind_rows])
                 excluded = "{}/{}".format(sum(row["excluded"] for row in kind_rows),
                                           sum(row["n_frames"] for row in kind_rows))
-                tail = "{:>22}{:>18}{:>10}".format(
+                tail = "{:>24}{:>20}{:>10}".format(
                     "{:.2f} / {:.2f}".format(np.median(residual), np.percentile(residual, 95)),
                     "{:.2f} / {:.2f}".format(np.median(error), np.percentile(error, 95)), excluded)
             else:
-                tail = "{:>22}{:>18}{:>10}".format("(not registered)", "", "")
-            print("  {:<16}{:>24}{:>24}{:>16}{:>16}".format(
+                tail = "{:>24}".format("(not registered)")
+            print("  {:<28}{:>24}{:>24}{:>24}".format(
                 kind + (" corrected" if mode == "auto" else " uncorrected"),
                 "{:.0f} %".format(100 * np.mean(np.abs(relative) <= 0.05)),
                 "{:.1f} / {:.1f}".format(100 * np.median(np.abs(relative)), 100 * np.max(np.abs(relative))),
-                "{:.3f} (max {:.3f})".format(100 * np.median(nmse), 100 * np.max(nmse)),
-                "") + tail)
+                "{:.3f} ({:.3f})".format(100 * np.median(nmse), 100 * np.max(nmse))) + tail)
     motion_s, fit_s = np.array(times).T
     print("  still phantoms, auto vs off: largest segment change {:.2f} % (median {:.2f} %)".format(
         100 * max(still_change), 100 * np.median(still_change)))
