@@ -511,6 +511,7 @@ def test_motion_correction_publishes_the_registered_frames_and_reruns_update_the
     assert parameters.motionCorrection == "auto" and parameters.roiFrameIndex == -1
     parameters.perfusionSequence, parameters.segmentation, parameters.rvInsertionPoints = sequence, segmentation, points
     parameters.aifMode = AIAIF.AifMode.SATURATED
+    parameters.motionCorrection = "on"
     first = logic.processParameterNode(parameters)
     registered = first.registeredSequenceNode
     assert registered is not None and parameters.registeredSequence is registered
