@@ -77,7 +77,7 @@ if PACKAGE_ROOT not in sys.path:  # a source checkout: Slicer only put the modul
     sys.path.insert(0, PACKAGE_ROOT)
 
 from AIAIFLib import constants as AIAIFConstants  # noqa: E402  (light: no numpy work at Slicer start-up)
-from AIAIFLib.pipeline import TISSUE_CONVERSIONS  # noqa: E402  (numpy only, which Slicer has loaded)
+from AIAIFLib.pipeline import MOTION_CORRECTIONS, TISSUE_CONVERSIONS  # noqa: E402  (numpy only, loaded already)
 
 
 def _markupsFiducialNodeClass():
@@ -308,8 +308,10 @@ class AIAIFParameterNode:
     threshold - ischaemia threshold, mL/min/g.
     frameInterval - time between frames, s, for series indexed by frame number; 0: from the series.
     computeFitQuality - also make the fit-quality (NRMSE) volume.
-    mbfVolume, segmentsTable, aifChart, bullseyeVolume, fitQualityVolume - outputs: created on the first run
-    (None: "create new on Apply") and updated after.
+    motionCorrection - "auto" (register the frames to the ROI frame when they moved, default), "on" or "off".
+    roiFrameIndex - the frame the ROIs were drawn on; -1: the frame of peak LV enhancement (shown for drawing).
+    mbfVolume, segmentsTable, aifChart, bullseyeVolume, fitQualityVolume, registeredSequence - outputs: created on
+    the first run (None: "create new on Apply") and updated after; the registered sequence only when frames moved.
     """
 
     perfusionSequence: vtkMRMLSequenceNode
@@ -326,11 +328,14 @@ class AIAIFParameterNode:
     threshold: Annotated[float, WithinRange(0.1, 10.0)] = AIAIFConstants.ISCHAEMIA_THRESHOLD_ML_MIN_G
     frameInterval: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     computeFitQuality: bool = False
+    motionCorrection: Annotated[str, Choice(list(MOTION_CORRECTIONS))] = MOTION_CORRECTIONS[0]
+    roiFrameIndex: Annotated[int, WithinRange(-1, 10000)] = -1
     mbfVolume: vtkMRMLScalarVolumeNode
     segmentsTable: vtkMRMLTableNode
     aifChart: vtkMRMLPlotChartNode
     bullseyeVolume: vtkMRMLScalarVolumeNode
     fitQualityVolume: vtkMRMLScalarVolumeNode
+    registeredSequence: vtkMRMLSequenceNode
 
 
 #: Parameters the panel binds by hand: the wrapper has no connector for segment selectors.
@@ -623,6 +628,9 @@ class AIAIFResult:
         AHA bullseye of the segment MBF, mL/min/g (a single-slice image).
     fitQualityVolumeNode : vtkMRMLScalarVolumeNode or None
         Fit NRMSE per pixel (when asked for).
+    registeredSequenceNode : vtkMRMLSequenceNode or None
+        The frames registered to the ROI frame, when the motion correction
+        moved frames (``summary["motion"]`` has the displacement of each).
     summary : dict
         The content of the command line's ``summary.json``.
     quantification : AIAIFLib.pipeline.QuantificationResult
@@ -636,6 +644,7 @@ class AIAIFResult:
         self.aifTableNode = nodes.aif_table
         self.bullseyeVolumeNode = nodes.bullseye_volume
         self.fitQualityVolumeNode = nodes.fit_quality_volume
+        self.registeredSequenceNode = nodes.registered_sequence
         self.summary = summary
         self.quantification = nodes.result
 
@@ -676,7 +685,8 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
                 tissueConversion=TISSUE_CONVERSIONS[0], sliceLevels=None, septumDirection=None, weightsPath=None,
                 mbfVolumeNode=None, segmentsTableNode=None, aifChartNode=None, bullseyeVolumeNode=None,
                 fitQualityVolumeNode=None, computeFitQuality=False, saturationTime=None, repetitionTime=None,
-                flipAngle=None, readoutOrdering=None, pulsesToCentre=None, saturationEfficiency=None):
+                flipAngle=None, readoutOrdering=None, pulsesToCentre=None, saturationEfficiency=None,
+                motionCorrection=MOTION_CORRECTIONS[0], roiFrameIndex=None, registeredSequenceNode=None):
         """Quantify pixelwise stress MBF and put the results into the scene.
 
         Parameters
@@ -738,6 +748,16 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             Readout pulse that samples the k-space centre, when known.
         saturationEfficiency : float, optional
             Fraction of Mz the saturation pulse destroys, when known.
+        motionCorrection : str
+            ``"auto"`` (default: measure the motion and register every frame,
+            in plane, to the ROI frame when frames moved), ``"on"`` or
+            ``"off"``.  Frames that cannot be registered are left out of the
+            fits, with a warning.
+        roiFrameIndex : int, optional
+            The frame the ROIs were drawn on (from 0); None or -1: the frame
+            of peak LV enhancement, the one ``prepareRoiDrawing`` shows.
+        registeredSequenceNode : vtkMRMLSequenceNode, optional
+            Output node for the registered frames.
 
         Returns
         -------
@@ -764,9 +784,12 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             slice_levels=tuple(sliceLevels) if sliceLevels is not None else None,
             septum_direction=septumDirection, weights_path=weightsPath, saturation_time_s=saturationTime,
             repetition_time_s=repetitionTime, flip_angle_deg=flipAngle, readout_ordering=readoutOrdering,
-            pulses_to_centre=pulsesToCentre, saturation_efficiency=saturationEfficiency)
+            pulses_to_centre=pulsesToCentre, saturation_efficiency=saturationEfficiency,
+            motion_correction=motionCorrection,
+            roi_frame=None if roiFrameIndex is None or roiFrameIndex < 0 else int(roiFrameIndex))
         outputs = {"mbf": mbfVolumeNode, "segments": segmentsTableNode, "aif_chart": aifChartNode,
-                   "bullseye": bullseyeVolumeNode, "fit_quality": fitQualityVolumeNode}
+                   "bullseye": bullseyeVolumeNode, "fit_quality": fitQualityVolumeNode,
+                   "registered": registeredSequenceNode}
         self._cancelRequested = False
         nodes = mrml.quantify_nodes(
             slicer.mrmlScene, perfusionSequenceNode, segmentationNode, rvInsertionNode, parameters,
@@ -800,13 +823,16 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             t1Blood=p.t1Blood or None, r1=p.r1 or None, threshold=p.threshold, frameInterval=p.frameInterval or None,
             tissueConversion=p.tissueConversion, mbfVolumeNode=p.mbfVolume, segmentsTableNode=p.segmentsTable,
             aifChartNode=p.aifChart, bullseyeVolumeNode=p.bullseyeVolume, fitQualityVolumeNode=p.fitQualityVolume,
-            computeFitQuality=p.computeFitQuality)
+            computeFitQuality=p.computeFitQuality, motionCorrection=p.motionCorrection, roiFrameIndex=p.roiFrameIndex,
+            registeredSequenceNode=p.registeredSequence)
         p.mbfVolume = result.mbfVolumeNode
         p.segmentsTable = result.segmentsTableNode
         p.aifChart = result.aifChartNode
         p.bullseyeVolume = result.bullseyeVolumeNode
         if result.fitQualityVolumeNode is not None:
             p.fitQualityVolume = result.fitQualityVolumeNode
+        if result.registeredSequenceNode is not None:
+            p.registeredSequence = result.registeredSequenceNode
         return result
 
     def requestCancel(self):

@@ -21,7 +21,8 @@ from . import constants as K
 from .aif import MIN_AIF_FRAMES
 from .dicom_io.phantom import DEFAULT_PROTON_DENSITY_FRAMES, DICOM_LAYOUTS
 from .errors import AIAIFInputError
-from .pipeline import TISSUE_CONVERSIONS
+from .phantom_motion import MOTION_KINDS
+from .pipeline import MOTION_CORRECTIONS, TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
 from .training import TRAINING_DEFAULTS
@@ -293,6 +294,14 @@ def _add_quantify_arguments(quantify):
                               K.LV_BLOOD_POOL_SEGMENT_NAME))
     quantify.add_argument("--myocardium-segment", default=K.MYOCARDIUM_SEGMENT_NAME, metavar="NAME",
                           help="name of the myocardium segment (default {!r})".format(K.MYOCARDIUM_SEGMENT_NAME))
+    quantify.add_argument("--motion-correction", choices=MOTION_CORRECTIONS, default=MOTION_CORRECTIONS[0],
+                          help="register every frame, in plane, to the frame the ROIs were drawn on: 'auto' "
+                               "(default: measure the motion and correct it when frames moved), 'on' or 'off'; "
+                               "writes registered.seq.nrrd when frames were moved, and the displacement of every "
+                               "frame to summary.json and report.png")
+    quantify.add_argument("--roi-frame", type=_non_negative_int, metavar="N",
+                          help="index (from 0) of the frame the ROIs were drawn on (default: the frame of peak LV "
+                               "enhancement)")
     quantify.add_argument("--weights", metavar="PATH.npz", help="network weights (default: the shipped model)")
     quantify.add_argument("--dicom-output", action="store_true",
                           help="also write the MBF map as a DICOM Parametric Map (mbf.dcm, mL/min/g) referencing "
@@ -357,6 +366,11 @@ def build_parser():
                          metavar="N", help="with --format dicom: proton-density frames before the perfusion frames "
                                            "of each slice (default {}; quantify leaves them out)".format(
                                                DEFAULT_PROTON_DENSITY_FRAMES))
+    phantom.add_argument("--motion", nargs="?", choices=MOTION_KINDS, const=MOTION_KINDS[1], default=MOTION_KINDS[0],
+                         help="respiratory motion: free breathing before and after a breath-held first pass, "
+                              "'in-plane' (the default of a bare --motion) or 'through-plane' (in-plane plus a change "
+                              "of the section); the truth stays at the breath-held position and the displacement of "
+                              "every frame is in ground_truth.npz (default none)")
 
     demo = commands.add_parser("demo", help="the main job on the built-in phantom",
                                description="Write the built-in phantom and a figure of saturated versus "
@@ -446,7 +460,7 @@ def _run_phantom(args, out):
         from .simulation import simulate_phantom, write_phantom
 
     phantom = simulate_phantom(seed=args.seed, field_strength_t=args.field_strength, ischemic=args.ischemic,
-                               n_frames=args.frames, tissue_model=args.tissue_model)
+                               n_frames=args.frames, tissue_model=args.tissue_model, motion=args.motion)
     if args.format == "dicom":
         from .dicom_io.phantom import stored_phantom, write_phantom_dicom
 
@@ -456,8 +470,9 @@ def _run_phantom(args, out):
         write_phantom_dicom(phantom, out, layout=args.dicom_layout, proton_density_frames=args.proton_density_frames)
     else:
         write_phantom(phantom, out)
-    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}{}) to {}.".format(
+    return "Wrote a {} T phantom (seed {}, ischaemic territory: {}{}{}) to {}.".format(
         args.field_strength, args.seed, args.ischemic,
+        "" if args.motion == "none" else ", {} respiratory motion".format(args.motion),
         "; DICOM, {} layout".format(args.dicom_layout) if args.format == "dicom" else "",
         os.path.abspath(args.output_dir))
 
@@ -609,7 +624,8 @@ def quantification_parameters(args):
         threshold_ml_min_g=args.threshold, weights_path=args.weights, saturation_time_s=args.saturation_time_s,
         repetition_time_s=args.repetition_time_s, flip_angle_deg=args.flip_angle_deg,
         readout_ordering=args.readout_ordering, pulses_to_centre=args.pulses_to_centre,
-        saturation_efficiency=args.saturation_efficiency)
+        saturation_efficiency=args.saturation_efficiency, motion_correction=args.motion_correction,
+        roi_frame=args.roi_frame)
 
 
 def quantify_into(args, out, progress=None):

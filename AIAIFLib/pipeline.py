@@ -71,6 +71,10 @@ AIF_MODE_LABELS = {"ai": "AI-corrected", "saturated": "saturated (uncorrected)",
 #: the sequence-model inversion (default) and the paper's linear conversion.
 TISSUE_CONVERSIONS = ("model", "linear")
 
+#: Motion correction of the frames (see ``motion``): measure the motion and register the frames when they
+#: moved (default), always register them, never.
+MOTION_CORRECTIONS = ("auto", "on", "off")
+
 #: Share of myocardial pixels whose fit failed above which the summary warns.
 FAILED_FIT_WARNING_FRACTION = 0.05
 #: Share of a segment's pixels whose flow sits at a fit bound above which the
@@ -132,6 +136,14 @@ class QuantificationParameters:
         Ischaemia threshold, mL/min/g.
     weights_path : str, optional
         Network weights (``aif_mode="ai"``); the shipped weights by default.
+    motion_correction : str
+        One of ``MOTION_CORRECTIONS``: ``"auto"`` (default:
+        measure the motion, register the frames when they move), ``"on"``,
+        ``"off"``.
+    roi_frame : int, optional
+        The frame the ROIs were drawn on, the registration's target; None:
+        the frame of peak LV enhancement (``aif.peak_enhancement_frame``),
+        the one the module's panel shows for drawing.
     """
 
     field_strength_t: Optional[float] = None
@@ -153,6 +165,8 @@ class QuantificationParameters:
     septum_direction: Optional[str] = None
     threshold_ml_min_g: float = K.ISCHAEMIA_THRESHOLD_ML_MIN_G
     weights_path: Optional[str] = None
+    motion_correction: str = "auto"
+    roi_frame: Optional[int] = None
 
     def acquisition(self, header=None):
         """The study's ``acquisition.Acquisition``: these options, else ``header``, else the defaults."""
@@ -196,6 +210,10 @@ class QuantificationResult:
         concentration over all myocardial pixels (NaN-safe), mM.
     summary : dict
         JSON-ready account of inputs, parameters, results, quality, timings.
+    motion : motion.MotionCorrection, optional
+        The motion step: the registered frames (all of them, the excluded
+        ones included), the displacement of every frame and slice, the
+        frames left out of the fits.
     """
 
     mbf_ml_min_g: np.ndarray
@@ -209,6 +227,7 @@ class QuantificationResult:
     territories: dict
     aif: dict
     summary: dict
+    motion: Optional[object] = None
 
 
 def _report(progress, fraction, message):
@@ -273,6 +292,14 @@ def validate_parameters(parameters):
                                               or parameters.external_aif_signal is None):
         raise AIAIFInputError("The external AIF mode needs the AIF's times and signal; give an AIF file or "
                               "table, or choose the AI or saturated AIF.")
+    if parameters.motion_correction not in MOTION_CORRECTIONS:
+        raise AIAIFInputError("Unknown motion correction {!r}; use one of {}.".format(
+            parameters.motion_correction, ", ".join(MOTION_CORRECTIONS)))
+    if parameters.roi_frame is not None and (isinstance(parameters.roi_frame, bool)
+                                             or int(parameters.roi_frame) != parameters.roi_frame
+                                             or parameters.roi_frame < 0):
+        raise AIAIFInputError("The ROI frame must be a frame index 0, 1, 2, ..., got {!r}; give the frame the ROIs "
+                              "were drawn on.".format(parameters.roi_frame))
     if not (np.isfinite(parameters.threshold_ml_min_g) and parameters.threshold_ml_min_g > 0):
         raise AIAIFInputError("The ischaemia threshold must be a positive number of mL/min/g, got {!r}.".format(
             parameters.threshold_ml_min_g))
@@ -307,10 +334,89 @@ def _external_aif_mM(parameters, times_s, acquisition):
                                                  "frames_outside_time_range": outside}
 
 
-def quantify_study(study, parameters=None, progress=None):
+class MotionStep(object):
+    """The study registered to its ROI frame, ready for the quantification (``correct_study_motion``).
+
+    Attributes
+    ----------
+    study : PerfusionStudy
+        The frames registered to the ROI frame, without the frames that could
+        not be registered (and their times).
+    correction : motion.MotionCorrection
+        What the motion step measured and did; ``correction.frames`` holds
+        every registered frame.
+    frames_used : numpy.ndarray of int
+        Indices of the input frames in ``study``.
+    """
+
+    def __init__(self, study, correction, frames_used):
+        self.study = study
+        self.correction = correction
+        self.frames_used = frames_used
+
+
+def correct_study_motion(study, parameters=None, progress=None):
+    """The first step of ``quantify_study``: register the frames to the frame the ROIs belong to.
+
+    The ROI frame is ``parameters.roi_frame``, else the frame of peak LV
+    enhancement (``aif.peak_enhancement_frame`` with the blood-pool ROI).
+    Frames that could not be registered are left out of the returned study,
+    unless fewer than ``aif.MIN_AIF_FRAMES`` would remain (then they stay, and
+    a warning says so).  Callers that check the ROIs against the images
+    (``mrml.quantify_nodes``) do so on the registered study, then pass this
+    step to ``quantify_study(..., motion=...)`` so it is not done twice.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+    parameters : QuantificationParameters, optional
+        ``motion_correction`` and ``roi_frame`` are used.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    MotionStep
+    """
+    from . import motion
+    from .aif import MIN_AIF_FRAMES, peak_enhancement_frame
+
+    parameters = parameters or QuantificationParameters()
+    validate_parameters(parameters)
+    study = validate_study(study)
+    n_frames = study.frames.shape[0]
+    if parameters.roi_frame is None:
+        roi_frame, rule = peak_enhancement_frame(study.frames, study.blood_pool_mask), "peak LV enhancement"
+    elif parameters.roi_frame >= n_frames:
+        raise AIAIFInputError("The ROI frame {} is beyond the series' last frame {}; give the index (from 0) of the "
+                              "frame the ROIs were drawn on.".format(parameters.roi_frame, n_frames - 1))
+    else:
+        roi_frame, rule = int(parameters.roi_frame), "given"
+    spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
+    correction = motion.correct_motion(study.frames, study.frame_times_s, study.blood_pool_mask,
+                                       study.myocardium_mask, spacing_mm, roi_frame,
+                                       mode=parameters.motion_correction, roi_frame_rule=rule, progress=progress)
+    used = np.setdiff1d(np.arange(n_frames), correction.excluded_frames)
+    if used.size < MIN_AIF_FRAMES:
+        correction.warnings.append("Only {} frames could be registered, fewer than the {} a fit needs, so the {} "
+                                   "others are kept although they may be misregistered.".format(
+                                       used.size, MIN_AIF_FRAMES, n_frames - used.size))
+        correction.excluded_frames = []
+        used = np.arange(n_frames)
+    registered = PerfusionStudy(
+        frames=correction.frames[used], frame_times_s=study.frame_times_s[used], ijk_to_ras=study.ijk_to_ras,
+        blood_pool_mask=study.blood_pool_mask, myocardium_mask=study.myocardium_mask,
+        rv_insertion_ras=study.rv_insertion_ras, rv_insertion_labels=study.rv_insertion_labels,
+        source=study.source, header=study.header)
+    return MotionStep(registered, correction, used)
+
+
+def quantify_study(study, parameters=None, progress=None, motion=None):
     """Quantify pixelwise stress MBF of one study.
 
-    Steps: AIF from the LV blood pool (mean of its brightest quarter of
+    Steps: motion correction (``correct_study_motion``: every frame
+    registered in plane to the frame the ROIs belong to; frames that could
+    not be registered are left out); AIF from the LV blood pool (mean of its brightest quarter of
     pixels, ``aif.extract_aif_signal``); contrast arrival and the pre-contrast
     frames; the RV in the images (``orientation.find_rv``) and the AHA
     segments (``segments.aha_segment_map``: the RV insertion points are
@@ -328,6 +434,9 @@ def quantify_study(study, parameters=None, progress=None):
         Choices; the paper's defaults when omitted.
     progress : callable, optional
         ``progress(fraction, message)`` with fraction 0-1.
+    motion : MotionStep, optional
+        The motion step already done on this study with these parameters
+        (``correct_study_motion``); done here when omitted.
 
     Returns
     -------
@@ -354,7 +463,11 @@ def quantify_study(study, parameters=None, progress=None):
         clock = now
 
     _report(progress, 0.0, "Checking inputs")
-    study = validate_study(study)
+    if motion is None:
+        motion = correct_study_motion(study, parameters, progress=lambda fraction, message: _report(
+            progress, 0.02 * fraction, message))
+    lap("motion_s")
+    study = motion.study
     times = study.frame_times_s
     acquisition = parameters.acquisition(study.header)
     _report(progress, 0.02, "Extracting the AIF")
@@ -443,11 +556,14 @@ def quantify_study(study, parameters=None, progress=None):
                   "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, near_blood, clipped,
                        segment_table, territories, mbf, timings, acquisition, external, calibration, anchor,
-                       aif_warnings)
+                       list(motion.correction.warnings) + list(aif_warnings))
+    summary["motion"] = dict(motion.correction.summary(), frames_used=[int(f) for f in motion.frames_used])
+    summary["parameters"]["motion_correction"] = parameters.motion_correction
+    summary["parameters"]["roi_frame"] = parameters.roi_frame
     _report(progress, 1.0, "Done")
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
                                 flow_at_bound=flow_at_bound, conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
-                                territories=territories, aif=aif_curves, summary=summary)
+                                territories=territories, aif=aif_curves, summary=summary, motion=motion)
 
 
 def _mean_curve(curves):
@@ -542,8 +658,9 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
              territories, mbf, timings, acquisition, external, calibration, anchor, aif_warnings=()):
     """The JSON-ready account of one quantification (``summary.json``).
 
-    ``warnings`` holds ``aif_warnings`` (the AI-AIF training-range warnings
-    of ``network.training_range_warnings``) first, then those of the
+    ``warnings`` holds ``aif_warnings`` (``quantify_study`` passes the
+    motion step's warnings, then the AI-AIF training-range warnings of
+    ``network.training_range_warnings``) first, then those of the
     blood-pool calibration, its anchor check and of the fit, then those of
     the orientation of the segments (``rules_used``).
     ``parameters.acquisition`` gives every physical parameter with its source
@@ -648,6 +765,7 @@ OUTPUT_FILES = {
     "aif": "aif.csv",
     "summary": "summary.json",
     "report": "report.png",
+    "registered": "registered.seq.nrrd",
 }
 
 
@@ -741,7 +859,17 @@ def write_result_files(result, directory, study_name=None):
         result.territories, threshold_ml_min_g=result.summary["parameters"]["threshold_ml_min_g"],
         title=study_name, subtitle=report_subtitle(result.summary),
         bound_segments=[segment for segment, flag in zip(result.segments["segment"], result.segments["mbf_is_bound"])
-                        if flag])
+                        if flag], motion=_report_motion(result))
+
+
+def _report_motion(result):
+    """The motion panel's data for ``report.plot_quantification_report`` (None when the motion was not measured)."""
+    correction = None if result.motion is None else result.motion.correction
+    if correction is None or not np.all(np.isfinite(correction.shift_px)):
+        return None
+    return {"times_s": correction.frame_times_s, "displacement_mm": correction.displacement_mm(),
+            "excluded_frames": correction.excluded_frames, "roi_frame": correction.roi_frame,
+            "applied": correction.applied}
 
 
 def report_subtitle(summary):

@@ -506,9 +506,30 @@ def _validate_report_inputs(aif_times_s, aif_curves, mbf_map, myocardium_mask, s
     return times, curves, mbf, mask, levels
 
 
+def _plot_displacement(ax, motion, levels):
+    """Each slice's in-plane displacement from the ROI frame against time, excluded frames marked."""
+    times = np.asarray(motion["times_s"], dtype=float)
+    length = np.asarray(motion["displacement_mm"], dtype=float)
+    for k in range(length.shape[1]):
+        ax.plot(times, length[:, k], marker=".", label="{} (slice {})".format(levels[k] if k < len(levels) else "",
+                                                                             k))
+    excluded = [int(f) for f in motion.get("excluded_frames", [])]
+    if excluded:
+        ax.plot(times[excluded], np.nanmax(length[excluded], axis=1), "x", color="black", markersize=9,
+                label="not registered, left out")
+    roi = motion.get("roi_frame")
+    if roi is not None:
+        ax.axvline(times[int(roi)], color="grey", linestyle=":", label="ROI frame")
+    ax.set_xlabel("Time (s)")
+    ax.set_ylabel("Displacement (mm)")
+    ax.set_title("Motion: in-plane displacement from the ROI frame ({})".format(
+        "frames registered" if motion.get("applied") else "frames left as they were"))
+    ax.legend(fontsize="small", ncol=5)
+
+
 def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardium_mask, segment_mbf, slice_levels,
                                territory_results=None, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_MIN_G, title=None,
-                               aif_units="mM", subtitle=None, bound_segments=()):
+                               aif_units="mM", subtitle=None, bound_segments=(), motion=None):
     """One-page summary of a quantified study: AIFs, MBF maps, bullseye and territories.
 
     Panels: the AIF curves against time; the per-territory MBF with ischaemic
@@ -552,6 +573,12 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         Second title line, e.g. the AIF, field strength and conversion used.
     bound_segments : sequence of int, optional
         Segments whose MBF is a fit bound, labelled "bound" in the bullseye.
+    motion : dict, optional
+        The motion step, drawn as a third row: ``times_s`` (n_frames,) the
+        frame times, s; ``displacement_mm`` (n_frames, n_slices) each frame's
+        in-plane displacement from the ROI frame, mm; ``excluded_frames``
+        (frames left out of the fits, marked); ``roi_frame``; ``applied``
+        (whether the frames were registered).
 
     Raises
     ------
@@ -565,9 +592,10 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
     rows = _territory_rows(territory_results, values, threshold_ml_min_g)
     n_slices = mbf.shape[0]
     n_columns = max(n_slices, 3)
-    figure = Figure(figsize=(3.6 * n_columns, 7.6), layout="constrained")
+    figure = Figure(figsize=(3.6 * n_columns, 7.6 if motion is None else 10.2), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2, n_columns)
+    grid = figure.add_gridspec(2 if motion is None else 3, n_columns,
+                               height_ratios=None if motion is None else (1.0, 1.0, 0.7))
     aif_axes = figure.add_subplot(grid[0, :n_columns - 2])
     bullseye_axes = figure.add_subplot(grid[0, n_columns - 2])
     text_axes = figure.add_subplot(grid[0, n_columns - 1])
@@ -610,6 +638,8 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         ax.set_xticks([])
         ax.set_yticks([])
     figure.colorbar(image, ax=map_axes, shrink=0.9, extend="max", label="Stress MBF (mL/min/g)")
+    if motion is not None:
+        _plot_displacement(figure.add_subplot(grid[2, :]), motion, levels)
 
     ischaemic_names = [name for name, _, low in rows if low]
     heading = "{} -- ischaemic territories: {}".format(title or "Stress perfusion quantification",

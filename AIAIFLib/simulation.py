@@ -60,6 +60,7 @@ import numpy as np
 from scipy import special
 
 from . import constants as K
+from . import phantom_motion
 from .sequence import linear_reference_signal, relaxation_rate_per_s, saturation_recovery_flash_signal
 
 # ---------------------------------------------------------------------------
@@ -937,9 +938,32 @@ def _reversed_slice_axis(ijk_to_ras, points_ras):
     return stored, moved
 
 
+#: Tag of the random stream of a phantom's respiratory motion.
+_MOTION_TAG = 0xB4E
+
+
+def _moved_signal(signal, kind, seed, rng, times, ijk_to_ras, lv_centres, rv_params, aif, labels, other_signal):
+    """The noise-free signal moved by respiration (``phantom_motion``), and the motion drawn.
+
+    The motion has its own random stream of the seed (``_MOTION_TAG``), so the
+    other draws, the noise included, are those of the still phantom.
+    """
+    own_stream = ([_MOTION_TAG, int(seed)] if isinstance(seed, (int, np.integer))
+                  else rng.bit_generator.seed_seq.spawn(1)[0])
+    long_axis, _, _ = heart_axes_ras()
+    centres_ijk = np.linalg.solve(ijk_to_ras[:3, :3], (lv_centres - ijk_to_ras[:3, 3]).T).T
+    moved = phantom_motion.draw_motion(
+        np.random.default_rng(own_stream), kind, times, ijk_to_ras, long_axis,
+        rv_arrival_s=float(np.asarray(rv_params["arrival_s"]).ravel()[0]), lv_peak_s=float(times[np.argmax(aif)]),
+        n_slices=labels.shape[0])
+    body = labels != TISSUE_LABELS["air"]
+    signal = phantom_motion.move_frames(signal, body, other_signal, centres_ijk[:, [1, 0]], moved)
+    return signal, moved
+
+
 def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardial_gradient=True, n_frames=60,
                      matrix=PHANTOM_MATRIX, pixel_mm=PHANTOM_PIXEL_MM, apex_first=False, mirrored=False,
-                     tissue_model=DEFAULT_TISSUE_MODEL, mirrored_slice_axis=False):
+                     tissue_model=DEFAULT_TISSUE_MODEL, mirrored_slice_axis=False, motion="none"):
     """Simulate a three-slice short-axis stress perfusion study with known MBF.
 
     Parameters
@@ -972,6 +996,16 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         heart's; the RV insertion points move with the geometry (same voxel
         positions).  Unlike ``apex_first`` and ``mirrored``, the geometry no
         longer tells the truth about the anatomy: only the images do.
+    motion : {'none', 'in-plane', 'through-plane'} or bool, optional
+        Respiratory motion (``phantom_motion``): free breathing before and
+        after a breath-held first pass, in-plane, or in-plane with a
+        through-plane component (``True`` means "in-plane").  The truth
+        (masks, MBF map, RV points) stays at the breath-held position; the
+        displacement of every frame and slice is in ``truth``
+        (``motion_shift_px``, ``motion_shift_ras_mm``,
+        ``motion_through_plane_mm``, ``motion_breath_hold_s``).  The motion
+        is drawn from the seed's own stream, so the same seed with and
+        without motion gives the same study and the same noise, only moved.
 
     Returns
     -------
@@ -984,6 +1018,9 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         raise ValueError("ischemic must be 'none', 'LAD', 'RCA' or 'LCX'")
     if tissue_model not in TISSUE_MODELS:
         raise ValueError("tissue_model must be one of {}".format(", ".join(sorted(TISSUE_MODELS))))
+    motion = {True: "in-plane", False: "none", None: "none"}.get(motion, motion)
+    if motion not in phantom_motion.MOTION_KINDS:
+        raise ValueError("motion must be one of {}".format(", ".join(phantom_motion.MOTION_KINDS)))
     rng = np.random.default_rng(seed)
     field = float(field_strength_t)
     params = draw_aif_parameters(rng, 1, field)
@@ -1069,6 +1106,10 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
     myo_baseline = proton_density * float(acquisition_signal(np.zeros((1, 1)), t1_myo, TISSUE_R2STAR_NATIVE_PER_S,
                                                              params)[0, 0])
     snr = rng.uniform(*r["myocardial_baseline_snr"])
+    moved = None
+    if motion != "none":
+        signal, moved = _moved_signal(signal, motion, seed, rng, times, ijk_to_ras, lv_centres, rv_params, aif,
+                                      labels, curves["other tissue"])
     noise_sd = myo_baseline / snr
     noise = noise_sd * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))
     frames = np.abs(signal + noise).astype(np.float32)
@@ -1122,6 +1163,7 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         "apex_first": bool(apex_first),
         "mirrored": bool(mirrored),
         "mirrored_slice_axis": bool(mirrored_slice_axis),
+        "motion": {"kind": "none"} if moved is None else moved["parameters"],
     }
     truth = {
         "frame_times_s": times,
@@ -1140,6 +1182,9 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         "ischaemic_segments": ischaemic_segments,
     }
     truth.update({"tissue_" + key: value for key, value in pix_params.items()})
+    if moved is not None:
+        truth.update({"motion_" + key: moved[key] for key in ("shift_px", "shift_ras_mm", "through_plane_mm",
+                                                               "breath_hold_s")})
     return Phantom(frames=frames, frame_times_s=times, ijk_to_ras=ijk_to_ras, levels=levels, labels=labels,
                    aha_segments=segments, mbf_ml_min_g=mbf_map, rv_insertion_ras=insertion, truth=truth,
                    acquisition=acquisition)

@@ -500,3 +500,27 @@ def test_the_in_slicer_self_test_with_its_panel_passes_on_the_doubles(AIAIF, app
     assert hasattr(slicer, "app")
     AIAIF.AIAIFTest().runTest()
     assert slicer.app.layoutManager().layout == AIAIF.RESULTS_LAYOUT_ID
+
+
+def test_motion_correction_publishes_the_registered_frames_and_reruns_update_them(AIAIF, tmp_path):
+    from AIAIFLib.simulation import simulate_phantom
+
+    moving = simulate_phantom(seed=2, ischemic="LAD", n_frames=36, motion="in-plane")
+    sequence, segmentation, points = mrml.phantom_nodes(slicer.mrmlScene, moving, name="moving")
+    logic = AIAIF.AIAIFLogic()
+    parameters = logic.getParameterNode()
+    assert parameters.motionCorrection == "auto" and parameters.roiFrameIndex == -1
+    parameters.perfusionSequence, parameters.segmentation, parameters.rvInsertionPoints = sequence, segmentation, points
+    parameters.aifMode = AIAIF.AifMode.SATURATED
+    parameters.motionCorrection = "on"
+    first = logic.processParameterNode(parameters)
+    registered = first.registeredSequenceNode
+    assert registered is not None and parameters.registeredSequence is registered
+    assert registered.GetNumberOfDataNodes() == 36 and first.summary["motion"]["applied"]
+    ids = [node[0] for node in scene_state(slicer.mrmlScene)]
+    parameters.roiFrameIndex = 3
+    second = logic.processParameterNode(parameters)
+    assert second.registeredSequenceNode is registered and [node[0] for node in scene_state(slicer.mrmlScene)] == ids
+    assert second.summary["motion"]["roi_frame"] == 3 and second.summary["motion"]["roi_frame_rule"] == "given"
+    off = logic.process(sequence, segmentation, points, aifMode="saturated", motionCorrection="off")
+    assert off.summary["motion"]["mode"] == "off" and not off.summary["motion"]["applied"]

@@ -112,7 +112,7 @@ def test_every_parameter_has_a_bound_widget_of_a_fitting_kind(AIAIF, ui_tree):
         elif field.type is bool:
             assert kind == "QCheckBox", name
         else:
-            assert kind == "QDoubleSpinBox", name
+            assert kind == ("QSpinBox" if field.type is int else "QDoubleSpinBox"), name  # Slicer's int/float connectors
             ranges = [v for v in field.validators if type(v).__name__ == "WithinRange"]
             assert ranges and float(_property(widget, "minimum")) == ranges[0].minimum, name
             assert float(_property(widget, "maximum")) == ranges[0].maximum, name

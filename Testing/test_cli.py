@@ -525,3 +525,49 @@ def test_batch_help_documents_the_exit_codes(capsys):
     assert cli.EXIT_SOME_FAILED == 3
     assert set(cli.quantify_options()) >= {"rv_insertion", "field_strength", "aif", "tissue_conversion",
                                             "dicom_output"}
+
+
+def test_phantom_motion_writes_the_displacement_of_every_frame(tmp_path, capsys):
+    out = tmp_path / "moving"
+    code, stdout, _ = run(["phantom", "--output-dir", str(out), "--seed", "3", "--frames", "30", "--motion"], capsys)
+    assert code == 0 and "in-plane respiratory motion" in stdout
+    truth = np.load(str(out / PHANTOM_FILES["truth_arrays"]))
+    assert truth["motion_shift_px"].shape == (30, 3, 2) and np.abs(truth["motion_shift_px"]).max() > 1.0
+    code, _, err = run(["phantom", "--output-dir", str(tmp_path / "bad"), "--motion", "sideways"], capsys)
+    assert_one_sentence_error(code, err)
+
+
+def test_quantify_registers_a_moving_study_and_writes_the_registered_series(tmp_path, capsys):
+    from AIAIFLib.simulation import simulate_phantom, write_phantom
+
+    phantom = simulate_phantom(seed=11, ischemic="LAD", n_frames=QUANTIFY_FRAMES, motion="in-plane")
+    directory = tmp_path / "moving"
+    directory.mkdir()
+    write_phantom(phantom, str(directory))
+    out = tmp_path / "q"
+    code, stdout, _ = run(quantify_arguments(directory, out, "--aif", "saturated"), capsys)
+    assert code == 0, stdout
+    assert pipeline_files() | {"registered.seq.nrrd"} == set(os.listdir(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["motion"]["applied"] and summary["parameters"]["motion_correction"] == "auto"
+    import nrrd
+
+    registered, header = nrrd.read(str(out / "registered.seq.nrrd"), index_order="C")
+    assert registered.shape == (QUANTIFY_FRAMES,) + phantom.frames.shape[1:]  # one volume per frame
+    off = tmp_path / "off"
+    code, _, _ = run(quantify_arguments(directory, off, "--aif", "saturated", "--motion-correction", "off"), capsys)
+    assert code == 0 and "registered.seq.nrrd" not in os.listdir(off)
+    assert json.loads((off / "summary.json").read_text())["motion"]["measured"] is False
+
+
+def pipeline_files():
+    from AIAIFLib.pipeline import OUTPUT_FILES
+
+    return {name for key, name in OUTPUT_FILES.items() if key != "registered"}
+
+
+def test_quantify_roi_frame_beyond_the_series_is_one_sentence(tmp_path, capsys, quantify_phantom):
+    _, directory = quantify_phantom
+    code, _, err = run(quantify_arguments(directory, tmp_path / "q", "--roi-frame", str(QUANTIFY_FRAMES)), capsys)
+    assert_one_sentence_error(code, err)
+    assert "ROI frame" in err and leftovers(tmp_path) == []

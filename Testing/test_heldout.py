@@ -406,3 +406,16 @@ def test_true_tissue_curves_follow_the_voxels_in_every_variant(study):
     np.testing.assert_array_equal(apex.truth["myocardium_voxel_conc_mM"][row], study.truth["myocardium_voxel_conc_mM"][0])
     peak = study.truth["myocardium_voxel_conc_mM"].max(axis=1)
     assert np.all(peak > 0) and np.all(peak < study.truth["aif_mM"].max())
+
+
+def test_motion_moves_the_free_breathing_frames_of_the_same_study(study):
+    moving = heldout.phantom(11, 3.0, "LAD", n_frames=40, motion=True)
+    shift = moving.truth["motion_shift_px"]
+    held = np.all(shift == 0.0, axis=(1, 2))
+    assert shift.shape == (40, 3, 2) and held.any() and not held.all()
+    assert held[np.argmax(moving.truth["aif_mM"])]  # the peak, where the ROIs are drawn, is breath-held
+    np.testing.assert_array_equal(moving.frames[held], study.frames[held])  # the same noise, the same study
+    assert not np.array_equal(moving.frames[~held], study.frames[~held])
+    np.testing.assert_array_equal(moving.myocardium_mask, study.myocardium_mask)
+    assert np.abs(shift).max() * moving.acquisition["pixel_mm"] <= 0.5 * heldout.phantoms.MOTION["amplitude_mm"][1] + \
+        heldout.phantoms.MOTION["drift_mm"][1]

@@ -285,3 +285,63 @@ def test_a_mirrored_geometry_keeps_the_territory_calls_and_warns(phantom, satura
     assert result.summary["warnings"][-len(orientation_warnings):] == orientation_warnings
     assert set(result.summary["warnings"]) - set(orientation_warnings) == set(saturated_result.summary["warnings"])
     assert not any("the images are followed" in warning for warning in saturated_result.summary["warnings"])
+
+
+@pytest.fixture(scope="module")
+def moving_phantom():
+    return simulate_phantom(seed=5, ischemic="LAD", n_frames=N_FRAMES, motion="in-plane")
+
+
+def _true_aif(phantom, **options):
+    return pipeline.QuantificationParameters(
+        aif_mode="external", external_aif_times_s=phantom.frame_times_s,
+        external_aif_signal=phantom.truth["lv_blood_reference_signal"], tissue_conversion="model", **options)
+
+
+def test_motion_correction_brings_a_moving_study_back_to_the_still_one(phantom, moving_phantom, true_aif_result):
+    moved = pipeline.quantify_study(studies.phantom_study(moving_phantom), _true_aif(moving_phantom))
+    record = moved.summary["motion"]
+    assert record["applied"] and record["mode"] == "auto" and record["roi_frame_rule"] == "peak LV enhancement"
+    assert record["frames_used"] == [f for f in range(N_FRAMES) if f not in record["excluded_frames"]]
+    assert np.array(record["displacement_mm"]).shape == (N_FRAMES, 3)
+    still = np.asarray(true_aif_result.segments["mbf_mean"])
+    corrected = np.asarray(moved.segments["mbf_mean"])
+    assert np.max(np.abs(corrected / still - 1.0)) < 0.05
+    assert moved.motion.correction.frames.shape == moving_phantom.frames.shape
+    json.dumps(pipeline.json_ready(moved.summary), allow_nan=False)
+
+
+def test_auto_on_a_still_study_changes_nothing(phantom, true_aif_result):
+    off = pipeline.quantify_study(studies.phantom_study(phantom), _true_aif(phantom, motion_correction="off"))
+    np.testing.assert_array_equal(off.mbf_ml_min_g, true_aif_result.mbf_ml_min_g)
+    assert not true_aif_result.summary["motion"]["applied"]
+    assert true_aif_result.summary["motion"]["measured"] and not off.summary["motion"]["measured"]
+
+
+def test_the_roi_frame_can_be_named(phantom):
+    step = pipeline.correct_study_motion(studies.phantom_study(phantom), _true_aif(phantom, roi_frame=3))
+    assert step.correction.roi_frame == 3 and step.correction.roi_frame_rule == "given"
+    with pytest.raises(AIAIFInputError, match="beyond the series' last frame"):
+        pipeline.correct_study_motion(studies.phantom_study(phantom), _true_aif(phantom, roi_frame=N_FRAMES))
+
+
+@pytest.mark.parametrize("options, phrase", [({"motion_correction": "maybe"}, "Unknown motion correction"),
+                                             ({"roi_frame": -2}, "ROI frame must be a frame index"),
+                                             ({"roi_frame": 1.5}, "ROI frame must be a frame index")])
+def test_bad_motion_parameters_raise_one_sentence(phantom, options, phrase):
+    with pytest.raises(AIAIFInputError, match=phrase):
+        pipeline.quantify_study(studies.phantom_study(phantom), _true_aif(phantom, **options))
+
+
+def test_the_report_shows_the_displacement(tmp_path, moving_phantom):
+    result = pipeline.quantify_study(studies.phantom_study(moving_phantom),
+                                     pipeline.QuantificationParameters(aif_mode="saturated"))
+    pipeline.write_result_files(result, str(tmp_path))
+    from matplotlib import image
+
+    height = image.imread(str(tmp_path / "report.png")).shape[0]
+    still = tmp_path / "still"
+    still.mkdir()
+    result.motion.correction.shift_px[:] = np.nan  # as when the motion was not measured
+    pipeline.write_result_files(result, str(still))
+    assert height > image.imread(str(still / "report.png")).shape[0]  # the extra row of the displacement plot

@@ -293,3 +293,70 @@ def test_phantom_records_every_acquisition_parameter(phantom):
 def test_phantom_blood_signal_is_the_sequence_model_of_the_truth_aif(phantom):
     lv = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
     np.testing.assert_allclose(lv, phantom.truth["lv_blood_signal_noiseless"], rtol=0.03)
+
+
+@pytest.fixture(scope="module")
+def moving_phantom():
+    return sim.simulate_phantom(seed=4, motion="in-plane")
+
+
+def test_motion_moves_only_the_free_breathing_frames_and_keeps_the_truth(moving_phantom):
+    """The same seed with and without motion: the same study, noise included, moved outside the breath-hold."""
+    still = sim.simulate_phantom(seed=4)
+    shift = moving_phantom.truth["motion_shift_px"]
+    held = np.all(shift == 0.0, axis=(1, 2))
+    start, end = moving_phantom.truth["motion_breath_hold_s"]
+    times = moving_phantom.frame_times_s
+    last_slice_s = 2 * sim.phantom_motion.SLICE_INTERVAL_S  # the slices of a beat are acquired one after another
+    assert held[(times >= start) & (times + last_slice_s <= end)].all() and not held.all()
+    peak = np.argmax(moving_phantom.truth["aif_mM"])
+    assert held[peak]  # the frame the ROIs are drawn on is breath-held
+    np.testing.assert_array_equal(moving_phantom.frames[held], still.frames[held])
+    assert not np.array_equal(moving_phantom.frames[~held], still.frames[~held])
+    for name in ("labels", "mbf_ml_min_g", "aha_segments"):
+        np.testing.assert_array_equal(getattr(moving_phantom, name), getattr(still, name))
+    np.testing.assert_array_equal(moving_phantom.rv_insertion_ras["anterior"], still.rv_insertion_ras["anterior"])
+    assert still.acquisition["motion"] == {"kind": "none"} and "motion_shift_px" not in still.truth
+
+
+def test_motion_stays_within_its_documented_ranges(moving_phantom):
+    ranges = sim.phantom_motion.MOTION_RANGES
+    shift_mm = moving_phantom.truth["motion_shift_ras_mm"]
+    amplitude = moving_phantom.acquisition["motion"]["in_plane_amplitude_mm"]
+    assert ranges["in_plane_amplitude_mm"][0] <= amplitude <= ranges["in_plane_amplitude_mm"][1]
+    largest = amplitude * ranges["slice_amplitude_factor"][1] + ranges["drift_mm"][1]
+    assert 1.0 < np.linalg.norm(shift_mm, axis=-1).max() <= largest
+    normal = np.cross(moving_phantom.ijk_to_ras[:3, 0], moving_phantom.ijk_to_ras[:3, 1])
+    normal /= np.linalg.norm(normal)
+    np.testing.assert_allclose(shift_mm @ normal, 0.0, atol=1e-9)  # in plane
+    pixels = moving_phantom.truth["motion_shift_px"]
+    np.testing.assert_allclose(np.linalg.norm(pixels, axis=-1) * sim.PHANTOM_PIXEL_MM,
+                               np.linalg.norm(shift_mm, axis=-1), rtol=1e-9, atol=1e-12)
+    # Small per-slice differences: the slices move together, not identically.
+    per_slice = np.linalg.norm(shift_mm, axis=-1)
+    assert np.corrcoef(per_slice[:, 0], per_slice[:, 2])[0, 1] > 0.7
+    assert not np.allclose(per_slice[:, 0], per_slice[:, 2])
+    assert np.all(moving_phantom.truth["motion_through_plane_mm"] == 0.0)
+
+
+def test_through_plane_motion_changes_the_section_and_is_recorded():
+    phantom = sim.simulate_phantom(seed=4, motion="through-plane")
+    through = phantom.truth["motion_through_plane_mm"]
+    assert np.abs(through).max() > 1.0
+    held = np.all(phantom.truth["motion_shift_px"] == 0.0, axis=(1, 2))
+    assert np.all(through[held] == 0.0)
+    assert phantom.acquisition["motion"]["kind"] == "through-plane"
+
+
+def test_motion_must_be_a_known_kind():
+    with pytest.raises(ValueError, match="motion must be one of"):
+        sim.simulate_phantom(seed=1, motion="sideways")
+
+
+def test_write_phantom_keeps_the_displacement_in_the_ground_truth(moving_phantom, tmp_path):
+    import json
+
+    paths = sim.write_phantom(moving_phantom, tmp_path)
+    arrays = np.load(paths["truth_arrays"])
+    np.testing.assert_array_equal(arrays["motion_shift_px"], moving_phantom.truth["motion_shift_px"])
+    assert json.load(open(paths["truth_description"]))["acquisition"]["motion"]["kind"] == "in-plane"

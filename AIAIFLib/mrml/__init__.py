@@ -31,7 +31,8 @@ It is the only package of ``AIAIFLib`` that imports ``slicer`` and ``vtk``;
   proton-density frames are left out) and the external AIF table
   (``external_aif_from_table``);
 * ``colors`` -- the MBF colour scale and its colour table node;
-* ``outputs`` -- output nodes: MBF map, bullseye, fit quality, tables;
+* ``outputs`` -- output nodes: MBF map, bullseye, fit quality, tables, the
+  registered frames;
 * ``publish`` -- output roles and tags, the AIF chart, the scene transaction;
 * ``quantify`` -- ``quantify_nodes`` (every caller's path) and
   ``quantify_files`` (the command line's);
@@ -76,11 +77,11 @@ from .dicom import (DICOM_ATTRIBUTES, HEADER_ATTRIBUTE, NOTES_ATTRIBUTE, PROTON_
                     REFERENCE_IMAGE_ATTRIBUTE, dicom_attributes, dicom_perfusion_nodes, load_dicom_segmentation,
                     load_dicom_study, segmentation_node_from_masks)
 from .display import ensure_roi_segments, roi_segmentation_node, sequence_browser_node, show_sequence_frame
-from .files import StudyNodes, load_study_files, load_volume_file, save_volume_node
+from .files import StudyNodes, load_study_files, load_volume_file, save_sequence_node, save_volume_node
 from .nodes import volume_node_array
 from .outputs import (BULLSEYE_CLEARANCE_MM, BULLSEYE_IJK_DIRECTIONS_RAS, BULLSEYE_PIXEL_MM, FIT_NRMSE_DISPLAY_RANGE,
                       bullseye_centre_beside, bullseye_ijk_to_ras, bullseye_volume_node, fit_quality_volume_node,
-                      mbf_volume_node, segments_table_node)
+                      mbf_volume_node, registered_sequence_node, segments_table_node)
 from .phantom import phantom_nodes
 from .points import check_rv_insertion_points, rv_insertion_points
 from .publish import (AIF_CURVES, AIF_SERIES_ROLE, AIF_TIME_COLUMN, CURVE_ATTRIBUTE, MBF_COLUMNS,
@@ -109,6 +110,7 @@ __all__ = [
     "check_rv_insertion_points", "ensure_roi_segments", "external_aif_from_table", "find_output_node",
     "find_segment_id", "fit_quality_volume_node", "frame_times_s", "load_study_files", "load_volume_file",
     "mbf_color_table_node", "mbf_colors", "mbf_volume_node", "phantom_nodes", "quantify_files", "quantify_nodes",
-    "roi_segmentation_node", "rv_insertion_points", "save_volume_node", "segment_masks", "segments_table_node",
-    "sequence_browser_node", "sequence_frames", "show_sequence_frame", "study_from_nodes", "volume_node_array",
+    "registered_sequence_node", "roi_segmentation_node", "rv_insertion_points", "save_sequence_node",
+    "save_volume_node", "segment_masks", "segments_table_node", "sequence_browser_node", "sequence_frames",
+    "show_sequence_frame", "study_from_nodes", "volume_node_array",
 ]

@@ -178,6 +178,23 @@ def _nrrd_path(path, what):
     return path
 
 
+def _write_node(node, storage, path, what):
+    """Write ``node`` to ``path`` (``.nrrd``, gzip) with ``storage``, a Slicer storage node; the scene is unchanged."""
+    path = _nrrd_path(path, what)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise AIAIFInputError("The output directory {} does not exist; create it before saving the {}."
+                              .format(directory, what))
+    storage.SetFileName(path)
+    storage.SetUseCompression(1)
+    with _vtk_messages_silenced():
+        written = storage.WriteData(node)
+    if written != 1:
+        raise AIAIFInputError("Slicer could not write the {} {!r} to {}; check that the directory is writable and "
+                              "has free space.".format(what, _node_name(node), path))
+    return path
+
+
 def save_volume_node(node, path):
     """Write a volume node to a ``.nrrd`` file with Slicer's ``vtkMRMLVolumeArchetypeStorageNode``.
 
@@ -207,20 +224,35 @@ def save_volume_node(node, path):
     node = _require_node(node, "vtkMRMLVolumeNode", "volume to save", "pass a volume node")
     if node.GetImageData() is None:
         raise AIAIFInputError("The volume {!r} has no image data; compute it before saving.".format(_node_name(node)))
-    path = _nrrd_path(path, "volume")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise AIAIFInputError("The output directory {} does not exist; create it before saving the volume."
-                              .format(directory))
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(path)
-    storage.SetUseCompression(1)
-    with _vtk_messages_silenced():
-        written = storage.WriteData(node)
-    if written != 1:
-        raise AIAIFInputError("Slicer could not write the volume {!r} to {}; check that the directory is writable "
-                              "and has free space.".format(_node_name(node), path))
-    return path
+    return _write_node(node, slicer.vtkMRMLVolumeArchetypeStorageNode(), path, "volume")
+
+
+def save_sequence_node(node, path):
+    """Write a volume sequence node to a ``.seq.nrrd`` file with Slicer's ``vtkMRMLVolumeSequenceStorageNode``.
+
+    Parameters
+    ----------
+    node : vtkMRMLSequenceNode
+        Sequence of scalar volumes on one grid.
+    path : str or os.PathLike
+        Destination ending in ``.nrrd`` in an existing directory; an existing
+        file is replaced.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    AIAIFInputError
+        For a node without volumes, a wrong file name, a missing directory or
+        a failed write.
+    """
+    node = _require_node(node, "vtkMRMLSequenceNode", "sequence to save", "pass a volume sequence node")
+    if node.GetNumberOfDataNodes() == 0:
+        raise AIAIFInputError("The sequence {!r} has no volumes; fill it before saving.".format(_node_name(node)))
+    return _write_node(node, slicer.vtkMRMLVolumeSequenceStorageNode(), path, "sequence")
 
 
 def load_volume_file(scene, path, name=None):

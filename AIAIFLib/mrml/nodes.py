@@ -7,6 +7,7 @@ Arrays are indexed ``[k, j, i]`` and ``ijk_to_ras`` maps the voxel index
 import contextlib
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
 
@@ -88,6 +89,24 @@ def _image_from_array(values_kji, vtk_type):
     scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(values_kji).ravel(), deep=True, array_type=vtk_type)
     image.GetPointData().SetScalars(scalars)
     return image
+
+
+def _fill_volume_sequence(sequence, frames_tkji, frame_times_s, ijk_to_ras):
+    """Make ``sequence`` (a ``vtkMRMLSequenceNode``) hold one float32 scalar volume per frame.
+
+    Index name ``time``, unit ``s``, numeric index values the frame times;
+    every frame on the grid of ``ijk_to_ras``.  Items it held are removed.
+    """
+    sequence.RemoveAllDataNodes()
+    sequence.SetIndexName("time")
+    sequence.SetIndexUnit("s")
+    sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
+    frame = slicer.vtkMRMLScalarVolumeNode()
+    frame.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras))
+    for time_s, values in zip(np.asarray(frame_times_s, dtype=float), frames_tkji):
+        frame.SetAndObserveImageData(_image_from_array(np.asarray(values, dtype=np.float32), vtk.VTK_FLOAT))
+        sequence.SetDataNodeAtValue(frame, repr(float(time_s)))  # copied; repr reads back exactly
+    return sequence
 
 
 def _node_name(node):

@@ -8,7 +8,8 @@ from vtk.util import numpy_support
 from .. import segments
 from ..errors import AIAIFInputError
 from .colors import MBF_DISPLAY_RANGE_ML_MIN_G, mbf_color_table_node
-from .nodes import _image_from_array, _node_name, _require_node, _require_scene, _validated_ijk_to_ras, _vtk_matrix
+from .nodes import (_fill_volume_sequence, _image_from_array, _node_name, _require_node, _require_scene,
+                    _validated_ijk_to_ras, _vtk_matrix)
 
 
 #: Display range of fit-quality maps (fit NRMSE, a fraction of the tissue
@@ -376,3 +377,33 @@ def segments_table_node(scene, columns, name="MBF per segment", node=None, units
     node.Modified()
     node.EndModify(disabled)
     return node
+
+
+def registered_sequence_node(scene, frames_tkji, frame_times_s, ijk_to_ras, name="registered", node=None):
+    """Show the motion-corrected frames as a volume sequence (``motion``: every frame at the ROI frame's position).
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene
+        Scene of the study.
+    frames_tkji : array_like, shape (n_frames, n_slices, rows, columns)
+        The registered frames (signal units), on the study's frame grid.
+    frame_times_s : array_like, shape (n_frames,)
+        Frame times, s: the sequence's index values.
+    ijk_to_ras : array_like, shape (4, 4)
+        Voxel index (i, j, k, 1) to RAS (mm) of every frame.
+    name : str, optional
+        Name of a new node.
+    node : vtkMRMLSequenceNode, optional
+        Node to fill (its items are replaced); a new one when omitted.
+
+    Returns
+    -------
+    vtkMRMLSequenceNode
+    """
+    frames = np.asarray(frames_tkji, dtype=float)
+    if frames.ndim != 4 or frames.shape[0] != np.size(frame_times_s):
+        raise AIAIFInputError("The registered frames must be an array (frame, slice, row, column) with one time per "
+                              "frame, got shape {}; pass the motion step's frames.".format(frames.shape))
+    node = _output_node(scene, node, "vtkMRMLSequenceNode", name, "registered sequence")
+    return _fill_volume_sequence(node, frames, frame_times_s, _validated_ijk_to_ras(ijk_to_ras))

@@ -6,7 +6,8 @@ import vtk
 
 from .display import ensure_roi_segments, roi_segmentation_node, show_sequence_frame
 from .files import StudyNodes
-from .nodes import _image_from_array, _remove_nodes_added_since, _require_scene, _scene_node_ids, _vtk_matrix, _voxels
+from .nodes import (_fill_volume_sequence, _remove_nodes_added_since, _require_scene, _scene_node_ids, _vtk_matrix,
+                    _voxels)
 from .segmentation import _ensure_segmentation_converters
 
 
@@ -84,20 +85,12 @@ def phantom_nodes(scene, phantom, name="AI-AIF phantom"):
     name = str(name)
     ijk_to_ras, (frames, blood_pool, myocardium) = _right_handed(
         phantom.ijk_to_ras, [phantom.frames, phantom.lv_blood_mask, phantom.myocardium_mask])
-    matrix = _vtk_matrix(ijk_to_ras)
     _ensure_segmentation_converters()
     before = _scene_node_ids(scene)
     try:
         sequence = slicer.vtkMRMLSequenceNode()
         sequence.SetName(name)
-        sequence.SetIndexName("time")
-        sequence.SetIndexUnit("s")
-        sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
-        frame = slicer.vtkMRMLScalarVolumeNode()
-        frame.SetIJKToRASMatrix(matrix)
-        for time_s, values in zip(np.asarray(phantom.frame_times_s, dtype=float), frames):
-            frame.SetAndObserveImageData(_image_from_array(np.asarray(values, dtype=np.float32), vtk.VTK_FLOAT))
-            sequence.SetDataNodeAtValue(frame, repr(float(time_s)))  # copied; repr reads back exactly
+        _fill_volume_sequence(sequence, frames, phantom.frame_times_s, ijk_to_ras)
         scene.AddNode(sequence)
         proxy = show_sequence_frame(sequence, 0)  # its browser (name + " browser") and proxy volume
 

@@ -27,10 +27,11 @@ OUTPUT_ROLE_CLASSES = {
     "aif_table": "vtkMRMLTableNode",
     "aif_chart": "vtkMRMLPlotChartNode",
     "fit_quality": "vtkMRMLScalarVolumeNode",
+    "registered": "vtkMRMLSequenceNode",
 }
 #: What follows the name prefix in the name of a new output node of each role.
 OUTPUT_NAME_SUFFIXES = {"mbf": "MBF", "bullseye": "MBF bullseye", "segments": "MBF per segment", "aif_table": "AIF",
-                        "aif_chart": "AIF chart", "fit_quality": "fit NRMSE"}
+                        "aif_chart": "AIF chart", "fit_quality": "fit NRMSE", "registered": "registered"}
 #: Node attribute naming the output role of a node ``quantify_nodes`` made.
 OUTPUT_ROLE_ATTRIBUTE = "AIAIF.OutputRole"
 #: Node attribute holding the ID of the (first) perfusion sequence an output was computed from.

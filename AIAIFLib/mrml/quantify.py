@@ -10,10 +10,10 @@ from .. import pipeline
 from ..errors import AIAIFInputError
 from ..file_checks import is_dicom_folder
 from ..pipeline import PerfusionStudy
-from .files import load_study_files, save_volume_node
+from .files import load_study_files, save_sequence_node, save_volume_node
 from .nodes import DONE_MESSAGE, _node_name, _report, _require_scene, _scaled_progress
 from .outputs import (bullseye_centre_beside, bullseye_volume_node, fit_quality_volume_node, mbf_volume_node,
-                      segments_table_node)
+                      registered_sequence_node, segments_table_node)
 from .points import check_rv_insertion_points
 from .publish import (MBF_COLUMNS, OUTPUT_ROLE_CLASSES, _aif_chart, _aif_table, _checked_outputs, _output_for_role,
                       _perfusion_key, _scene_transaction, _table_columns)
@@ -51,6 +51,9 @@ class QuantifiedNodes(NamedTuple):
         One plot series per curve of ``aif_table`` against time.
     fit_quality_volume : vtkMRMLScalarVolumeNode or None
         Per-pixel fit NRMSE (fraction), if asked for.
+    registered_sequence : vtkMRMLSequenceNode or None
+        The frames registered to the ROI frame (``registered_sequence_node``),
+        when the motion step moved them (or a node was given for it).
     bullseye_volume : vtkMRMLScalarVolumeNode
         AHA bullseye of the segment MBF means (``result.segments["mbf_mean"]``),
         mL/min/g, one slice shown like the MBF map (``bullseye_volume_node``),
@@ -65,6 +68,7 @@ class QuantifiedNodes(NamedTuple):
     aif_chart: object
     fit_quality_volume: Optional[object]
     bullseye_volume: object
+    registered_sequence: Optional[object] = None
 
 
 def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=None, parameters=None,
@@ -73,8 +77,9 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     """Quantify a study from its nodes and publish the results as nodes: the one path of every caller.
 
     Steps: the study is built (``study_from_nodes``), its RV insertion
-    points checked against its slices (``check_rv_insertion_points``) and
-    its ROIs and points against its images (``check_rois_match_images``:
+    points checked against its slices (``check_rv_insertion_points``), its
+    frames registered to the ROI frame (``pipeline.correct_study_motion``)
+    and its ROIs and points checked against the registered images (``check_rois_match_images``:
     ROIs of another study are refused, loosely fitting ones give a warning
     in ``result.summary["warnings"]``);
     ``pipeline.quantify_study`` runs; only then are the output nodes published,
@@ -112,7 +117,9 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
     outputs : dict of str -> vtkMRMLNode, optional
         Existing nodes to update, by role: ``"mbf"``, ``"bullseye"`` and
         ``"fit_quality"`` (vtkMRMLScalarVolumeNode), ``"segments"`` and ``"aif_table"``
-        (vtkMRMLTableNode), ``"aif_chart"`` (vtkMRMLPlotChartNode).  A role
+        (vtkMRMLTableNode), ``"aif_chart"`` (vtkMRMLPlotChartNode),
+        ``"registered"`` (vtkMRMLSequenceNode: the motion-corrected frames,
+        published when the motion step moved frames or this node is given).  A role
         left out or None is found or created as above.
     fit_quality : bool, optional
         Also publish the per-pixel fit NRMSE map (also done when ``outputs``
@@ -146,16 +153,21 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
                              rv_insertion_node, blood_pool_segment_id, myocardium_segment_id, frame_interval_s,
                              progress=_scaled_progress(progress, 0.0, 0.1))
     check_rv_insertion_points(study, rv_insertion_node)
-    roi_warnings = check_rois_match_images(study, segmentation_node, rv_insertion_node)
-    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.1, PUBLISH_FRACTION))
+    # The motion step first, so that the ROIs are checked against the registered frames they belong to.
+    motion = pipeline.correct_study_motion(study, parameters, progress=_scaled_progress(progress, 0.1, 0.2))
+    roi_warnings = check_rois_match_images(motion.study, segmentation_node, rv_insertion_node)
+    result = pipeline.quantify_study(study, parameters, progress=_scaled_progress(progress, 0.2, PUBLISH_FRACTION),
+                                     motion=motion)
     result.summary["warnings"].extend(roi_warnings)
     pd_warning = study.source.get("proton_density_frames", {}).get("warning")
     if pd_warning:
         result.summary["warnings"].append(pd_warning)
+    with_registered = motion.correction.applied or "registered" in given
 
     key = _perfusion_key(sequences)
     prefix = str(name_prefix) if name_prefix else _node_name(sequences[0])
-    roles = [role for role in OUTPUT_ROLE_CLASSES if role != "fit_quality" or with_fit_quality]
+    roles = [role for role in OUTPUT_ROLE_CLASSES
+             if (role != "fit_quality" or with_fit_quality) and (role != "registered" or with_registered)]
     with _scene_transaction(scene) as undo:
         _report(progress, PUBLISH_FRACTION, "Showing the results")
         nodes = {role: _output_for_role(scene, undo, role, given, key, prefix) for role in roles}
@@ -173,10 +185,15 @@ def quantify_nodes(scene, perfusion_nodes, segmentation_node, rv_insertion_node=
         if with_fit_quality:
             _report(progress, 0.98, "Showing the fit quality")
             fit_quality_volume_node(scene, result.fit_nrmse, study.ijk_to_ras, node=nodes["fit_quality"])
+        if with_registered:
+            _report(progress, 0.99, "Showing the registered frames")
+            registered_sequence_node(scene, motion.correction.frames, study.frame_times_s, study.ijk_to_ras,
+                                     node=nodes["registered"])
         _report(progress, 1.0, DONE_MESSAGE)
     return QuantifiedNodes(result=result, study=study, mbf_volume=nodes["mbf"], segments_table=nodes["segments"],
                            aif_table=nodes["aif_table"], aif_chart=nodes["aif_chart"],
-                           fit_quality_volume=nodes.get("fit_quality"), bullseye_volume=nodes["bullseye"])
+                           fit_quality_volume=nodes.get("fit_quality"), bullseye_volume=nodes["bullseye"],
+                           registered_sequence=nodes.get("registered"))
 
 
 def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=None, rv_insertion_path=None,
@@ -241,6 +258,9 @@ def quantify_files(perfusion_path, segmentation_path, output_dir, parameters=Non
                                 progress=_scaled_progress(progress, 0.05, 0.9, _without_panel_steps))
     _report(progress, 0.9, "Writing the results")
     save_volume_node(quantified.mbf_volume, os.path.join(output_dir, pipeline.OUTPUT_FILES["mbf"]))
+    if quantified.registered_sequence is not None:
+        save_sequence_node(quantified.registered_sequence, os.path.join(output_dir,
+                                                                        pipeline.OUTPUT_FILES["registered"]))
     sequences = nodes.sequence if isinstance(nodes.sequence, (list, tuple)) else [nodes.sequence]
     study_name = sequences[0].GetName() if len(sequences) == 1 else os.path.basename(
         os.path.normpath(os.fspath(perfusion_path)))

@@ -419,8 +419,52 @@ def _true_maps(per_slice, myo_mask, heart, stack):
     return mbf_map, labels, np.concatenate(voxel_conc)
 
 
+#: Respiratory motion of ``phantom(..., motion=True)`` (testing only; its own model, unlike the project's):
+#: a sinusoidal breathing of 3-10 mm peak to peak with a 3-6 s period along a random in-plane direction, a
+#: linear drift of up to 2 mm, a breath-hold from 3-8 s before the LV's contrast arrival lasting 12-25 s (at
+#: least until 2 s after the LV peak) with abrupt starts and ends, applied as a k-space phase ramp to the heart
+#: and its surroundings (a disc 35 mm beyond the LV's blood pool, tapered over 15 mm); the chest wall stays.
+MOTION = {"amplitude_mm": (3.0, 10.0), "period_s": (3.0, 6.0), "drift_mm": (0.0, 2.0),
+          "hold_before_arrival_s": (3.0, 8.0), "hold_s": (12.0, 25.0), "hold_after_peak_s": 2.0,
+          "margin_mm": 35.0, "taper_mm": 15.0}
+
+
+def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
+    """The complex images with the heart moved by breathing outside a breath-hold, and the shift (pixels)."""
+    n_frames, n_slices, rows, columns = clean.shape
+    amplitude = rng.uniform(*MOTION["amplitude_mm"]) / pixel_mm
+    period = rng.uniform(*MOTION["period_s"])
+    angle, drift_angle = rng.uniform(0.0, 2.0 * np.pi, 2)
+    drift = rng.uniform(*MOTION["drift_mm"]) / pixel_mm
+    phase0 = rng.uniform(0.0, 2.0 * np.pi)
+    arrival = frame_times[np.argmax(aif_mM > 0.05 * aif_mM.max())]
+    start = arrival - rng.uniform(*MOTION["hold_before_arrival_s"])
+    end = max(start + rng.uniform(*MOTION["hold_s"]), frame_times[np.argmax(aif_mM)] + MOTION["hold_after_peak_s"])
+    t = slice_times.T  # (n_frames, n_slices)
+    breathing = 0.5 * amplitude * np.sin(2.0 * np.pi * t / period + phase0)
+    slow = drift * (t - t.min()) / max(np.ptp(t), 1e-9)
+    shift = (breathing[..., None] * np.array([np.sin(angle), np.cos(angle)])
+             + slow[..., None] * np.array([np.sin(drift_angle), np.cos(drift_angle)]))
+    shift[(t >= start) & (t <= end)] = 0.0
+    frequencies = np.stack(np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(columns), indexing="ij"))
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    out = clean.copy()
+    for k in range(n_slices):
+        cy, cx = np.argwhere(lv_mask[k]).mean(axis=0)
+        radius = np.sqrt(lv_mask[k].sum() / np.pi) * pixel_mm
+        distance = np.hypot(yy - cy, xx - cx) * pixel_mm - radius - MOTION["margin_mm"]
+        blend = 0.5 * (1.0 + np.cos(np.pi * np.clip(distance / MOTION["taper_mm"], 0.0, 1.0)))
+        for f in range(n_frames):
+            if not np.any(shift[f, k]):
+                continue
+            ramp = np.exp(-2j * np.pi * (frequencies[0] * shift[f, k, 0] + frequencies[1] * shift[f, k, 1]))
+            moved = np.fft.ifft2(np.fft.fft2(clean[f, k]) * ramp)
+            out[f, k] = blend * moved + (1.0 - blend) * clean[f, k]
+    return out, shift, [float(start), float(end)]
+
+
 def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n_frames=None, dose=None,
-            inflow=True, readout_overrides=None):
+            inflow=True, readout_overrides=None, motion=False):
     """Simulate one held-out stress perfusion study with its ground truth.
 
     Parameters
@@ -445,6 +489,11 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         for tests that need the idealised physics).
     readout_overrides : dict, optional
         ``readout.Readout`` fields to fix (e.g. ``{"ordering": "linear"}``).
+    motion : bool, optional
+        Breathing outside a breath-held first pass (``MOTION``), from its own
+        stream of the seed: the same study otherwise, noise included.  The
+        truth stays at the held position; ``truth["motion_shift_px"]`` (n_frames,
+        3, 2) is the (row, column) displacement of the heart in every frame.
 
     Returns
     -------
@@ -502,8 +551,14 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     lv_fraction = np.stack([s["class_fraction"]["lv blood"] for s in per_slice]).reshape(shape)
     myo_fraction = np.stack([s["class_fraction"]["myocardium"] for s in per_slice]).reshape(shape)
     lv_mask, myo_mask = lv_fraction >= 0.5, myo_fraction >= 0.5
+    still_magnitude = np.abs(clean)
+    motion_truth = {}
+    if motion:
+        clean, shift, hold = _moved(clean, lv_mask, pixel, slice_times, np.interp(frame_times, grid, lv),
+                                    frame_times, _stream(seed, 7))
+        motion_truth = {"motion_shift_px": shift, "motion_breath_hold_s": np.array(hold)}
     magnitude = np.abs(clean)
-    noise_sd = float(np.median(magnitude[0][myo_mask]) / snr)
+    noise_sd = float(np.median(still_magnitude[0][myo_mask]) / snr)
     noise = rng_noise.standard_normal((2,) + clean.shape) * noise_sd
     frames = np.abs(clean + noise[0] + 1j * noise[1]).astype(np.float32)
 
@@ -511,7 +566,7 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     segment_mbf = np.array([np.mean(mbf_map[labels == s]) if np.any(labels == s) else np.nan for s in range(1, 17)])
 
     pure_blood = lv_fraction >= 0.99
-    lv_clean = np.array([magnitude[f][pure_blood].mean() for f in range(frames_count)])
+    lv_clean = np.array([still_magnitude[f][pure_blood].mean() for f in range(frames_count)])
     blood = subject["relaxation"]["blood"]
     aif_mM = np.interp(frame_times, grid, lv)
     baseline = _pre_contrast_level(lv_clean, aif_mM)
@@ -526,8 +581,10 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         "myocardium_voxels_kji": np.argwhere(myo_mask),
         "myocardium_voxel_conc_mM": voxel_conc,
     }
+    truth.update(motion_truth)
     acquisition = _record({
         "seed": int(seed), "field_strength_t": field, "ischemic_territory": ischemic, "dose": dose,
+        "motion": bool(motion),
         "readout": readout.as_record(), "acquisition_order": acquisition_order, "slot_of_slice": slots,
         "slice_delay_s": slots * readout.slot_s, "skipped_triggers": skipped, "inflow_fraction": inflow_fraction,
         "aorta_inflow_fraction": AORTA_INFLOW, "myocardial_baseline_snr": snr, "noise_sd": noise_sd,
@@ -571,6 +628,8 @@ def apply_variant(study, variant):
         "segment_mbf_ml_min_g",) and value.ndim >= 3 else value) for key, value in study.truth.items()}
     truth["slice_times_s"] = study.truth["slice_times_s"][::-1]
     truth["noiseless_frames"] = study.truth["noiseless_frames"][:, ::-1]
+    if "motion_shift_px" in study.truth:
+        truth["motion_shift_px"] = study.truth["motion_shift_px"][:, ::-1]
     voxels = np.argwhere(study.myocardium_mask[::-1])
     shape = study.myocardium_mask.shape
     original = np.ravel_multi_index((n - 1 - voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)

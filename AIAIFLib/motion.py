@@ -1,0 +1,696 @@
+"""Motion correction of the perfusion series: every frame registered in plane to the frame of the ROIs.
+
+A stress perfusion series moves when the breath-hold fails or the patient
+breathes freely.  On unregistered frames a pixel's curve mixes blood pool,
+myocardium and the fat around the heart, the AIF ROI picks up myocardium and
+pixelwise MBF becomes noise.  This module registers each slice's frames, in
+plane, to the position of the frame the ROIs belong to (``roi_frame``, by
+default the frame of peak LV enhancement, ``aif.peak_enhancement_frame``).
+
+The contrast changes tenfold over the series, so no frame can be compared
+with the ROI frame directly.  Each frame is instead compared with a
+**synthetic reference of its own contrast**: its projection on the leading
+principal components of the *other* frames (``_low_rank``: the frame is left
+out, so that a frame of unusual contrast, or one still misregistered, cannot
+shape its own reference), refined progressively (``LOW_RANK_SCHEDULE``,
+after the progressive principal-component registration of Melbourne et al.,
+Phys Med Biol 2007).  Motion is not low-rank, contrast change is: the first
+components carry the contrast of every frame at the series' common position,
+and as the frames are aligned more components are admitted.  Per frame a
+translation (and a gain and offset of the reference) is fitted by weighted
+Gauss-Newton least squares inside a disc around the heart (the ROIs' extent
+plus ``REGION_MARGIN_MM``), coarse to fine (``SMOOTHING_SCHEDULE_PX``), with
+a halving trust region and a second start from the neighbours' median for a
+frame that jumped.  All frames of a slice are solved at once, in plain numpy
+(no BLAS or LAPACK in the loops, so the result does not depend on the
+machine's BLAS kernel or threads).
+
+Low-rank references have one blind spot: frames of one contrast share
+components and settle at their own common position.  The frames before the
+contrast are the largest such group, and their position sets every pixel's
+pre-contrast baseline; it is tied to the ROI frame's by **mutual
+information** (SimpleITK's Mattes metric, which compares images of different
+contrast) between their registered mean and the registered mean around the
+ROI frame (``_mutual_information_offset``).
+
+The displacements are then made relative to the ROI frame.  Those under
+``MIN_APPLIED_SHIFT_PX`` are reported but not applied: a frame that did not
+move is left exactly as it was.  The others are resampled once (cubic
+spline).
+
+Translation only: respiration moves the heart in plane mostly by translation.
+Through-plane motion changes the section's size and signal, which a rigid or
+affine step would follow only in part; the benchmark
+(``Testing/benchmarks/motion_correction.py``) measures what translation
+leaves.  Known limit: frames far from the ROI frame in time (the late
+frames) can drift by up to about a pixel on a still series, the same blind
+spot as above without an anchor.
+
+Frames that cannot be registered (``_unregistered``: a residual far above
+the series' others, a jump away from the neighbours' positions with a poor
+fit, or a displacement beyond ``MAX_DISPLACEMENT_MM``) are listed, with a
+warning, and left out of the fits (``pipeline.correct_study_motion``).
+
+``mode`` (``MOTION_CORRECTION_MODES``): ``"on"`` always resamples, ``"off"``
+leaves the frames as they are (and measures nothing), ``"auto"`` (default)
+measures the motion and resamples only when, in some slice, at least
+``AUTO_MIN_FRAMES`` frames moved more than ``AUTO_THRESHOLD_PX``; otherwise
+the frames are returned untouched and none is left out, so a still series
+gives exactly the results it gave without motion correction.
+
+Why not SimpleITK's registration for every frame: its per-frame
+registration framework took 9-14 ms per frame and round on one thread
+(36 ms with its default threads on this 2-core machine), about 7-10 s for 3
+slices x 60 frames x 4 rounds, over the 5 s budget; the vectorised solver
+here takes a fraction of that.
+"""
+
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import AIAIFInputError
+from .pipeline import MOTION_CORRECTIONS as MOTION_CORRECTION_MODES
+
+#: Number of principal components of the synthetic references in each round of the progressive
+#: registration (project choice: a baseline and the blood's contrast first, then the myocardium's and the
+#: slower tissue's; more than about five would begin to model the motion itself).
+LOW_RANK_SCHEDULE = (2, 3, 4, 5)
+#: Steps of the subspace iteration for the leading principal components (project choice: the eigenvalues of
+#: a perfusion series fall off fast, and 40 steps settle the subspace to far below the noise).
+SUBSPACE_ITERATIONS = 40
+#: Largest share of a frame's own term in its low-rank fit that is compensated when it is left out (project
+#: choice: beyond it the other frames barely represent the frame, and rescaling would only amplify noise).
+MAX_LEVERAGE = 0.9
+#: Gaussian smoothing (SD, pixels) of frames and references in each round: coarse to fine (project choice:
+#: the first rounds need a wide capture range, the last the precision of the unsmoothed edges).
+SMOOTHING_SCHEDULE_PX = (2.0, 1.5, 1.0, 0.7)
+#: Gauss-Newton iterations per round at most, and the step (pixels) below which a frame has converged.
+MAX_ITERATIONS = 10
+CONVERGED_STEP_PX = 0.01
+#: Largest Gauss-Newton step per iteration in each round, pixels (coarse rounds move further).
+MAX_STEP_PX = (1.0, 0.5, 0.25, 0.25)
+#: A frame whose shift lies further than this, pixels, from the median of its ``NEIGHBOUR_FRAMES`` neighbours on
+#: either side is fitted a second time from that median (project choice: free breathing moves the heart about
+#: 1-2 pixels from one heartbeat to the next at most).
+JUMP_PX = 3.0
+NEIGHBOUR_FRAMES = 2
+#: Such a frame is taken as not registered when its residual also exceeds the median's this many times.
+JUMP_RESIDUAL_RATIO = 1.5
+#: Smallest gain of a frame's reference (frame ~ gain * reference + offset) for which a Gauss-Newton step is
+#: taken (project choice: a frame that does not look like its reference gives no direction to move in).
+MIN_GAIN = 0.2
+#: The registration region: a disc around the heart (the ROIs' extent) widened by this margin, mm, then
+#: tapered to zero over ``REGION_TAPER_MM`` (project choice: includes the RV and the epicardial fat, leaves out
+#: the chest wall, which moves less than the heart).
+REGION_MARGIN_MM = 10.0
+REGION_TAPER_MM = 10.0
+#: Largest displacement searched, mm: a failed breath-hold moves the heart up to about 15-20 mm
+#: (project choice, beyond the 4-8 mm of typical free breathing plus drift).
+SEARCH_RADIUS_MM = 15.0
+#: A frame displaced further than this from the ROI frame, mm, is taken as not registered.
+MAX_DISPLACEMENT_MM = 20.0
+#: A frame whose registration residual exceeds the median of the series' frames by more than this many
+#: robust SDs (1.4826 MAD), and is at least ``OUTLIER_MIN_RATIO`` times the median, is taken as not registered
+#: (project choice: measured residuals of registered frames stay within a few SDs; see the benchmark).
+OUTLIER_RESIDUAL_SD = 8.0
+OUTLIER_MIN_RATIO = 3.0
+#: Contrast arrival near the heart: pixels within this distance of the ROIs, mm (project choice: reaches the
+#: RV), and the brightest fraction of them whose mean curve is followed.
+ARRIVAL_REGION_MM = 30.0
+ARRIVAL_BRIGHT_FRACTION = 0.02
+#: Fewest pre-contrast frames whose position is tied to the ROI frame's by mutual information; histogram
+#: bins of that metric (project choice: few tissue classes in a short-axis slice).
+MIN_BASELINE_FRAMES = 2
+MUTUAL_INFORMATION_BINS = 32
+#: Fewest pre-contrast frames left in the fits: frames before the contrast that could not be registered are
+#: kept (with a warning) rather than leave fewer (project choice: a baseline of fewer frames is noisier than a
+#: slightly misregistered one).
+MIN_BASELINE_KEPT = 3
+MUTUAL_INFORMATION_ITERATIONS = 200
+#: In ``auto`` mode the frames are resampled only when, in some slice, at least ``AUTO_MIN_FRAMES`` of the
+#: frames the registration could follow moved more than ``AUTO_THRESHOLD_PX`` (project choice, measured with
+#: the benchmark: on still phantoms the estimates stay below about 1.1 pixels (the late frames, far from the
+#: ROI frame, drift furthest); free breathing of 4-8 mm moves several frames by 1.5 pixels or more).
+AUTO_THRESHOLD_PX = 1.5
+AUTO_MIN_FRAMES = 3
+#: Displacements shorter than this, pixels, are measured and reported but not applied (project choice: the
+#: registration's estimates of frames that did not move reach about half a pixel, see the benchmark; a
+#: sub-pixel resampling at the blood pool's edge moves enough blood signal into the myocardium's edge
+#: pixels to change their MBF by several per cent).
+MIN_APPLIED_SHIFT_PX = 0.75
+
+
+class MotionCorrection(object):
+    """What the motion step measured and did.
+
+    Attributes
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+        The frames registered to the ROI frame (the input frames, untouched,
+        when ``applied`` is False).
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        Measured displacement of the anatomy in each frame relative to the
+        ROI frame, (row, column) pixels; NaN when not measured (``off``).
+    residual : numpy.ndarray, shape (n_frames, n_slices)
+        Registration residual: RMS difference between the registered frame
+        and its synthetic reference inside the heart region, over the
+        series' median (1 is typical); NaN when not measured.
+    excluded_frames : list of int
+        Frames that could not be registered (any slice), left out of the fits.
+    mode : str
+        The ``MOTION_CORRECTION_MODES`` value asked for.
+    applied : bool
+        Whether the frames were resampled.
+    roi_frame : int
+        The frame the ROIs belong to, the registration's target.
+    roi_frame_rule : str
+        "peak LV enhancement" or "given".
+    pixel_mm : numpy.ndarray, shape (2,)
+        Pixel size (row, column), mm.
+    frame_times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    baseline_offset_px : numpy.ndarray, shape (n_slices, 2)
+        Per slice, the (row, column) correction the mutual-information step
+        gave the pre-contrast frames (``estimate_slice_motion``), pixels.
+    warnings : list of str
+        Sentences for the summary.
+    seconds : float
+        Time taken, s.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def displacement_mm(self):
+        """Length of each frame's in-plane displacement from the ROI frame, mm, shape (n_frames, n_slices)."""
+        return np.linalg.norm(self.shift_px * self.pixel_mm, axis=-1)
+
+    def summary(self):
+        """JSON-ready record for ``summary.json``."""
+        measured = bool(np.all(np.isfinite(self.shift_px)))
+        length = self.displacement_mm() if measured else None
+        return {
+            "mode": self.mode,
+            "applied": bool(self.applied),
+            "roi_frame": int(self.roi_frame),
+            "roi_frame_rule": self.roi_frame_rule,
+            "measured": measured,
+            "method": "translation per frame and slice to progressive low-rank references",
+            "auto_rule": "resample when, in some slice, at least {} frames moved more than {:g} pixel".format(
+                AUTO_MIN_FRAMES, AUTO_THRESHOLD_PX),
+            "pixel_mm": [float(v) for v in self.pixel_mm],
+            "max_displacement_mm": float(length.max()) if measured else None,
+            "median_displacement_mm": float(np.median(length)) if measured else None,
+            "displacement_px": (np.round(self.shift_px, 3).tolist() if measured else None),
+            "displacement_mm": (np.round(length, 3).tolist() if measured else None),
+            "residual": (np.round(self.residual, 3).tolist() if measured else None),
+            "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
+            "excluded_frames": [int(f) for f in self.excluded_frames],
+        }
+
+
+def _report(progress, fraction, message):
+    if progress is not None:
+        progress(float(fraction), message)
+
+
+def _heart_region(heart_mask, pixel_mm):
+    """Centre (row, column) of the heart ROI and its radius, mm."""
+    rows, columns = np.nonzero(heart_mask)
+    centre = np.array([rows.mean(), columns.mean()])
+    radius = np.sqrt(((rows - centre[0]) * pixel_mm[0]) ** 2 + ((columns - centre[1]) * pixel_mm[1]) ** 2).max()
+    return centre, radius
+
+
+class _Region(object):
+    """The registration region of one slice: a box around the heart, its taper weight, and the frames cut out
+    with a margin for the largest shift searched (edges repeated)."""
+
+    def __init__(self, frames, heart_mask, pixel_mm):
+        centre, radius_mm = _heart_region(heart_mask, pixel_mm)
+        outer_mm = radius_mm + REGION_MARGIN_MM + REGION_TAPER_MM
+        half = (np.ceil(outer_mm / pixel_mm).astype(int) + 1)
+        corner = np.floor(centre).astype(int) - half
+        self.shape = tuple(2 * half + 1)
+        rows, columns = np.mgrid[0:self.shape[0], 0:self.shape[1]]
+        distance = np.hypot((rows + corner[0] - centre[0]) * pixel_mm[0],
+                            (columns + corner[1] - centre[1]) * pixel_mm[1])
+        ramp = np.clip((distance - radius_mm - REGION_MARGIN_MM) / REGION_TAPER_MM, 0.0, 1.0)
+        self.weight = 0.5 * (1.0 + np.cos(np.pi * ramp))
+        self.margin = int(np.ceil(SEARCH_RADIUS_MM / pixel_mm.min())) + 2
+        padded = np.pad(np.asarray(frames, dtype=float), ((0, 0), (self.margin + max(-corner.min(), 0),) * 2,
+                                                          (self.margin + max(-corner.min(), 0),) * 2), mode="edge")
+        start = corner + self.margin + max(-corner.min(), 0) - self.margin
+        extra = np.array(self.shape) + 2 * self.margin
+        need = start + extra - np.array(padded.shape[1:])
+        if np.any(need > 0):
+            padded = np.pad(padded, ((0, 0), (0, max(need[0], 0)), (0, max(need[1], 0))), mode="edge")
+        self.frames = padded[:, start[0]:start[0] + extra[0], start[1]:start[1] + extra[1]]
+        self.limit = float(self.margin - 1)
+
+    def sample(self, stack, shift):
+        """Each frame of ``stack`` (a smoothed ``self.frames``) on the region's grid moved by its shift
+        (n, 2), bilinear: (n, rows, columns)."""
+        shift = np.clip(shift, -self.limit, self.limit)
+        whole = np.floor(shift).astype(int)
+        fraction = shift - whole
+        height, width = self.shape
+        out = np.empty((stack.shape[0],) + self.shape)
+        for index in range(stack.shape[0]):
+            r, c = whole[index] + self.margin
+            fr, fc = fraction[index]
+            block = stack[index, r:r + height + 1, c:c + width + 1]
+            top = block[:-1, :-1] * (1.0 - fc) + block[:-1, 1:] * fc
+            bottom = block[1:, :-1] * (1.0 - fc) + block[1:, 1:] * fc
+            out[index] = top * (1.0 - fr) + bottom * fr
+        return out
+
+
+def _leading_eigenvectors(gram, rank):
+    """The ``rank`` leading eigenvectors (n, rank) of a symmetric positive semi-definite matrix (n, n).
+
+    Orthogonal (subspace) iteration with Gram-Schmidt, in plain numpy: the
+    matrices are tiny (frames x frames), and LAPACK's threaded routines
+    spend far longer waiting for their threads on a busy machine than
+    computing.  Starts from the unit vectors of the largest diagonal entries;
+    ``SUBSPACE_ITERATIONS`` steps (the hat matrix needs the subspace, not
+    exact vectors).
+    """
+    n = gram.shape[0]
+    rank = min(rank, n)
+    basis = np.zeros((n, rank))
+    basis[np.argsort(-np.diag(gram), kind="stable")[:rank], np.arange(rank)] = 1.0
+    for _ in range(SUBSPACE_ITERATIONS):
+        basis = np.einsum("ij,jr->ir", gram, basis)
+        for r in range(rank):
+            for q in range(r):
+                basis[:, r] -= np.dot(basis[:, q], basis[:, r]) * basis[:, q]
+            norm = np.sqrt(np.dot(basis[:, r], basis[:, r]))
+            basis[:, r] = basis[:, r] / norm if norm > 0 else 0.0
+    return basis
+
+
+def _low_rank(images, weight, rank):
+    """Each frame's synthetic reference: the series' rank-``rank`` approximation without the frame's own share.
+
+    The rank-``rank`` approximation of the frames (n, h, w), fitted where the
+    weight is positive, is ``H @ X`` with the temporal hat matrix
+    ``H = U_r U_r^T`` (``U_r``: the first eigenvectors of the frames' Gram
+    matrix, so one small eigen-decomposition per call).  A frame's own term
+    ``H[t, t] x_t`` is taken out and the rest rescaled by ``1 / (1 - H[t, t])``
+    (the leave-one-out fit of a linear smoother): a frame of unusual
+    contrast, or one still misregistered, would otherwise shape its own
+    reference, and the registration would stay where it is.  A frame the
+    others cannot represent gets a faint reference, whose low gain stops its
+    registration (``MIN_GAIN``) instead of moving it anywhere.
+    """
+    inside = weight > 0
+    matrix = images[:, inside]
+    # einsum's own loops, not BLAS or LAPACK: the same sums on every machine, and no threads to wait for.
+    top = _leading_eigenvectors(np.einsum("ip,jp->ij", matrix, matrix), rank)
+    hat = np.einsum("ir,jr->ij", top, top)
+    own = np.clip(np.diag(hat), 0.0, MAX_LEVERAGE)
+    np.fill_diagonal(hat, 0.0)
+    approximation = np.zeros_like(images)
+    approximation[:, inside] = np.einsum("ij,jp->ip", hat / (1.0 - own)[:, None], matrix)
+    return approximation
+
+
+def _solve_2x2(a11, a12, a22, b1, b2):
+    """Solutions of the symmetric 2 x 2 systems [[a11, a12], [a12, a22]] x = [b1, b2], one per frame."""
+    determinant = a11 * a22 - a12 * a12
+    determinant = np.where(np.abs(determinant) > 1e-12 * (a11 * a22 + 1e-300), determinant, np.inf)
+    return np.stack([(a22 * b1 - a12 * b2) / determinant, (a11 * b2 - a12 * b1) / determinant], axis=-1)
+
+
+def _fit_gain(reference, weight, moved):
+    """Weighted least-squares gain and offset of each frame's reference, (n, 2), and the residual (n, p)."""
+    w = weight[None, :]
+    s_w = weight.sum()
+    s_r, s_m = (w * reference).sum(axis=1), (w * moved).sum(axis=1)
+    coefficients = _solve_2x2((w * reference ** 2).sum(axis=1), s_r, np.full(reference.shape[0], s_w),
+                              (w * reference * moved).sum(axis=1), s_m)
+    return coefficients, moved - coefficients[:, :1] * reference - coefficients[:, 1:]
+
+
+def _gauss_newton(region, stack, references, shift, max_step):
+    """Refine each frame's shift (n, 2): frame(x + shift) ~ gain * reference(x) + offset, weighted least squares.
+
+    Each iteration fits the gain and offset at the current shift, then takes a
+    Gauss-Newton step of the shift (at most ``max_step`` pixels per
+    iteration).  Returns the shifts and the weighted RMS residual of each
+    frame.  Plain element-wise sums, no BLAS: the result does not depend on
+    the machine's BLAS kernel or threads.
+    """
+    n = stack.shape[0]
+    inside = region.weight > 0
+    w = region.weight[inside][None, :]
+    grad_rows, grad_columns = np.gradient(references, axis=(1, 2))
+    reference = references[:, inside]
+    g_r, g_c = grad_rows[:, inside], grad_columns[:, inside]
+    # The normal matrix of the shift, up to the gain squared (the gain changes, the gradients do not).
+    h_rr, h_rc, h_cc = (w * g_r * g_r).sum(axis=1), (w * g_r * g_c).sum(axis=1), (w * g_c * g_c).sum(axis=1)
+    shift = shift.copy()
+    active = np.arange(n)
+    previous = np.full(n, np.inf)
+    last_step = np.zeros((n, 2))
+    for _ in range(MAX_ITERATIONS):
+        moved = region.sample(stack[active], shift[active])[:, inside]
+        coefficients, residual = _fit_gain(reference[active], w[0], moved)
+        cost = (w * residual ** 2).sum(axis=1)
+        # A step that made the fit worse is halved back (a trust region); such a frame takes no new step now.
+        worse = cost > previous[active]
+        shift[active[worse]] -= 0.5 * last_step[active[worse]]
+        last_step[active[worse]] *= 0.5
+        previous[active[~worse]] = cost[~worse]
+        # The frame must look like its reference (a positive gain); otherwise the step's direction means nothing.
+        gain = coefficients[:, 0]
+        lost = gain < MIN_GAIN
+        gain = np.where(lost, 1.0, gain)
+        wr = w * residual
+        b_r, b_c = -(wr * g_r[active]).sum(axis=1) / gain, -(wr * g_c[active]).sum(axis=1) / gain
+        step = _solve_2x2(h_rr[active], h_rc[active], h_cc[active], b_r, b_c)
+        step = np.where((worse | lost)[:, None], 0.0, np.clip(np.nan_to_num(step), -max_step, max_step))
+        shift[active] += step
+        last_step[active[~worse]] = step[~worse]
+        moving = np.max(np.abs(np.where(worse[:, None], last_step[active], step)), axis=1) >= CONVERGED_STEP_PX
+        active = active[moving]
+        if active.size == 0:
+            break
+    moved = region.sample(stack, shift)[:, inside]
+    _, residual = _fit_gain(reference, w[0], moved)
+    return shift, np.sqrt((residual ** 2 * w).sum(axis=1) / w.sum())
+
+
+def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0):
+    """Translation (row, column), pixels, with moving(u + offset) ~ fixed(u) by Mattes mutual information.
+
+    ``fixed`` (with ``mask``) covers the pixels ``fixed_corner`` onwards of
+    ``moving``'s grid, so that the moving image reaches beyond the fixed one
+    whatever the offset.  SimpleITK's registration on two images of
+    different contrast, from each of ``starts`` (row, column offsets); the start whose
+    optimum has the best metric wins, as the metric has local optima between
+    images of different contrast.  Every pixel is used (no random sampling)
+    and one thread, so the result is reproducible.  Returns the offset and
+    whether the optimiser converged.
+    """
+    import SimpleITK as sitk
+
+    fixed_image = sitk.GetImageFromArray(np.ascontiguousarray(fixed, dtype=np.float32))
+    fixed_image.SetOrigin((float(fixed_corner), float(fixed_corner)))
+    moving_image = sitk.GetImageFromArray(np.ascontiguousarray(moving, dtype=np.float32))
+    best = None
+    for start in starts:
+        method = sitk.ImageRegistrationMethod()
+        method.SetNumberOfThreads(1)
+        method.SetMetricAsMattesMutualInformation(MUTUAL_INFORMATION_BINS)
+        method.SetMetricSamplingStrategy(method.NONE)
+        mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+        mask_image.CopyInformation(fixed_image)
+        method.SetMetricFixedMask(mask_image)
+        method.SetInterpolator(sitk.sitkLinear)
+        method.SetOptimizerAsRegularStepGradientDescent(learningRate=0.5, minStep=1e-4,
+                                                        numberOfIterations=MUTUAL_INFORMATION_ITERATIONS)
+        method.SetInitialTransform(sitk.TranslationTransform(2, (float(start[1]), float(start[0]))), inPlace=False)
+        transform = method.Execute(fixed_image, moving_image)
+        value = method.GetMetricValue()  # negative mutual information: lower is better
+        column, row = transform.GetParameters()
+        converged = method.GetOptimizerIteration() < MUTUAL_INFORMATION_ITERATIONS
+        if converged and (best is None or value < best[0]):
+            best = (value, np.array([row, column]))
+    return (np.zeros(2), False) if best is None else (best[1], True)
+
+
+def _neighbour_median(shift):
+    """Median shift of each frame's ``NEIGHBOUR_FRAMES`` neighbours on either side (the frame left out)."""
+    n = shift.shape[0]
+    out = np.empty_like(shift)
+    for t in range(n):
+        window = [u for u in range(max(t - NEIGHBOUR_FRAMES, 0), min(t + NEIGHBOUR_FRAMES + 1, n)) if u != t]
+        out[t] = np.median(shift[window], axis=0)
+    return out
+
+
+def _second_start(region, stack, references, shift, residual, max_step):
+    """Frames far from their neighbours' shifts, fitted again from the neighbours' median; the better fit is kept.
+
+    A frame whose contrast the references do not yet follow (a sudden change
+    of contrast, e.g. after a missed trigger) can slide into a false
+    minimum several pixels away; breathing does not move the heart that far
+    between neighbouring frames.
+    """
+    median = _neighbour_median(shift)
+    far = np.flatnonzero(np.linalg.norm(shift - median, axis=1) > JUMP_PX)
+    if far.size == 0:
+        return shift, residual
+    again, again_residual = _gauss_newton(region, stack[far], references[far], median[far], max_step)
+    better = again_residual < residual[far]
+    shift, residual = shift.copy(), residual.copy()
+    shift[far[better]] = again[better]
+    residual[far[better]] = again_residual[better]
+    return shift, residual
+
+
+def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi_frame=None):
+    """Displacement of the anatomy in every frame of one slice, relative to the series' common position.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, rows, columns)
+        The slice's frames (signal units).
+    heart_mask : numpy.ndarray of bool, shape (rows, columns)
+        The heart in the ROI frame (LV blood pool and myocardium): the centre
+        of the registration region.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+    first_enhanced : int, optional
+        First frame that may show contrast (``first_enhanced_frame``).  The
+        frames before it share one contrast; the low-rank references give them
+        a common position of their own, which is then tied to the ROI frame's
+        by mutual information (``_mutual_information_offset``) between their
+        registered mean and the registered mean around ``roi_frame``.
+    roi_frame : int, optional
+        The frame the ROIs belong to (needed with ``first_enhanced``).
+
+    Returns
+    -------
+    shift_px : numpy.ndarray, shape (n_frames, 2)
+        (row, column) displacement of each frame, pixels: frame(x + shift)
+        matches the common position's image at x.
+    residual : numpy.ndarray, shape (n_frames,)
+        Weighted RMS difference from the frame's synthetic reference, signal
+        units.
+    baseline_offset_px : numpy.ndarray, shape (2,)
+        The correction the mutual-information step added to the pre-contrast
+        frames (zeros without it).
+    """
+    pixel_mm = np.asarray(pixel_mm, dtype=float)
+    region = _Region(frames, heart_mask, pixel_mm)
+    n = region.frames.shape[0]
+    shift = np.zeros((n, 2))
+    residual = np.zeros(n)
+    for rank, sigma, max_step in zip(LOW_RANK_SCHEDULE, SMOOTHING_SCHEDULE_PX, MAX_STEP_PX):
+        smooth = ndimage.gaussian_filter(region.frames, (0.0, sigma, sigma), mode="nearest")
+        references = _low_rank(region.sample(smooth, shift), region.weight, rank)
+        shift, residual = _gauss_newton(region, smooth, references, shift, max_step)
+        shift, residual = _second_start(region, smooth, references, shift, residual, max_step)
+    baseline_offset = np.zeros(2)
+    if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
+        # The frames before the contrast, and the first one or two with a trace of it, share the references'
+        # pre-contrast components, and with them that group's own position.  Their mean, each frame moved only
+        # by its difference from the group's mean shift, is registered to the mean around the ROI frame.
+        pre_contrast = slice(0, first_enhanced)
+        around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
+        group = shift[pre_contrast].mean(axis=0)
+        moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
+                          for t in range(first_enhanced)], axis=0)
+        fixed = region.sample(region.frames[around_roi], shift[around_roi]).mean(axis=0)
+        # Two starts: where the low-rank references put the group, and where it would be had it, on average,
+        # not moved from the ROI frame (low-rank references can carry the whole group off by pixels).
+        offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5,
+                                                       starts=(group, shift[roi_frame]), fixed_corner=region.margin)
+        if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
+            baseline_offset = offset - group
+            shift[:min(first_enhanced + 2, roi_frame)] += baseline_offset
+    return shift, residual, baseline_offset
+
+
+def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
+    """First frame in which contrast may show near the heart: the RV's arrival, one frame early.
+
+    The curve is the mean of the brightest ``ARRIVAL_BRIGHT_FRACTION`` of the
+    pixels within ``ARRIVAL_REGION_MM`` of the ROIs (the RV's and then the
+    LV's blood at their peaks), its arrival found as the AIF's
+    (``aif.detect_arrival_index``): motion moves the heart, but barely
+    changes the level of the brightest pixels.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+    times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    heart_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
+        The ROIs.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+
+    Returns
+    -------
+    int
+    """
+    from .aif import detect_arrival_index
+
+    distance = ndimage.distance_transform_edt(~np.asarray(heart_mask, dtype=bool),
+                                              sampling=(1e6, pixel_mm[0], pixel_mm[1]))
+    values = np.asarray(frames, dtype=float)[:, distance <= ARRIVAL_REGION_MM]
+    count = max(int(ARRIVAL_BRIGHT_FRACTION * values.shape[1]), 1)
+    curve = np.partition(values, values.shape[1] - count, axis=1)[:, -count:].mean(axis=1)
+    return max(int(detect_arrival_index(times_s, curve)[0]) - 1, 0)
+
+
+def resample_frames(frames, shift_px):
+    """Frames moved back by their displacement: out(x) = frame(x + shift), cubic spline, edges repeated.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        (row, column) displacement of each frame and slice, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``frames``, float64; frames with a zero shift are copied.
+    """
+    out = np.array(frames, dtype=float, copy=True)
+    for t in range(frames.shape[0]):
+        for k in range(frames.shape[1]):
+            if np.any(shift_px[t, k] != 0.0):
+                out[t, k] = ndimage.shift(out[t, k], -np.asarray(shift_px[t, k], dtype=float), order=3,
+                                          mode="nearest")
+    return out
+
+
+def _unregistered(shift_px, residual, pixel_mm, roi_frame):
+    """Frames (any slice) that could not be registered.
+
+    A frame is not registered when it lies further than
+    ``MAX_DISPLACEMENT_MM`` from the ROI frame; when its residual exceeds the
+    series' median by ``OUTLIER_RESIDUAL_SD`` robust SDs and
+    ``OUTLIER_MIN_RATIO`` times; or when it lies more than ``JUMP_PX`` from
+    its neighbours' median with a residual above ``JUMP_RESIDUAL_RATIO``
+    times the median (a false minimum).
+    """
+    length_mm = np.linalg.norm(shift_px * pixel_mm, axis=-1)
+    bad = length_mm > MAX_DISPLACEMENT_MM
+    median = np.median(residual, axis=0)
+    spread = 1.4826 * np.median(np.abs(residual - median), axis=0)
+    bad |= (residual > median + OUTLIER_RESIDUAL_SD * spread) & (residual > OUTLIER_MIN_RATIO * median)
+    for k in range(shift_px.shape[1]):
+        jump = np.linalg.norm(shift_px[:, k] - _neighbour_median(shift_px[:, k]), axis=-1)
+        bad[:, k] |= (jump > JUMP_PX) & (residual[:, k] > JUMP_RESIDUAL_RATIO * median[k])
+    bad[roi_frame] = False
+    return [int(f) for f in np.flatnonzero(bad.any(axis=1))]
+
+
+def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixel_mm, roi_frame, mode="auto",
+                   roi_frame_rule="given", progress=None):
+    """Register every frame of each slice, in plane, to the position of the ROI frame.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+        The perfusion series (signal units).
+    frame_times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    blood_pool_mask, myocardium_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
+        The ROIs, drawn on frame ``roi_frame``.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+    roi_frame : int
+        The frame the ROIs belong to.
+    mode : str
+        One of ``MOTION_CORRECTION_MODES``.
+    roi_frame_rule : str
+        How ``roi_frame`` was chosen, for the record.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    MotionCorrection
+
+    Raises
+    ------
+    AIAIFInputError
+        For an unknown mode or a ROI frame outside the series.
+    """
+    if mode not in MOTION_CORRECTION_MODES:
+        raise AIAIFInputError("Unknown motion correction {!r}; use one of {}.".format(
+            mode, ", ".join(MOTION_CORRECTION_MODES)))
+    frames = np.asarray(frames, dtype=float)
+    n_frames, n_slices = frames.shape[:2]
+    if not 0 <= int(roi_frame) < n_frames:
+        raise AIAIFInputError("The ROI frame {} is outside the series' frames 0-{}; give the index of the frame "
+                              "the ROIs were drawn on.".format(roi_frame, n_frames - 1))
+    roi_frame = int(roi_frame)
+    pixel_mm = np.asarray(pixel_mm, dtype=float)
+    started = time.perf_counter()
+    record = dict(mode=mode, roi_frame=roi_frame, roi_frame_rule=roi_frame_rule, pixel_mm=pixel_mm, warnings=[],
+                  frame_times_s=np.asarray(frame_times_s, dtype=float))
+    if mode == "off":
+        return MotionCorrection(frames=frames, shift_px=np.full((n_frames, n_slices, 2), np.nan),
+                                residual=np.full((n_frames, n_slices), np.nan), excluded_frames=[], applied=False,
+                                baseline_offset_px=np.full((n_slices, 2), np.nan),
+                                seconds=time.perf_counter() - started, **record)
+    heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
+    shift = np.zeros((n_frames, n_slices, 2))
+    residual = np.full((n_frames, n_slices), np.nan)
+    baseline_offset = np.zeros((n_slices, 2))
+    first_enhanced = first_enhanced_frame(frames, frame_times_s, heart, pixel_mm)
+    for k in range(n_slices):
+        _report(progress, k / n_slices, "Measuring the motion of slice {} of {}".format(k + 1, n_slices))
+        if not heart[k].any():
+            continue  # no ROI in this slice: nothing to register it on
+        slice_shift, slice_residual, baseline_offset[k] = estimate_slice_motion(
+            frames[:, k], heart[k], pixel_mm, first_enhanced=first_enhanced, roi_frame=roi_frame)
+        shift[:, k] = slice_shift - slice_shift[roi_frame]
+        residual[:, k] = slice_residual / np.median(slice_residual)
+    measured = np.isfinite(residual).all(axis=0)
+    unregistered = _unregistered(shift[:, measured], residual[:, measured], pixel_mm, roi_frame)
+    reliable = np.ones(n_frames, bool)
+    reliable[unregistered] = False
+    # Whether the series moves is judged on the frames the registration could follow: a frame it could not
+    # follow says nothing about motion.
+    moved = np.linalg.norm(shift[reliable], axis=-1) > AUTO_THRESHOLD_PX
+    applied = mode == "on" or bool(np.any(moved.sum(axis=0) >= AUTO_MIN_FRAMES))
+    excluded = unregistered if applied else []
+    warnings = record["warnings"]
+    baseline_left = [f for f in range(first_enhanced) if f not in excluded]
+    kept_baseline = [f for f in excluded if f < first_enhanced] if len(baseline_left) < MIN_BASELINE_KEPT else []
+    if kept_baseline:
+        # The pre-contrast frames set every pixel's baseline: without enough of them no curve can be converted.
+        excluded = [f for f in excluded if f not in kept_baseline]
+        warnings.append("Frame{} {} before the contrast could not be registered but {} kept, as the baseline needs "
+                        "{} pre-contrast frames; the baseline of pixels near edges may be biased.".format(
+                            "s" if len(kept_baseline) > 1 else "", ", ".join(str(f) for f in kept_baseline),
+                            "are" if len(kept_baseline) > 1 else "is", MIN_BASELINE_KEPT))
+    if excluded:
+        warnings.append("{} frame{} could not be registered to the ROI frame and {} left out of the fits (frame{} "
+                        "{}); check the series for through-plane motion or artefacts.".format(
+                            len(excluded), "s" if len(excluded) > 1 else "", "are" if len(excluded) > 1 else "is",
+                            "s" if len(excluded) > 1 else "", ", ".join(str(f) for f in excluded)))
+    if not measured.all():
+        warnings.append("Slice{} {} {} no ROI, so {} not registered.".format(
+            "s" if (~measured).sum() > 1 else "", ", ".join(str(k) for k in np.flatnonzero(~measured)),
+            "have" if (~measured).sum() > 1 else "has", "they were" if (~measured).sum() > 1 else "it was"))
+    _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
+    # Displacements within the registration's precision are not applied: resampling a frame that did not move
+    # only blurs it, and misplaces its edges by the estimate's error.
+    applied_shift = np.where(np.linalg.norm(shift, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift)
+    registered = resample_frames(frames, applied_shift) if applied else frames
+    return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
+                            baseline_offset_px=baseline_offset,
+                            applied=applied, seconds=time.perf_counter() - started, **record)

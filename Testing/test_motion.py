@@ -1,0 +1,142 @@
+"""Motion correction (AIAIFLib/motion.py): registration of every frame to the ROI frame, its decisions and record."""
+
+import json
+
+import numpy as np
+import pytest
+
+from AIAIFLib import motion
+from AIAIFLib.aif import peak_enhancement_frame
+from AIAIFLib.errors import AIAIFInputError
+from AIAIFLib.simulation import PHANTOM_PIXEL_MM, simulate_phantom
+
+PIXEL_MM = (PHANTOM_PIXEL_MM, PHANTOM_PIXEL_MM)
+
+
+@pytest.fixture(scope="module")
+def moving():
+    return simulate_phantom(seed=6, motion="in-plane", ischemic="RCA")
+
+
+@pytest.fixture(scope="module")
+def still():
+    return simulate_phantom(seed=6, ischemic="RCA")
+
+
+def _correct(phantom, mode="auto", roi_frame=None, frames=None):
+    roi = peak_enhancement_frame(phantom.frames, phantom.lv_blood_mask) if roi_frame is None else roi_frame
+    return motion.correct_motion(phantom.frames if frames is None else frames, phantom.frame_times_s,
+                                 phantom.lv_blood_mask, phantom.myocardium_mask, PIXEL_MM, roi, mode=mode)
+
+
+@pytest.fixture(scope="module")
+def corrected(moving):
+    return _correct(moving)
+
+
+def test_moving_frames_are_measured_to_a_fraction_of_a_pixel(moving, corrected):
+    truth = moving.truth["motion_shift_px"] - moving.truth["motion_shift_px"][corrected.roi_frame]
+    kept = np.setdiff1d(np.arange(truth.shape[0]), corrected.excluded_frames)
+    error = np.linalg.norm(corrected.shift_px[kept] - truth[kept], axis=-1)
+    moved = np.linalg.norm(truth, axis=-1)
+    assert moved.max() > 2.0  # the phantom moves by pixels, not fractions
+    assert np.median(error) < 0.5 and np.percentile(error, 95) < 1.0
+    assert len(corrected.excluded_frames) <= 3
+    assert corrected.applied
+
+
+def test_registered_frames_are_moved_back_onto_the_roi_frame(moving, still, corrected):
+    """Where the heart moved by pixels, the registered frame is far closer to the still phantom's frame."""
+    shift = np.linalg.norm(moving.truth["motion_shift_px"], axis=-1)
+    frame, k = np.unravel_index(np.argmax(np.where(np.isin(np.arange(shift.shape[0]), corrected.excluded_frames)[
+        :, None], 0.0, shift)), shift.shape)
+    heart = (still.lv_blood_mask | still.myocardium_mask)[k]
+    before = np.abs(moving.frames[frame, k] - still.frames[frame, k])[heart].mean()
+    after = np.abs(corrected.frames[frame, k] - still.frames[frame, k])[heart].mean()
+    assert after < 0.6 * before  # what remains is mostly the noise, resampled
+
+
+def test_frames_within_the_precision_are_left_exactly_as_they_were(moving, corrected):
+    small = np.linalg.norm(corrected.shift_px, axis=-1) < motion.MIN_APPLIED_SHIFT_PX
+    assert small.any()
+    frames, slices = np.nonzero(small)
+    np.testing.assert_array_equal(corrected.frames[frames, slices], moving.frames[frames, slices])
+
+
+def test_auto_leaves_a_still_series_untouched(still):
+    result = _correct(still, mode="auto")
+    assert not result.applied and result.excluded_frames == []
+    assert result.frames is not None and np.array_equal(result.frames, still.frames)
+    assert np.all(np.isfinite(result.shift_px))  # measured all the same
+
+
+def test_off_measures_nothing_and_on_always_registers(still):
+    off = _correct(still, mode="off")
+    assert not off.applied and np.all(np.isnan(off.shift_px)) and off.summary()["measured"] is False
+    assert np.array_equal(off.frames, still.frames)
+    on = _correct(still, mode="on")
+    assert on.applied and on.summary()["applied"]
+
+
+def test_a_frame_that_cannot_be_registered_is_excluded_with_a_warning(still):
+    frames = np.array(still.frames, copy=True)
+    rng = np.random.default_rng(0)
+    frames[40] = rng.permutation(frames[40].ravel()).reshape(frames[40].shape)  # no anatomy left
+    result = _correct(still, mode="on", frames=frames)
+    assert 40 in result.excluded_frames
+    assert any("could not be registered" in warning and "40" in warning for warning in result.warnings)
+
+
+def test_the_roi_frame_is_the_registrations_target(moving):
+    roi = 2  # a free-breathing frame before the contrast
+    result = _correct(moving, mode="on", roi_frame=roi)
+    assert np.all(result.shift_px[roi] == 0.0)
+    assert result.roi_frame == roi and result.summary()["roi_frame"] == roi
+
+
+@pytest.mark.parametrize("mode, roi_frame, phrase", [("sometimes", 5, "Unknown motion correction"),
+                                                      ("auto", 60, "outside the series"),
+                                                      ("auto", -1, "outside the series")])
+def test_bad_choices_are_one_sentence(still, mode, roi_frame, phrase):
+    with pytest.raises(AIAIFInputError, match=phrase):
+        _correct(still, mode=mode, roi_frame=roi_frame)
+
+
+def test_summary_is_strict_json_with_the_displacement_of_every_frame(corrected):
+    summary = corrected.summary()
+    text = json.dumps(summary, allow_nan=False)
+    assert json.loads(text)["excluded_frames"] == corrected.excluded_frames
+    assert np.array(summary["displacement_px"]).shape == corrected.shift_px.shape
+    assert np.array(summary["displacement_mm"]).shape == corrected.shift_px.shape[:2]
+    assert summary["max_displacement_mm"] == pytest.approx(corrected.displacement_mm().max(), abs=1e-6)
+
+
+def test_resample_moves_the_content_back_by_the_shift():
+    rng = np.random.default_rng(1)
+    frames = rng.random((2, 1, 24, 24))
+    shift = np.zeros((2, 1, 2))
+    shift[1, 0] = (2.0, -3.0)  # the anatomy of frame 1 sits 2 rows down, 3 columns left
+    out = motion.resample_frames(frames, shift)
+    np.testing.assert_array_equal(out[0], frames[0])
+    np.testing.assert_allclose(out[1, 0, 4:18, 4:18], frames[1, 0, 6:20, 1:15], atol=1e-9)
+
+
+def test_leading_eigenvectors_span_the_top_eigenspace():
+    rng = np.random.default_rng(2)
+    basis = rng.standard_normal((30, 30))
+    gram = basis @ np.diag(np.geomspace(100.0, 0.01, 30)) @ basis.T
+    found = motion._leading_eigenvectors(gram, 4)
+    _, vectors = np.linalg.eigh(gram)
+    top = vectors[:, -4:]
+    np.testing.assert_allclose(found.T @ found, np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(top @ top.T @ found, found, atol=1e-4)
+
+
+def test_a_frame_unlike_the_others_gets_a_faint_reference():
+    """Leaving each frame out of its own reference: a one-off frame cannot shape the reference it is registered to."""
+    rng = np.random.default_rng(3)
+    images = np.repeat(rng.random((1, 10, 10)), 12, axis=0) * np.linspace(1.0, 2.0, 12)[:, None, None]
+    images[7] = rng.random((10, 10))
+    reference = motion._low_rank(images, np.ones((10, 10)), 2)
+    like = [np.corrcoef(reference[t].ravel(), images[t].ravel())[0, 1] for t in range(12)]
+    assert like[7] < 0.5 < min(like[t] for t in range(12) if t != 7)
