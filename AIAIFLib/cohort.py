@@ -225,11 +225,11 @@ def read_manifest(path):
 
 
 def expected_files(study):
-    """The files a complete result folder of ``study`` holds (``pipeline.OUTPUT_FILES``, the DICOM map if asked)."""
+    """The files a complete result folder of ``study`` holds (``pipeline.ALWAYS_WRITTEN_FILES``, the DICOM map if asked)."""
     from .dicom_io.parametric_map import PARAMETRIC_MAP_FILE
-    from .pipeline import OUTPUT_FILES
+    from .pipeline import ALWAYS_WRITTEN_FILES
 
-    return sorted(list(OUTPUT_FILES.values()) + ([PARAMETRIC_MAP_FILE] if study.dicom_output else []))
+    return sorted(list(ALWAYS_WRITTEN_FILES) + ([PARAMETRIC_MAP_FILE] if study.dicom_output else []))
 
 
 def is_complete(output_dir, study):

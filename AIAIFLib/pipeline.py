@@ -767,6 +767,9 @@ OUTPUT_FILES = {
     "report": "report.png",
     "registered": "registered.seq.nrrd",
 }
+#: The files every quantification writes; ``registered.seq.nrrd`` only when
+#: the motion step moved frames.
+ALWAYS_WRITTEN_FILES = tuple(name for key, name in OUTPUT_FILES.items() if key != "registered")
 
 
 def json_ready(value):

@@ -561,9 +561,9 @@ def test_quantify_registers_a_moving_study_and_writes_the_registered_series(tmp_
 
 
 def pipeline_files():
-    from AIAIFLib.pipeline import OUTPUT_FILES
+    from AIAIFLib.pipeline import ALWAYS_WRITTEN_FILES
 
-    return {name for key, name in OUTPUT_FILES.items() if key != "registered"}
+    return set(ALWAYS_WRITTEN_FILES)
 
 
 def test_quantify_roi_frame_beyond_the_series_is_one_sentence(tmp_path, capsys, quantify_phantom):

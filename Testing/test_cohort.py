@@ -19,7 +19,7 @@ import pytest
 from AIAIFLib import cohort
 from AIAIFLib.dicom_io import phantom as dicom_phantom
 from AIAIFLib.errors import AIAIFInputError
-from AIAIFLib.pipeline import OUTPUT_FILES
+from AIAIFLib.pipeline import ALWAYS_WRITTEN_FILES
 from AIAIFLib.simulation import simulate_phantom, write_phantom
 from result_compare import result_difference
 
@@ -78,7 +78,7 @@ def test_the_manifest_is_read_with_paths_from_its_folder_and_quantify_options(co
                           files["nrrd"]["rv_insertion"], "--aif", "saturated")
     assert studies[1].dicom_output and "--dicom-output" in studies[1].argv
     assert not studies[2].dicom_output and "--rv-insertion" not in studies[2].argv
-    assert cohort.expected_files(studies[1]) == sorted(list(OUTPUT_FILES.values()) + ["mbf.dcm"])
+    assert cohort.expected_files(studies[1]) == sorted(list(ALWAYS_WRITTEN_FILES) + ["mbf.dcm"])
 
 
 BAD_MANIFESTS = {
@@ -127,7 +127,7 @@ def test_a_study_task_writes_a_complete_folder_or_records_its_sentence(cohort_fi
     done = cohort.quantify_study(studies[0], str(tmp_path))
     assert done.status == "done" and done.error == "" and done.wall_time_s > 0
     assert cohort.is_complete(str(tmp_path), studies[0])
-    assert sorted(os.listdir(tmp_path / "nrrd study")) == sorted(OUTPUT_FILES.values())
+    assert sorted(os.listdir(tmp_path / "nrrd study")) == sorted(ALWAYS_WRITTEN_FILES)
     failed = cohort.quantify_study(studies[2], str(tmp_path))
     assert failed.status == "failed" and "cut short" in failed.error and failed.error.endswith(".")
     assert sorted(os.listdir(tmp_path)) == ["nrrd study"]  # no folder, no staging left for the failed study
@@ -225,7 +225,7 @@ def test_a_batch_killed_midway_finishes_only_the_rest_when_run_again(tmp_path):
     finished = sorted(name for name in os.listdir(out) if not name.startswith(".") and not name.endswith(".csv"))
     assert 3 <= len(finished) < len(rows)
     for name in finished:  # every study folder there is complete
-        assert sorted(os.listdir(out / name)) == sorted(OUTPUT_FILES.values())
+        assert sorted(os.listdir(out / name)) == sorted(ALWAYS_WRITTEN_FILES)
     again = _batch(manifest, out)
     assert again.returncode == 0, again.stderr
     assert "{} done, {} skipped".format(len(rows) - len(finished), len(finished)) in again.stdout
