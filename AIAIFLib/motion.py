@@ -91,6 +91,10 @@ MAX_ITERATIONS = 10
 CONVERGED_STEP_PX = 0.01
 #: Largest Gauss-Newton step per iteration in each round, pixels (coarse rounds move further).
 MAX_STEP_PX = (1.0, 0.5, 0.25, 0.25)
+#: Decimals (pixels) to which the estimated shifts are rounded, so that threaded BLAS's run-to-run rounding of
+#: the last bits cannot change them (``estimate_slice_motion``).
+SHIFT_GRID_DECIMALS = 6
+
 #: A frame whose shift lies further than this, pixels, from the median of its ``NEIGHBOUR_FRAMES`` neighbours on
 #: either side is fitted a second time from that median (project choice: free breathing moves the heart about
 #: 1-2 pixels from one heartbeat to the next at most).
@@ -201,8 +205,8 @@ class MotionCorrection(object):
             "auto_rule": "resample when, in some slice, at least {} frames moved more than {:g} pixel".format(
                 AUTO_MIN_FRAMES, AUTO_THRESHOLD_PX),
             "pixel_mm": [float(v) for v in self.pixel_mm],
-            "max_displacement_mm": float(length.max()) if measured else None,
-            "median_displacement_mm": float(np.median(length)) if measured else None,
+            "max_displacement_mm": round(float(length.max()), 3) if measured else None,
+            "median_displacement_mm": round(float(np.median(length)), 3) if measured else None,
             "displacement_px": (np.round(self.shift_px, 3).tolist() if measured else None),
             "displacement_mm": (np.round(length, 3).tolist() if measured else None),
             "residual": (np.round(self.residual, 3).tolist() if measured else None),
@@ -514,7 +518,10 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
             baseline_offset = offset - group
             shift[:min(first_enhanced + 2, roi_frame)] += baseline_offset
-    return shift, residual, baseline_offset
+    # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
+    # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
+    return (np.round(shift, SHIFT_GRID_DECIMALS), np.round(residual, SHIFT_GRID_DECIMALS),
+            np.round(baseline_offset, SHIFT_GRID_DECIMALS))
 
 
 def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):

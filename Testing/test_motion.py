@@ -108,7 +108,7 @@ def test_summary_is_strict_json_with_the_displacement_of_every_frame(corrected):
     assert json.loads(text)["excluded_frames"] == corrected.excluded_frames
     assert np.array(summary["displacement_px"]).shape == corrected.shift_px.shape
     assert np.array(summary["displacement_mm"]).shape == corrected.shift_px.shape[:2]
-    assert summary["max_displacement_mm"] == pytest.approx(corrected.displacement_mm().max(), abs=1e-6)
+    assert summary["max_displacement_mm"] == pytest.approx(corrected.displacement_mm().max(), abs=5e-4)
 
 
 def test_resample_moves_the_content_back_by_the_shift():
