@@ -25,7 +25,7 @@ from .phantom_motion import MOTION_KINDS
 from .pipeline import MOTION_CORRECTIONS, TISSUE_CONVERSIONS
 from .sequence import READOUT_ORDERINGS
 from .simulation import DEFAULT_TISSUE_MODEL, TISSUE_MODELS
-from .training import TRAINING_DEFAULTS
+from .training import DEFAULT_PHYSICS, PHYSICS_MIXES, TRAINING_DEFAULTS
 
 EXIT_USAGE = 2
 #: Exit code of ``batch`` when some studies failed (the others are done; see cohort_studies.csv).
@@ -449,6 +449,9 @@ def build_parser():
     train.add_argument("--iterations", type=_positive_int, default=None,
                        help="optimiser steps (default {})".format(TRAINING_DEFAULTS["iterations"]))
     train.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    train.add_argument("--physics", choices=sorted(PHYSICS_MIXES), default=DEFAULT_PHYSICS,
+                       help="physics mix of the simulated pairs: the simulator's standard ranges or broader ones "
+                            "(default {}; the shipped ensemble holds both)".format(DEFAULT_PHYSICS))
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="CPU threads for PyTorch (default {})".format(TRAINING_DEFAULTS["threads"]))
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -674,7 +677,8 @@ def _run_train(args, out):
                if getattr(args, name) is not None}
     progress = TerminalProgress(enabled=not args.quiet)
     try:
-        result = training.train(out, data=args.data, seed=args.seed, progress=progress, **options)
+        result = training.train(out, data=args.data, seed=args.seed, progress=progress, physics=args.physics,
+                                **options)
     finally:
         progress.close()
     return ("Trained for {} iterations in {:.0f} s; best validation MSE {:.4g} at iteration {} (uncorrected "

@@ -129,6 +129,44 @@ AIF_PAIR_RANGES = {
     "signal_scale": (500.0, 5000.0),
 }
 
+#: Ranges of the "broad" physics mix of the network's training pairs
+#: (``training.PHYSICS_MIXES``): ``AIF_PAIR_RANGES`` made wider on purpose, so
+#: that part of the ensemble sees more physics than one scanner's and does not
+#: learn a dose from a narrow prior (issue 13).  Project
+#: choices: peaks from a quarter dose at rest to a double dose at stress,
+#: drawn log-uniformly (dose is a scale); imperfect saturation down to 0.8
+#: (simple pulses, B1 inhomogeneity, and the residual magnetisation a
+#: multi-slice acquisition carries between slices, lumped into one
+#: efficiency); saturation time 80-125 ms; B1 errors of +-30 %; longer echo
+#: times and larger blood R2* relaxivities; irregular rhythms; a slice
+#: profile (part of the slice sees a lower flip angle and a weaker saturation,
+#: ``slice_edge_fraction``).  The simulated test set and the phantoms keep
+#: ``AIF_PAIR_RANGES``, so the model card's own test set is unchanged.
+BROAD_PAIR_RANGES = dict(
+    AIF_PAIR_RANGES,
+    t1_blood_factor=(0.88, 1.12),
+    rr_variation=(0.01, 0.12),
+    missed_trigger_probability=0.02,
+    peak_conc_mM=(1.0, 25.0),
+    rise_time_s=(1.5, 6.0),
+    saturation_efficiency=(0.80, 1.00),
+    saturation_time_s=(0.080, 0.125),
+    repetition_time_s=(0.0019, 0.0033),
+    echo_time_s=(0.0009, 0.0018),
+    flip_angle_factor=(0.70, 1.30),
+    centric_probability=0.4,
+    linear_pulses_to_centre=(10, 50),
+    r2star_per_s_per_mM={1.5: (2.0, 20.0), 3.0: (4.0, 40.0)},
+    slice_edge_fraction=(0.0, 0.5),
+    log_uniform=("peak_conc_mM",),
+)
+
+#: Flip angle and saturation efficiency at the slice edge relative to the
+#: slice centre (``slice_edge_fraction`` of the signal comes from there).
+#: Project choice: a typical excitation profile of a short readout pulse.
+SLICE_EDGE_FLIP_FACTOR = 0.6
+SLICE_EDGE_EFFICIENCY_FACTOR = 0.9
+
 #: The AIF shape families, in the order of the integer codes used in parameters.
 AIF_FAMILIES = ("gamma_recirculation", "population", "circulation")
 
@@ -301,7 +339,7 @@ def aif_concentration_mM(times_s, params):
     return out
 
 
-def draw_aif_parameters(rng, n, field_strength_t=None):
+def draw_aif_parameters(rng, n, field_strength_t=None, ranges=None):
     """Draw AIF, physiology and sequence parameters for ``n`` simulated curves.
 
     Parameters
@@ -312,16 +350,21 @@ def draw_aif_parameters(rng, n, field_strength_t=None):
         Number of curves.
     field_strength_t : {None, 1.5, 3.0}
         Fix the field strength (T); ``None`` draws 1.5 T or 3 T with p = 0.5.
+    ranges : dict, optional
+        ``AIF_PAIR_RANGES`` (default) or ``BROAD_PAIR_RANGES``; a name in
+        ``log_uniform`` is drawn log-uniformly.
 
     Returns
     -------
     dict of numpy.ndarray, each shape (n,)
         Parameter name -> values; units in the names (see ``AIF_PAIR_RANGES``).
     """
-    r = AIF_PAIR_RANGES
+    r = AIF_PAIR_RANGES if ranges is None else ranges
 
     def uniform(key):
         low, high = r[key]
+        if key in r.get("log_uniform", ()):
+            return np.exp(rng.uniform(np.log(low), np.log(high), n))
         return rng.uniform(low, high, n)
 
     if field_strength_t is None:
@@ -354,6 +397,8 @@ def draw_aif_parameters(rng, n, field_strength_t=None):
     )
     low, high = r["relative_noise_sd"]
     p["relative_noise_sd"] = np.exp(rng.uniform(np.log(low), np.log(high), n))
+    # Drawn last, and only when the ranges have it, so that the default draws stay as they were.
+    p["slice_edge_fraction"] = uniform("slice_edge_fraction") if "slice_edge_fraction" in r else np.zeros(n)
     return p
 
 
@@ -383,17 +428,27 @@ def acquisition_signal(conc_mM, t1_native_s, r2star_native_per_s, params):
     r2star_native = np.reshape(np.asarray(r2star_native_per_s, dtype=float), (-1, 1))
     r1 = relaxation_rate_per_s(1.0 / t1, K.R1_RELAXIVITY_PER_S_PER_MM, conc_mM)
     r2star = relaxation_rate_per_s(r2star_native, col["r2star_per_s_per_mM"], conc_mM)
-    return saturation_recovery_flash_signal(
-        r1,
-        saturation_time_s=col["saturation_time_s"],
-        repetition_time_s=col["repetition_time_s"],
-        flip_angle_deg=col["flip_angle_deg"] * col["flip_angle_factor"],
-        pulses_to_centre=col["pulses_to_centre"],
-        saturation_efficiency=col["saturation_efficiency"],
-        echo_time_s=col["echo_time_s"],
-        r2star_per_s=r2star,
-        proton_density=col["signal_scale"],
-    )
+
+    def signal(flip_factor, efficiency_factor):
+        return saturation_recovery_flash_signal(
+            r1,
+            saturation_time_s=col["saturation_time_s"],
+            repetition_time_s=col["repetition_time_s"],
+            flip_angle_deg=col["flip_angle_deg"] * col["flip_angle_factor"] * flip_factor,
+            pulses_to_centre=col["pulses_to_centre"],
+            saturation_efficiency=col["saturation_efficiency"] * efficiency_factor,
+            echo_time_s=col["echo_time_s"],
+            r2star_per_s=r2star,
+            proton_density=col["signal_scale"],
+        )
+
+    centre = signal(1.0, 1.0)
+    edge_fraction = params.get("slice_edge_fraction")
+    if edge_fraction is None or not np.any(edge_fraction):
+        return centre
+    edge_fraction = np.asarray(edge_fraction, dtype=float)[:, None]
+    edge = signal(SLICE_EDGE_FLIP_FACTOR, SLICE_EDGE_EFFICIENCY_FACTOR)
+    return (1.0 - edge_fraction) * centre + edge_fraction * edge
 
 
 def blood_signal(conc_mM, params):
@@ -449,7 +504,7 @@ class AIFPairs(object):
         return self.times_s.shape[0]
 
 
-def simulate_aif_pairs(n, n_frames=70, seed=0, field_strength_t=None, chunk_size=20000):
+def simulate_aif_pairs(n, n_frames=70, seed=0, field_strength_t=None, chunk_size=20000, ranges=None):
     """Simulate ``n`` paired saturated / unsaturated AIFs.
 
     Parameters
@@ -464,6 +519,8 @@ def simulate_aif_pairs(n, n_frames=70, seed=0, field_strength_t=None, chunk_size
         Fix the field strength, T; ``None`` draws both.
     chunk_size : int, optional
         Curves simulated at a time (bounds memory; does not change results).
+    ranges : dict, optional
+        Parameter ranges: ``AIF_PAIR_RANGES`` (default) or ``BROAD_PAIR_RANGES``.
 
     Returns
     -------
@@ -471,9 +528,10 @@ def simulate_aif_pairs(n, n_frames=70, seed=0, field_strength_t=None, chunk_size
         Curves on the frame times of a heart-rate model; see ``AIFPairs``.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    params = draw_aif_parameters(rng, n, field_strength_t)
+    ranges = AIF_PAIR_RANGES if ranges is None else ranges
+    params = draw_aif_parameters(rng, n, field_strength_t, ranges)
     times = simulate_frame_times(rng, n, n_frames, params["heart_rate_bpm"], params["rr_variation"],
-                                 params["rr_drift"], AIF_PAIR_RANGES["missed_trigger_probability"])
+                                 params["rr_drift"], ranges["missed_trigger_probability"])
     noise = rng.standard_normal((n, n_frames))
     conc = np.empty((n, n_frames))
     sat = np.empty((n, n_frames))

@@ -12,12 +12,15 @@ many frames earlier, so contrast arrives that much later in it).
 Data
 ----
 * **Simulator** (default): ``simulation.simulate_aif_pairs`` with both field
-  strengths and the full ``AIF_PAIR_RANGES``; the training and validation
+  strengths and the parameter ranges of a physics mix (``PHYSICS_MIXES``:
+  ``standard``, the simulator's ``AIF_PAIR_RANGES``, or ``broad``, the wider
+  ``BROAD_PAIR_RANGES`` with more doses, imperfect saturation, B1 errors, a
+  slice profile and irregular rhythms); the training and validation
   sets come from their own seed tags (``_TRAINING_DATA_TAG``,
   ``_VALIDATION_DATA_TAG``), so neither shares a seed with the held-out test
   set of ``studies.simulated_aif_test_set`` or with each other.  Curves are
   windowed at their true arrival frame (``aif.arrival_index_from_time``) and
-  simulated with 50-90 frames (``SIMULATED_FRAME_COUNTS``), so the network
+  simulated with the mix's frame counts (50-90 or 40-90), so the network
   also sees windows padded at the end, as in short acquisitions.
 * **Paired dual-sequence AIFs** of the user: a CSV file read by
   ``read_paired_aif_csv`` (columns ``case,time_s,saturated,reference``).
@@ -76,7 +79,7 @@ from . import constants as K
 from . import network
 from .errors import AIAIFInputError
 from .pipeline import json_ready
-from .simulation import AIF_PAIR_RANGES, simulate_aif_pairs
+from .simulation import AIF_PAIR_RANGES, BROAD_PAIR_RANGES, simulate_aif_pairs
 from .studies import _derived_seed
 
 # --- The paper's recipe [Scannell2022] ----------------------------------------
@@ -113,10 +116,19 @@ VALIDATION_INTERVAL = 250
 #: Share of the user's cases held out for validation (project choice, the
 #: customary 80/20 split; at least one case).
 VALIDATION_FRACTION = 0.2
-#: Frames per simulated curve; equal shares of the training and validation
-#: sets use each (project choice: clinical stress series hold 50-60 beats, the
-#: held-out test set 90; shorter series give windows padded at the end).
-SIMULATED_FRAME_COUNTS = (50, 60, 75, 90)
+#: Physics mixes of the simulated training data: parameter ranges and frames
+#: per curve (equal shares of the training and validation sets use each
+#: frame count; project choice: clinical stress series hold 50-60 beats, the
+#: simulated test set 90; shorter series give windows padded at the end).
+#: The shipped ensemble is ``standard`` (three seeds); ``broad``
+#: (``simulation.BROAD_PAIR_RANGES``) is there to retrain with wider physics:
+#: on the project's own test set its networks were worse (MODEL_CARD.md).
+PHYSICS_MIXES = {
+    "standard": {"ranges": AIF_PAIR_RANGES, "frame_counts": (50, 60, 75, 90)},
+    "broad": {"ranges": BROAD_PAIR_RANGES, "frame_counts": (40, 50, 60, 75, 90)},
+}
+DEFAULT_PHYSICS = "standard"
+SIMULATED_FRAME_COUNTS = PHYSICS_MIXES[DEFAULT_PHYSICS]["frame_counts"]
 #: CPU threads for training (project choice: the 2-core machines the project
 #: targets).
 TRAINING_THREADS = 2
@@ -246,15 +258,23 @@ def _windows(times_s, saturated, reference, arrival_index, offsets):
     return np.stack(inputs), np.stack(targets)
 
 
-def _simulated_groups(n, seed, tag, frame_counts):
+def _physics_mix(physics):
+    if physics not in PHYSICS_MIXES:
+        raise AIAIFInputError("Unknown physics mix {!r}; use one of {}.".format(physics, ", ".join(PHYSICS_MIXES)))
+    return PHYSICS_MIXES[physics]
+
+
+def _simulated_groups(n, seed, tag, frame_counts, physics=DEFAULT_PHYSICS):
     """The simulated pairs of a data set, one ``AIFPairs`` per frame count (the training set's draws)."""
+    ranges = _physics_mix(physics)["ranges"]
     sizes = np.diff(np.linspace(0, n, len(frame_counts) + 1).round().astype(int))
     for group, (size, n_frames) in enumerate(zip(sizes, frame_counts)):
         if size:
-            yield simulate_aif_pairs(int(size), n_frames=int(n_frames), seed=_derived_seed(seed, tag, group))
+            yield simulate_aif_pairs(int(size), n_frames=int(n_frames), seed=_derived_seed(seed, tag, group),
+                                     ranges=ranges)
 
 
-def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=SIMULATED_FRAME_COUNTS):
+def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=None, physics=DEFAULT_PHYSICS):
     """Simulated pairs cut to the network window at their true arrival.
 
     Parameters
@@ -269,7 +289,9 @@ def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=SIMULATED_FRAME_C
     offsets : sequence of int, optional
         Window offsets, frames (``aif.prepare_network_input``).
     frame_counts : sequence of int, optional
-        Frames per simulated curve, one group each.
+        Frames per simulated curve, one group each (default: the mix's).
+    physics : str, optional
+        Physics mix (``PHYSICS_MIXES``).
 
     Returns
     -------
@@ -279,7 +301,9 @@ def simulated_windows(n, seed, tag, offsets=(0,), frame_counts=SIMULATED_FRAME_C
         Field strength of each pair, T.
     """
     inputs, targets, fields = [], [], []
-    for pairs in _simulated_groups(n, seed, tag, frame_counts):
+    if frame_counts is None:
+        frame_counts = _physics_mix(physics)["frame_counts"]
+    for pairs in _simulated_groups(n, seed, tag, frame_counts, physics):
         arrival = aif.arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
         x, y = _windows(pairs.times_s, pairs.saturated, pairs.reference, arrival, offsets)
         inputs.append(x)
@@ -336,8 +360,8 @@ def _simulated_input_features(pairs):
 
 
 def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA_TAG,
-                                   frame_counts=SIMULATED_FRAME_COUNTS,
-                                   percentiles=network.TRAINING_RANGE_PERCENTILES):
+                                   frame_counts=None,
+                                   percentiles=network.TRAINING_RANGE_PERCENTILES, physics=DEFAULT_PHYSICS):
     """Training range of the network's input features over a simulated training set.
 
     Simulates exactly the training set of ``train`` with the same ``n``,
@@ -359,9 +383,11 @@ def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA
     tag : int, optional
         Seed tag of the data set (the training set's by default).
     frame_counts : sequence of int, optional
-        Frames per simulated curve, one group each.
+        Frames per simulated curve, one group each (default: the mix's).
     percentiles : (float, float), optional
         Percentiles (0-100) that bound the range.
+    physics : str, optional
+        Physics mix (``PHYSICS_MIXES``, ``train``'s ``physics``).
 
     Returns
     -------
@@ -370,8 +396,10 @@ def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA
         field strengths of the training curves (T).
     """
     n = _positive_int(n, "number of training pairs")
+    if frame_counts is None:
+        frame_counts = _physics_mix(physics)["frame_counts"]
     features, fields = [], []
-    for pairs in _simulated_groups(n, seed, tag, frame_counts):
+    for pairs in _simulated_groups(n, seed, tag, frame_counts, physics):
         features.append(_simulated_input_features(pairs))
         fields.append(pairs.params["field_strength_t"])
     note = ("{}th-{}th percentiles of network.input_features over the {} simulated training curves "
@@ -490,7 +518,8 @@ TRAINING_DEFAULTS = {"n_train": DEFAULT_N_TRAIN, "n_validation": DEFAULT_N_VALID
 
 def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N_VALIDATION, iterations=ITERATIONS,
           batch_size=BATCH_SIZE, seed=0, validation_interval=VALIDATION_INTERVAL, learning_rate=LEARNING_RATE,
-          validation_fraction=VALIDATION_FRACTION, threads=TRAINING_THREADS, architecture=None, progress=None):
+          validation_fraction=VALIDATION_FRACTION, threads=TRAINING_THREADS, architecture=None, progress=None,
+          physics=DEFAULT_PHYSICS):
     """Train the AI-AIF U-Net and write its weights, loss curve and settings.
 
     The default run (20 000 iterations, 50 000 simulated pairs) takes about
@@ -527,6 +556,9 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
         defaults).
     progress : callable, optional
         ``progress(fraction_0_to_1, message)``, called as training advances.
+    physics : str, optional
+        Physics mix of simulated data (``PHYSICS_MIXES``: ``standard`` or
+        ``broad``); ignored for paired data.
 
     Returns
     -------
@@ -566,18 +598,20 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
     if data is None:
         n_train = _positive_int(n_train, "number of training pairs")
         n_validation = _positive_int(n_validation, "number of validation pairs")
-        train_x, train_y, train_fields = simulated_windows(n_train, seed, _TRAINING_DATA_TAG, offsets)
-        val_x, val_y, val_fields = simulated_windows(n_validation, seed, _VALIDATION_DATA_TAG)
+        mix = _physics_mix(physics)
+        train_x, train_y, train_fields = simulated_windows(n_train, seed, _TRAINING_DATA_TAG, offsets,
+                                                           physics=physics)
+        val_x, val_y, val_fields = simulated_windows(n_validation, seed, _VALIDATION_DATA_TAG, physics=physics)
         data_description = {
-            "source": "simulator", "n_train": n_train, "n_validation": n_validation,
-            "frame_counts": list(SIMULATED_FRAME_COUNTS),
+            "source": "simulator", "physics": physics, "n_train": n_train, "n_validation": n_validation,
+            "frame_counts": list(mix["frame_counts"]),
             "training_seed_tag": _TRAINING_DATA_TAG, "validation_seed_tag": _VALIDATION_DATA_TAG,
             "training_pairs_3t": int(np.sum(train_fields == 3.0)),
             "training_pairs_1_5t": int(np.sum(train_fields == 1.5)),
             "arrival": "true arrival frame (aif.arrival_index_from_time)",
-            "parameter_ranges": json_ready(AIF_PAIR_RANGES),
+            "parameter_ranges": json_ready(mix["ranges"]),
         }
-        feature_ranges = simulated_input_feature_ranges(n_train, seed)
+        feature_ranges = simulated_input_feature_ranges(n_train, seed, physics=physics)
     else:
         paired = data if isinstance(data, PairedAIFs) else read_paired_aif_csv(data)
         training_cases, validation_cases = split_cases(len(paired), seed, validation_fraction)

@@ -48,6 +48,36 @@ def test_parameters_cover_the_documented_ranges(pairs):
     assert np.any(p["pulses_to_centre"] == 1) and np.any(p["pulses_to_centre"] > 10)
 
 
+def test_the_broad_ranges_draw_wider_physics_and_leave_the_default_draws_alone():
+    default = sim.draw_aif_parameters(np.random.default_rng(4), 4000)
+    again = sim.draw_aif_parameters(np.random.default_rng(4), 4000, ranges=sim.AIF_PAIR_RANGES)
+    for key in default:
+        np.testing.assert_array_equal(default[key], again[key])
+    assert not np.any(default["slice_edge_fraction"])
+    broad = sim.draw_aif_parameters(np.random.default_rng(4), 4000, ranges=sim.BROAD_PAIR_RANGES)
+    for key in ("peak_conc_mM", "saturation_efficiency", "saturation_time_s", "flip_angle_factor",
+                "slice_edge_fraction"):
+        low, high = sim.BROAD_PAIR_RANGES[key]
+        assert low <= broad[key].min() < low + 0.05 * (high - low) and high - 0.05 * (high - low) < broad[key].max() <= high
+    # The dose is drawn log-uniformly: as many peaks below 5 mM (the geometric middle of 1-25) as above.
+    assert abs(np.mean(broad["peak_conc_mM"] < 5.0) - 0.5) < 0.03
+    assert np.mean(broad["pulses_to_centre"] == 1) == pytest.approx(sim.BROAD_PAIR_RANGES["centric_probability"], abs=0.03)
+
+
+def test_the_slice_edge_mixes_a_weaker_flip_angle_and_saturation_into_the_signal():
+    params = sim.draw_aif_parameters(np.random.default_rng(6), 3, ranges=sim.BROAD_PAIR_RANGES)
+    conc = np.linspace(0.0, 12.0, 25)[None, :].repeat(3, axis=0)
+    mixed = sim.blood_signal(conc, params)
+    centre = sim.blood_signal(conc, dict(params, slice_edge_fraction=np.zeros(3)))
+    edge_params = dict(params, slice_edge_fraction=np.zeros(3),
+                       flip_angle_factor=params["flip_angle_factor"] * sim.SLICE_EDGE_FLIP_FACTOR,
+                       saturation_efficiency=params["saturation_efficiency"] * sim.SLICE_EDGE_EFFICIENCY_FACTOR)
+    edge = sim.blood_signal(conc, edge_params)
+    weight = params["slice_edge_fraction"][:, None]
+    np.testing.assert_allclose(mixed, (1.0 - weight) * centre + weight * edge, rtol=1e-12)
+    assert np.all(weight > 0) and not np.allclose(mixed, centre)
+
+
 def test_frame_times_follow_the_heart_rate(pairs):
     intervals = np.diff(pairs.times_s, axis=1)
     assert np.all(intervals > 0)

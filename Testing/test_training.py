@@ -48,7 +48,7 @@ def test_training_json_records_settings_data_and_losses(tiny_run):
     assert saved["settings"]["input_noise_sd"] == pytest.approx(0.02)
     assert saved["settings"]["target_noise_sd"] == pytest.approx(0.03)
     assert saved["settings"]["offset_frames"] == [0, 1, 2, 3]
-    assert saved["data"]["source"] == "simulator"
+    assert saved["data"]["source"] == "simulator" and saved["data"]["physics"] == "standard"
     assert saved["data"]["n_train"] == TINY["n_train"]
     assert saved["data"]["parameter_ranges"]["peak_conc_mM"] == [3.0, 15.0]
     assert saved["data"]["training_pairs_3t"] + saved["data"]["training_pairs_1_5t"] == TINY["n_train"]
@@ -82,6 +82,19 @@ def test_training_json_records_the_training_range_of_the_inputs(tiny_run):
     warnings = network.training_range_warnings(times, flat_then_bolus, 7.0,
                                                weights_path=str(output / "aiaif_unet.npz"))
     assert warnings and warnings[-1].startswith("The field strength is 7 T")
+
+
+def test_the_broad_physics_mix_simulates_its_own_ranges_and_frame_counts():
+    groups = list(training._simulated_groups(50, 5, training._TRAINING_DATA_TAG,
+                                             training.PHYSICS_MIXES["broad"]["frame_counts"], physics="broad"))
+    assert [group.times_s.shape[1] for group in groups] == [40, 50, 60, 75, 90]
+    peaks = np.concatenate([group.params["peak_conc_mM"] for group in groups])
+    assert peaks.min() < 3.0 or peaks.max() > 15.0  # outside the standard mix's 3-15 mM
+    x, y, _ = training.simulated_windows(50, seed=5, tag=training._TRAINING_DATA_TAG, physics="broad")
+    standard = training.simulated_windows(50, seed=5, tag=training._TRAINING_DATA_TAG)[0]
+    assert x.shape == standard.shape == (1, 50, 64) and not np.array_equal(x, standard)
+    with pytest.raises(AIAIFInputError, match="Unknown physics mix 'wide'; use one of standard, broad."):
+        training.simulated_windows(10, seed=5, tag=training._TRAINING_DATA_TAG, physics="wide")
 
 
 def test_simulated_feature_ranges_measure_the_training_curves():
