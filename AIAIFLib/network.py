@@ -65,6 +65,17 @@ MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 DEFAULT_WEIGHTS_PATH = os.path.join(MODELS_DIR, "aiaif_unet.npz")
 #: Text file holding the hex SHA-256 of ``DEFAULT_WEIGHTS_PATH``.
 DEFAULT_CHECKSUM_PATH = os.path.join(MODELS_DIR, "aiaif_unet.sha256")
+#: Further members of the shipped ensemble, each the output folder of
+#: ``python -m AIAIFLib train --physics MIX --seed N --output-dir
+#: Resources/Models/members/MIX_seedN`` (weights, checksum, training record).
+#: Member 0 is ``DEFAULT_WEIGHTS_PATH`` (standard physics, seed 0).  Chosen on
+#: the project's own simulated test set (MODEL_CARD.md): three seeds of the
+#: standard physics; members of the broad physics mix made the mean worse
+#: there (and on the held-out physics) and are not shipped.
+MEMBERS_DIR = os.path.join(MODELS_DIR, "members")
+DEFAULT_MEMBERS = (("standard", 1), ("standard", 2))
+DEFAULT_ENSEMBLE_PATHS = (DEFAULT_WEIGHTS_PATH,) + tuple(
+    os.path.join(MEMBERS_DIR, "{}_seed{}".format(mix, seed), "aiaif_unet.npz") for mix, seed in DEFAULT_MEMBERS)
 #: Name of the training record that ``training.train`` writes beside the weights.
 TRAINING_RECORD_FILE = "training.json"
 #: The training record of the shipped weights.
@@ -641,12 +652,103 @@ def load_weights(path=None, sha256=None):
 # Correction of measured AIFs
 # ---------------------------------------------------------------------------
 
+class Ensemble:
+    """Networks trained alike from different seeds, evaluated together.
+
+    Their mean prediction is the correction; their spread is a band on it
+    (the disagreement of equally good networks, a lower bound on the error
+    on physics none of them was trained on).
+
+    Parameters
+    ----------
+    members : sequence of NumpyUNet
+        One or more loaded networks with the same input length.
+    """
+
+    def __init__(self, members):
+        self.members = tuple(members)
+        if not self.members:
+            raise AIAIFInputError("An ensemble needs at least one network; pass a weights file.")
+        lengths = {member.input_length for member in self.members}
+        if len(lengths) != 1:
+            raise AIAIFInputError("The ensemble's networks take windows of different lengths ({}); use weights "
+                                  "trained alike.".format(sorted(lengths)))
+        self.input_length = lengths.pop()
+
+    def __len__(self):
+        return len(self.members)
+
+    def predict_members(self, curves):
+        """Every member's prediction, shape (n_members,) + ``curves.shape`` (dimensionless)."""
+        return np.stack([member.predict(curves) for member in self.members])
+
+    def predict(self, curves):
+        """The members' mean prediction, shape of ``curves`` (dimensionless)."""
+        return self.predict_members(curves).mean(axis=0)
+
+
+def load_ensemble(path=None):
+    """Load the shipped ensemble, or one weights file as an ensemble of one.
+
+    Parameters
+    ----------
+    path : str, optional
+        A weights file (``.npz``); default: every file of
+        ``DEFAULT_ENSEMBLE_PATHS``.
+
+    Returns
+    -------
+    Ensemble
+
+    Raises
+    ------
+    AIAIFInputError
+        For a member that ``load_weights`` refuses.
+    """
+    paths = DEFAULT_ENSEMBLE_PATHS if path is None else (path,)
+    return Ensemble([load_weights(member) for member in paths])
+
+
+def _as_ensemble(weights):
+    if isinstance(weights, Ensemble):
+        return weights
+    if isinstance(weights, NumpyUNet):
+        return Ensemble([weights])
+    return load_ensemble(weights)
+
+
+def correct_aifs_with_members(times_s, signals, weights=None, arrival_index=None):
+    """Correct saturated AIFs with the ensemble, keeping each member's curve.
+
+    Parameters
+    ----------
+    times_s, signals, arrival_index
+        As for ``correct_aifs``; ``signals`` of shape (n, n_frames).
+    weights : Ensemble, NumpyUNet or str, optional
+        Default: the shipped ensemble (``load_ensemble``).
+
+    Returns
+    -------
+    corrected : numpy.ndarray, shape (n, n_frames)
+        The correction with the members' mean prediction (signal units).
+    members : numpy.ndarray, shape (n_members, n, n_frames)
+        The correction with each member's prediction alone (signal units).
+    """
+    ensemble = _as_ensemble(weights)
+    prepared = aif.prepare_network_input(times_s, signals, arrival_index=arrival_index)
+    predictions = ensemble.predict_members(prepared.curves)
+    members = np.stack([aif.restore_network_output(prepared, prediction) for prediction in predictions])
+    corrected = aif.restore_network_output(prepared, predictions.mean(axis=0))
+    return corrected, members
+
+
 def correct_aifs(times_s, signals, weights=None, arrival_index=None):
     """Correct saturated AIFs with the AI-AIF network.
 
     Windows and normalises each curve (``aif.prepare_network_input``), runs
-    the network and puts the prediction back on the frames and signal scale
-    of the input (``aif.restore_network_output``).
+    the network (the mean of the ensemble's members) and puts the
+    prediction back on the frames and signal scale of the input
+    (``aif.restore_network_output``).
 
     Parameters
     ----------
@@ -655,9 +757,9 @@ def correct_aifs(times_s, signals, weights=None, arrival_index=None):
     signals : array_like, shape (n, n_frames) or (n_frames,)
         Saturated LV blood-pool signal (scanner units, baseline included);
         a 1-D curve gives a 1-D result.
-    weights : NumpyUNet or str, optional
-        A loaded network or the path of a weights file; default: the shipped
-        weights (``DEFAULT_WEIGHTS_PATH``).
+    weights : Ensemble, NumpyUNet or str, optional
+        A loaded ensemble or network, or the path of one weights file;
+        default: the shipped ensemble (``DEFAULT_ENSEMBLE_PATHS``).
     arrival_index : array_like of int, shape (n,), optional
         Frame of contrast arrival of each curve; default: detected by
         ``aif.prepare_network_input``.
@@ -672,10 +774,10 @@ def correct_aifs(times_s, signals, weights=None, arrival_index=None):
     AIAIFInputError
         Bad curves (from the preprocessing) or unusable weights.
     """
-    network = weights if isinstance(weights, NumpyUNet) else load_weights(weights)
+    ensemble = _as_ensemble(weights)
     single = np.ndim(signals) == 1
     prepared = aif.prepare_network_input(times_s, signals, arrival_index=arrival_index)
-    corrected = aif.restore_network_output(prepared, network.predict(prepared.curves))
+    corrected = aif.restore_network_output(prepared, ensemble.predict(prepared.curves))
     return corrected[0] if single else corrected
 
 

@@ -206,8 +206,10 @@ class QuantificationResult:
         Curves at the frame times, each shape (n_frames,): ``time_s`` (s);
         ``saturated`` and ``corrected`` signal (signal units);
         ``saturated_mM`` the saturated AIF converted linearly, ``used_mM`` the
-        AIF concentration the fit used and ``myocardium_mM`` the mean tissue
-        concentration over all myocardial pixels (NaN-safe), mM.
+        AIF concentration the fit used, ``used_mM_low`` / ``used_mM_high``
+        the AI-AIF ensemble's band on it (``used_mM`` itself without an
+        ensemble) and ``myocardium_mM`` the mean tissue concentration over
+        all myocardial pixels (NaN-safe), mM.
     summary : dict
         JSON-ready account of inputs, parameters, results, quality, timings.
     motion : motion.MotionCorrection, optional
@@ -491,13 +493,16 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     saturated_mM = conversion.aif_concentration_mM(saturated, lv_baseline, acquisition)
     external = None
     aif_warnings = []
+    member_aifs_mM = None
     if parameters.aif_mode == "ai":
-        from .network import correct_aifs, training_range_warnings
-        corrected = correct_aifs(times, saturated, weights=parameters.weights_path)
+        from .network import correct_aifs_with_members, training_range_warnings
+        corrected, members = correct_aifs_with_members(times, saturated[None, :], weights=parameters.weights_path)
+        corrected = corrected[0]
         # The study's AIF against the training range of the weights used (training.json beside them).
         aif_warnings = training_range_warnings(times, saturated, acquisition.field_strength_t,
                                                arrival_index=arrival, weights_path=parameters.weights_path)
         aif_mM = conversion.aif_concentration_mM(corrected, lv_baseline, acquisition)
+        member_aifs_mM = conversion.aif_concentration_mM(members[:, 0], lv_baseline, acquisition)
     elif parameters.aif_mode == "saturated":
         corrected, aif_mM = saturated.copy(), saturated_mM
     else:
@@ -547,16 +552,23 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
     segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g,
                                    _segment_counts(flow_at_bound & np.isfinite(mbf), labels))
+    uncertainty, uncertainty_warnings = _aif_uncertainty(times, saturated, lv_baseline, aif_mM, member_aifs_mM,
+                                                         segment_curves, curve_fit.mbf_ml_min_g, fit_end_s,
+                                                         segment_table, acquisition, calibration, parameters)
     territories = segments.territory_results(np.asarray(segment_table["mbf_mean"], dtype=float),
                                              threshold_ml_min_g=parameters.threshold_ml_min_g)
     lap("segments_table_s")
     timings["total_s"] = round(time.perf_counter() - started, 4)
 
+    no_band = member_aifs_mM is None or len(member_aifs_mM) < 2
     aif_curves = {"time_s": times, "saturated": saturated, "corrected": corrected, "saturated_mM": saturated_mM,
-                  "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM)}
+                  "used_mM": aif_mM, "myocardium_mM": _mean_curve(tissue_mM),
+                  "used_mM_low": aif_mM if no_band else member_aifs_mM.min(axis=0),
+                  "used_mM_high": aif_mM if no_band else member_aifs_mM.max(axis=0)}
     summary = _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end_s, fit, near_blood, clipped,
                        segment_table, territories, mbf, timings, acquisition, external, calibration, anchor,
-                       list(motion.correction.warnings) + list(aif_warnings))
+                       list(motion.correction.warnings) + list(aif_warnings) + uncertainty_warnings)
+    summary["aif_uncertainty"] = uncertainty
     summary["motion"] = dict(motion.correction.summary(), frames_used=[int(f) for f in motion.frames_used])
     summary["parameters"]["motion_correction"] = parameters.motion_correction
     summary["parameters"]["roi_frame"] = parameters.roi_frame
@@ -564,6 +576,36 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     return QuantificationResult(mbf_ml_min_g=mbf, fit_nrmse=nrmse, fit_converged=converged, fit_at_bound=at_bound,
                                 flow_at_bound=flow_at_bound, conversion_clipped=clipped_pixels, aha_labels=labels, segments=segment_table,
                                 territories=territories, aif=aif_curves, summary=summary, motion=motion)
+
+
+def _aif_uncertainty(times, saturated, lv_baseline, aif_mM, member_aifs_mM, segment_curves, curve_fit_mbf,
+                     fit_end_s, segment_table, acquisition, calibration, parameters):
+    """The AI-AIF's ensemble band (added to ``segment_table`` as ``mbf_low`` / ``mbf_high``) and blood-signal check.
+
+    Returns the ``aif_uncertainty`` record of ``summary.json`` and its
+    warnings (``aif_uncertainty``); without an ensemble of at least two
+    members the band is the reported value and ``ensemble`` is None, and
+    without a blood-pool calibration the consistency check is None.
+    """
+    from . import aif_uncertainty
+
+    mbf = np.asarray(segment_table["mbf_mean"], dtype=float)
+    low = high = mbf
+    record = {"ensemble": None, "blood_signal_consistency": None}
+    warnings = []
+    if member_aifs_mM is not None and len(member_aifs_mM) > 1:
+        low, high = aif_uncertainty.segment_mbf_band(times, member_aifs_mM, segment_curves, mbf, curve_fit_mbf,
+                                                     fit_end_s)
+        record["ensemble"], found = aif_uncertainty.ensemble_summary(
+            member_aifs_mM, aif_mM, segment_table["segment"], low, high, parameters.threshold_ml_min_g)
+        warnings.extend(found)
+    segment_table["mbf_low"] = [float(v) for v in low]
+    segment_table["mbf_high"] = [float(v) for v in high]
+    if calibration is not None and parameters.aif_mode == "ai":
+        record["blood_signal_consistency"], found = aif_uncertainty.blood_signal_consistency(
+            saturated, lv_baseline, aif_mM, acquisition)
+        warnings.extend(found)
+    return record, warnings
 
 
 def _mean_curve(curves):
@@ -616,6 +658,9 @@ def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g, n_at_bound):
         "mbf_mean": [float(v) for v in mean],
         "mbf_median": [float(v) for v in statistics["mbf_median"]],
         "mbf_curve_fit": [float(v) for v in curve_fit_mbf],
+        # The AI-AIF ensemble's band, filled in by ``_aif_uncertainty``.
+        "mbf_low": [float(v) for v in mean],
+        "mbf_high": [float(v) for v in mean],
         "n_pixels": [int(v) for v in statistics["n_pixels"]],
         "n_failed": [int(v) for v in statistics["n_failed"]],
         "n_at_bound": [int(v) for v in n_at_bound],
@@ -738,7 +783,8 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
                                              territories["ischemic"])],
             "ischemic_territories": ischaemic,
             "segments": [{key: segment_table[key][row] for key in ("segment", "mbf_mean", "mbf_median",
-                                                                   "mbf_curve_fit", "n_pixels", "n_at_bound",
+                                                                   "mbf_curve_fit", "mbf_low", "mbf_high",
+                                                                   "n_pixels", "n_at_bound",
                                                                    "mbf_is_bound", "ischemic")}
                          for row in range(len(segment_table["segment"]))],
         },
@@ -826,8 +872,10 @@ def write_result_files(result, directory, study_name=None):
     ``mbf.nrrd`` is written by the MRML adapter (a Slicer storage node), not
     here.  ``aif.csv`` has one row per frame with the columns ``time_s`` (s),
     ``saturated`` and ``corrected`` (AIF signal, signal units),
-    ``concentration_mM`` (the AIF the fit used, mM) and ``myocardium_mM``
-    (mean myocardial tissue concentration, mM).
+    ``concentration_mM`` (the AIF the fit used, mM), ``concentration_mM_low``
+    and ``concentration_mM_high`` (the AI-AIF ensemble's band on it, mM; the
+    AIF itself when there is no ensemble) and ``myocardium_mM`` (mean
+    myocardial tissue concentration, mM).
 
     Parameters
     ----------
@@ -847,6 +895,7 @@ def write_result_files(result, directory, study_name=None):
     write_table_csv(os.path.join(directory, OUTPUT_FILES["aif"]), {
         "time_s": result.aif["time_s"], "saturated": result.aif["saturated"],
         "corrected": result.aif["corrected"], "concentration_mM": result.aif["used_mM"],
+        "concentration_mM_low": result.aif["used_mM_low"], "concentration_mM_high": result.aif["used_mM_high"],
         "myocardium_mM": result.aif["myocardium_mM"]})
     with open(os.path.join(directory, OUTPUT_FILES["summary"]), "w") as handle:
         json.dump(json_ready(result.summary), handle, indent=2, allow_nan=False)
@@ -862,7 +911,14 @@ def write_result_files(result, directory, study_name=None):
         result.territories, threshold_ml_min_g=result.summary["parameters"]["threshold_ml_min_g"],
         title=study_name, subtitle=report_subtitle(result.summary),
         bound_segments=[segment for segment, flag in zip(result.segments["segment"], result.segments["mbf_is_bound"])
-                        if flag], motion=_report_motion(result))
+                        if flag], motion=_report_motion(result), aif_band=_report_aif_band(result))
+
+
+def _report_aif_band(result):
+    """The AI-AIF ensemble's band for the report's AIF panel (None without an ensemble)."""
+    if not (result.summary.get("aif_uncertainty") or {}).get("ensemble"):
+        return None
+    return "AI-AIF ensemble band", result.aif["used_mM_low"], result.aif["used_mM_high"]
 
 
 def _report_motion(result):

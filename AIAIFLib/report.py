@@ -529,7 +529,7 @@ def _plot_displacement(ax, motion, levels):
 
 def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardium_mask, segment_mbf, slice_levels,
                                territory_results=None, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_MIN_G, title=None,
-                               aif_units="mM", subtitle=None, bound_segments=(), motion=None):
+                               aif_units="mM", subtitle=None, bound_segments=(), motion=None, aif_band=None):
     """One-page summary of a quantified study: AIFs, MBF maps, bullseye and territories.
 
     Panels: the AIF curves against time; the per-territory MBF with ischaemic
@@ -579,6 +579,9 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
         in-plane displacement from the ROI frame, mm; ``excluded_frames``
         (frames left out of the fits, marked); ``roi_frame``; ``applied``
         (whether the frames were registered).
+    aif_band : tuple of (str, array_like, array_like), optional
+        ``(label, low, high)``: a band drawn shaded behind the AIF curves
+        (the AI-AIF ensemble's spread), in ``aif_units``.
 
     Raises
     ------
@@ -601,6 +604,10 @@ def plot_quantification_report(path, aif_times_s, aif_curves, mbf_map, myocardiu
     text_axes = figure.add_subplot(grid[0, n_columns - 1])
     map_axes = [figure.add_subplot(grid[1, k]) for k in range(n_slices)]
 
+    if aif_band is not None:
+        label, low, high = aif_band
+        aif_axes.fill_between(times, np.asarray(low, dtype=float), np.asarray(high, dtype=float), color="tab:orange",
+                              alpha=0.3, linewidth=0, label=label)
     for name, curve in curves.items():
         aif_axes.plot(times, curve, marker=".", label=name)
     aif_axes.set_xlabel("Time (s)")

@@ -259,13 +259,13 @@ def simulated_evaluation(n_curves=500, n_phantoms=10, seed=7, test="ai"):
         ``mbf_truth``, ``mbf_reference``, ``mbf_test`` (n_phantoms, 16)
         mL/min/g; ``reference_name`` and ``test_name`` for tables.
     """
-    from .network import correct_aifs, load_weights
+    from .network import correct_aifs, load_ensemble
 
     if test not in SIMULATED_TEST_NAMES:
         raise AIAIFInputError("Unknown test method {!r}; use one of {}.".format(test, ", ".join(SIMULATED_TEST_NAMES)))
     correct = None
     if test == "ai":
-        model = load_weights()
+        model = load_ensemble()
         correct = lambda times, curves: correct_aifs(times, curves, weights=model)  # noqa: E731
     curves = simulated_aif_test_set(n_curves, seed, correct=correct)
     mbf = simulated_mbf_study(n_phantoms, seed, aifs=("true", test))

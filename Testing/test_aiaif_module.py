@@ -241,7 +241,7 @@ def test_process_outputs_are_complete_scene_nodes(AIAIF, phantom_files, phantom)
     assert {"segment", "mbf_mean", "n_pixels", "territory", "ischemic"} <= columns
 
     chart = result.aifChartNode
-    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == 3
+    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == len(mrml.AIF_CURVES) == 5
     for n in range(chart.GetNumberOfPlotSeriesNodes()):
         assert chart.GetNthPlotSeriesNode(n).GetTableNode() is result.aifTableNode
     assert result.aifTableNode.GetNumberOfRows() == sequence.GetNumberOfDataNodes()

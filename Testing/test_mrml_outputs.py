@@ -233,8 +233,9 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
 
     aif = q.aif_table
     assert [aif.GetColumnName(c) for c in range(aif.GetNumberOfColumns())] == [
-        "time_s", "saturated_mM", "used_mM", "myocardium_mM"]
+        "time_s", "saturated_mM", "used_mM", "used_mM_low", "used_mM_high", "myocardium_mM"]
     for column, key in (("time_s", "time_s"), ("saturated_mM", "saturated_mM"), ("used_mM", "used_mM"),
+                        ("used_mM_low", "used_mM_low"), ("used_mM_high", "used_mM_high"),
                         ("myocardium_mM", "myocardium_mM")):
         np.testing.assert_allclose(column_values(aif, column), result.aif[key], rtol=1e-12)
     assert aif.GetColumnUnitLabel("time_s") == "s" and aif.GetColumnUnitLabel("used_mM") == "mM"
@@ -243,7 +244,8 @@ def test_quantify_nodes_publishes_the_map_tables_chart_and_fit_quality(phantom, 
     chart = q.aif_chart
     assert (chart.GetXAxisTitle(), chart.GetYAxisTitle()) == ("Time (s)", "Concentration (mM)")
     series = [chart.GetNthPlotSeriesNode(s) for s in range(chart.GetNumberOfPlotSeriesNodes())]
-    assert [node.GetYColumnName() for node in series] == ["saturated_mM", "used_mM", "myocardium_mM"]
+    assert [node.GetYColumnName() for node in series] == ["saturated_mM", "used_mM", "used_mM_low", "used_mM_high",
+                                                          "myocardium_mM"]
     for node in series:
         assert node.GetTableNode() is aif and node.GetXColumnName() == "time_s"
         assert node.GetPlotType() == slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter
@@ -263,7 +265,7 @@ def test_rerun_updates_every_output_and_adds_nothing(phantom):
     mbf_after = mrml.volume_node_array(second.mbf_volume)[0]
     assert np.nanmedian(mbf_after) < 0.8 * np.nanmedian(mbf_before)  # the saturated AIF overestimates MBF
     np.testing.assert_array_equal(mbf_after, second.result.mbf_ml_min_g.astype(np.float32))
-    assert second.aif_chart.GetNumberOfPlotSeriesNodes() == 3
+    assert second.aif_chart.GetNumberOfPlotSeriesNodes() == len(mrml.AIF_CURVES)
     assert second.aif_chart.GetNthPlotSeriesNode(1).GetName() == "AIF used: external AIF"
     # The fit-quality map, asked for later, is added once and then reused as well.
     third = mrml.quantify_nodes(scene, *nodes, parameters=SATURATED, fit_quality=True)
@@ -371,7 +373,7 @@ def test_given_output_nodes_are_filled_and_a_name_prefix_names_new_ones(phantom)
     np.testing.assert_array_equal(mrml.volume_node_array(bullseye)[0],
                                   _expected_bullseye(q.result.segments["mbf_mean"]))
     assert bullseye.GetAttribute(mrml.OUTPUT_ROLE_ATTRIBUTE) == "bullseye"
-    assert q.aif_table is table and table.GetScene() is scene and table.GetNumberOfColumns() == 4
+    assert q.aif_table is table and table.GetScene() is scene and table.GetNumberOfColumns() == 1 + len(mrml.AIF_CURVES)
     assert q.segments_table.GetName() == "Stress MBF per segment" and q.fit_quality_volume is None
     np.testing.assert_array_equal(mrml.volume_node_array(volume)[0], q.result.mbf_ml_min_g.astype(np.float32))
     assert volume.GetAttribute(mrml.OUTPUT_ROLE_ATTRIBUTE) == "mbf"
@@ -721,7 +723,8 @@ def test_myocardium_curve_follows_the_true_tissue_concentration(phantom, tmp_pat
     pipeline.write_result_files(q.result, str(tmp_path))
     header, *rows = (tmp_path / pipeline.OUTPUT_FILES["aif"]).read_text().splitlines()
     names = header.split(",")
-    assert names == ["time_s", "saturated", "corrected", "concentration_mM", "myocardium_mM"]
+    assert names == ["time_s", "saturated", "corrected", "concentration_mM", "concentration_mM_low",
+                     "concentration_mM_high", "myocardium_mM"]
     np.testing.assert_allclose([float(row.split(",")[-1]) for row in rows], measured, rtol=1e-5)
 
 

@@ -338,8 +338,64 @@ def test_correct_aifs_loads_weights_by_path_and_by_default(exported, monkeypatch
     by_path = network.correct_aifs(pairs.times_s, pairs.saturated, weights=path)
     by_model = network.correct_aifs(pairs.times_s, pairs.saturated, weights=network.load_weights(path))
     np.testing.assert_array_equal(by_path, by_model)
-    monkeypatch.setattr(network, "DEFAULT_WEIGHTS_PATH", path)
+    monkeypatch.setattr(network, "DEFAULT_ENSEMBLE_PATHS", (path,))
     np.testing.assert_array_equal(network.correct_aifs(pairs.times_s, pairs.saturated), by_model)
+
+
+class _Scaled(network.NumpyUNet):
+    """The identity network times a fixed factor (an ensemble member with a known answer)."""
+
+    def __init__(self, factor):
+        identity = _identity_network()
+        super().__init__(identity.arrays, identity.architecture)
+        self.factor = factor
+
+    def predict(self, curves):
+        return self.factor * np.asarray(curves)
+
+
+def test_the_ensemble_corrects_with_its_mean_and_keeps_each_members_curve():
+    pairs = simulate_aif_pairs(4, n_frames=70, seed=14)
+    arrival = aif.arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
+    ensemble = network.Ensemble([_Scaled(1.5), _Scaled(2.5), _Scaled(2.0)])
+    assert len(ensemble) == 3
+    corrected, members = network.correct_aifs_with_members(pairs.times_s, pairs.saturated, weights=ensemble,
+                                                           arrival_index=arrival)
+    alone = [network.correct_aifs(pairs.times_s, pairs.saturated, weights=_Scaled(f), arrival_index=arrival)
+             for f in (1.5, 2.5, 2.0)]
+    np.testing.assert_allclose(members, np.stack(alone))
+    # The mean prediction is the factor-2 member's, so the correction is that member's curve.
+    np.testing.assert_allclose(corrected, alone[2])
+    np.testing.assert_allclose(network.correct_aifs(pairs.times_s, pairs.saturated, weights=ensemble,
+                                                    arrival_index=arrival), corrected)
+    assert np.all(members[0].max(axis=1) < corrected.max(axis=1)) and np.all(corrected.max(axis=1) < members[1].max(axis=1))
+
+
+def test_an_ensemble_needs_members_of_one_window_length():
+    with pytest.raises(AIAIFInputError, match="at least one network"):
+        network.Ensemble([])
+    with pytest.raises(AIAIFInputError, match="different lengths"):
+        network.Ensemble([_identity_network(), _identity_network({"input_length": 32})])
+
+
+def test_the_shipped_ensemble_loads_every_member_with_its_checksum():
+    ensemble = network.load_ensemble()
+    assert len(ensemble) == len(network.DEFAULT_ENSEMBLE_PATHS) >= 3
+    assert network.DEFAULT_ENSEMBLE_PATHS[0] == network.DEFAULT_WEIGHTS_PATH
+    for path in network.DEFAULT_ENSEMBLE_PATHS:
+        assert os.path.isfile(network.checksum_path_for(path))
+        assert os.path.isfile(network.training_record_path(path))
+    curves = _simulated_network_curves(n=5)
+    predictions = ensemble.predict_members(curves)
+    assert predictions.shape == (len(ensemble),) + curves.shape
+    # Members trained from other seeds disagree somewhat, but not wildly, on curves like their training data.
+    spread = np.abs(predictions - predictions.mean(axis=0)).max()
+    assert 1e-4 < spread < 0.5 * np.abs(predictions).max()
+
+
+def test_one_weights_file_is_an_ensemble_of_one(exported):
+    _, path, _ = exported
+    assert len(network.load_ensemble(path)) == 1
 
 
 def test_correct_aifs_reports_bad_curves():

@@ -378,8 +378,8 @@ def runtime_files(repository=REPOSITORY):
     """Files the extension uses at run time, from the working tree, relative to the repository.
 
     The module files (``AIAIF/*.py``), the whole ``AIAIFLib`` package (every file
-    but caches and build files), the network weights with checksum, model card
-    and training record (its input ranges feed the training-range warnings),
+    but caches and build files), the network weights of every ensemble member
+    with checksum and training record, the model card (its input ranges feed the training-range warnings),
     the icons, the sample data recipe and the panel files.
     """
     repository = Path(repository)
@@ -391,6 +391,9 @@ def runtime_files(repository=REPOSITORY):
             files.add(path.relative_to(repository).as_posix())
     files.update("Resources/Models/" + name for name in ("aiaif_unet.npz", "aiaif_unet.sha256", "MODEL_CARD.md",
                                                                      "training.json"))
+    for pattern in ("Resources/Models/members/*/aiaif_unet.npz", "Resources/Models/members/*/aiaif_unet.sha256",
+                    "Resources/Models/members/*/training.json"):
+        files.update(path.relative_to(repository).as_posix() for path in repository.glob(pattern))
     for pattern in ("Resources/Icons/*.png", "Resources/UI/*.ui", "Resources/SampleData/*"):
         files.update(path.relative_to(repository).as_posix() for path in repository.glob(pattern))
     return sorted(files)

@@ -236,6 +236,38 @@ def test_short_series_gets_the_training_range_warning_in_ai_mode_only(phantom, s
     assert _training_range_warnings(saturated_result.summary) == []
 
 
+def test_the_ai_aif_carries_the_ensembles_band_to_the_segments(phantom, tmp_path):
+    result = pipeline.quantify_study(studies.phantom_study(phantom), pipeline.QuantificationParameters(aif_mode="ai"))
+    uncertainty = result.summary["aif_uncertainty"]
+    ensemble = uncertainty["ensemble"]
+    assert ensemble["n_members"] == len(network.DEFAULT_ENSEMBLE_PATHS)
+    peaks = np.array(ensemble["member_peak_mM"])
+    assert peaks.min() <= result.summary["aif"]["peak_mM"] <= peaks.max()
+    assert ensemble["peak_spread"] == pytest.approx((peaks.max() - peaks.min()) / result.summary["aif"]["peak_mM"])
+    low, high = result.aif["used_mM_low"], result.aif["used_mM_high"]
+    assert np.all(low <= result.aif["used_mM"] + 1e-9) and np.all(result.aif["used_mM"] <= high + 1e-9)
+    assert np.max(high - low) > 0
+    table = result.segments
+    mean, band_low, band_high = (np.array(table[key], dtype=float) for key in ("mbf_mean", "mbf_low", "mbf_high"))
+    assert np.all(band_low <= mean + 1e-12) and np.all(mean <= band_high + 1e-12)
+    assert np.any(band_high > band_low)
+    straddling = [int(s) for s, lo, hi in zip(table["segment"], band_low, band_high) if lo < 1.35 <= hi]
+    assert ensemble["segments_straddling_threshold"] == straddling
+    assert any("straddles" in w for w in result.summary["warnings"]) == bool(straddling)
+    consistency = uncertainty["blood_signal_consistency"]
+    assert consistency["n_frames"] > 0 and consistency["relative_residual"] >= 0
+    pipeline.write_result_files(result, str(tmp_path))
+    header = (tmp_path / "aif.csv").read_text().splitlines()[0].split(",")
+    assert header[3:6] == ["concentration_mM", "concentration_mM_low", "concentration_mM_high"]
+    assert {"mbf_low", "mbf_high"} <= set((tmp_path / "segments.csv").read_text().splitlines()[0].split(","))
+
+
+def test_without_an_ensemble_the_band_is_the_value(true_aif_result):
+    assert true_aif_result.summary["aif_uncertainty"] == {"ensemble": None, "blood_signal_consistency": None}
+    assert true_aif_result.segments["mbf_low"] == true_aif_result.segments["mbf_mean"]
+    np.testing.assert_array_equal(true_aif_result.aif["used_mM_high"], true_aif_result.aif["used_mM"])
+
+
 def test_custom_weights_without_training_record_warn_that_the_range_is_unknown(phantom, tmp_path):
     weights = tmp_path / "site_unet.npz"
     weights.write_bytes(open(network.DEFAULT_WEIGHTS_PATH, "rb").read())

@@ -43,16 +43,20 @@ AIF_SERIES_ROLE = "aif_series"
 #: Curves of the AIF table and chart: (column name, ``result.aif`` key, column
 #: title, plot colour RGB 0-1, dashed line).  Colours are a project choice:
 #: grey for the uncorrected input, red for the AIF the fit used, blue for the
-#: myocardium.  The title of ``used_mM`` is completed with the AIF mode's label.
+#: myocardium, light red for the AI-AIF ensemble's band (equal to the AIF used
+#: without an ensemble).  The title of ``used_mM`` is completed with the AIF
+#: mode's label.
 AIF_CURVES = (
     ("saturated_mM", "saturated_mM", "Saturated AIF", (0.45, 0.45, 0.45), True),
     ("used_mM", "used_mM", "AIF used: {}", (0.84, 0.15, 0.16), False),
+    ("used_mM_low", "used_mM_low", "AI-AIF ensemble band, low", (0.96, 0.62, 0.62), True),
+    ("used_mM_high", "used_mM_high", "AI-AIF ensemble band, high", (0.96, 0.62, 0.62), True),
     ("myocardium_mM", "myocardium_mM", "Myocardium (mean)", (0.12, 0.47, 0.71), False),
 )
 #: Name of the time column of the AIF table (s).
 AIF_TIME_COLUMN = "time_s"
 #: Columns of the segment table shown in mL/min/g.
-MBF_COLUMNS = ("mbf_mean", "mbf_median", "mbf_curve_fit")
+MBF_COLUMNS = ("mbf_mean", "mbf_median", "mbf_curve_fit", "mbf_low", "mbf_high")
 
 
 class _SceneUndo(object):

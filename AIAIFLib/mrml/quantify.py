@@ -45,7 +45,8 @@ class QuantifiedNodes(NamedTuple):
     segments_table : vtkMRMLTableNode
         ``result.segments``: one row per AHA segment 1-16.
     aif_table : vtkMRMLTableNode
-        One row per frame: ``time_s`` (s), ``saturated_mM``, ``used_mM`` and
+        One row per frame: ``time_s`` (s), ``saturated_mM``, ``used_mM``, the
+        AI-AIF ensemble's band ``used_mM_low`` and ``used_mM_high``, and
         ``myocardium_mM`` (mM), see ``AIF_CURVES``.
     aif_chart : vtkMRMLPlotChartNode
         One plot series per curve of ``aif_table`` against time.
