@@ -186,7 +186,8 @@ def phantom_quantification(phantom, aifs=PHANTOM_AIFS, tissue_conversion="linear
     -------
     dict of numpy.ndarray, each (16,)
         ``truth`` and one entry per AIF: segment MBF (mean of the pixel map),
-        mL/min/g.
+        mL/min/g; for ``ai`` also ``ai_low`` and ``ai_high``, the ensemble's
+        band (``mbf_low``, ``mbf_high``).
     """
     from .pipeline import QuantificationParameters, quantify_study
 
@@ -202,6 +203,9 @@ def phantom_quantification(phantom, aifs=PHANTOM_AIFS, tissue_conversion="linear
             options.update(aif_mode=name)
         result = quantify_study(study, QuantificationParameters(**options))
         rows[name] = np.asarray(result.segments["mbf_mean"], dtype=float)
+        if name == "ai":
+            rows["ai_low"] = np.asarray(result.segments["mbf_low"], dtype=float)
+            rows["ai_high"] = np.asarray(result.segments["mbf_high"], dtype=float)
     return rows
 
 

@@ -105,7 +105,7 @@ def main():
     started = time.perf_counter()
     pairs = heldout.aif_pairs(args.n_curves, seed=args.seed)
     simulated = time.perf_counter() - started
-    model = network.load_weights(args.weights)
+    model = network.load_ensemble(args.weights)
     started = time.perf_counter()
     corrected = correct_all(pairs, model)
     correcting = time.perf_counter() - started
