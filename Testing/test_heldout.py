@@ -51,6 +51,9 @@ def test_heldout_package_does_not_use_the_project_simulator():
     offenders = [path for path in _python_files(os.path.join("Testing", "heldout")) if imports.search(open(path).read())]
     assert offenders == []
     assert imports.search("from AIAIFLib import simulation") and imports.search("import AIAIFLib.sequence as s")
+    # The simulator is a package: its modules count too.
+    assert imports.search("from AIAIFLib.simulation.tissue import TISSUE_MODELS")
+    assert imports.search("import AIAIFLib.simulation.aif_shapes as shapes")
 
 
 # --- EPG readout -----------------------------------------------------------------------------

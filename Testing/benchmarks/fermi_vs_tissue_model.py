@@ -9,7 +9,7 @@ the per-curve reference fit, and prints the fitted / true MBF ratio in three
 flow bands and the segment bias (SD) in mL/min/g.  Phantoms cycle through
 3 T / 1.5 T and no / LAD / RCA / LCX ischaemia, from seeds disjoint from other
 uses (``studies.validation_phantoms``).  The figures quoted in
-``simulation``'s docstring come from the default run.
+``simulation.tissue``'s docstring come from the default run.
 """
 
 import argparse
