@@ -463,7 +463,7 @@ def test_batched_fit_turns_unusable_pixels_into_nan_without_raising():
 
 
 def test_batched_fit_reports_no_convergence_as_nan(monkeypatch):
-    monkeypatch.setattr(D, "BATCHED_MAX_EVALUATIONS", 2)
+    monkeypatch.setattr(D.batched_iteration, "BATCHED_MAX_EVALUATIONS", 2)
     tissue, _ = batch_curves(BATCH_TRUTHS, noise=0.02)
     fit = D.fit_fermi_batched(TIMES, AIF, tissue)
     assert not np.any(fit.converged)
@@ -524,7 +524,7 @@ def test_batched_second_start_only_ever_lowers_the_cost(monkeypatch):
     n_window = int(np.searchsorted(TIMES, D.first_pass_end_s(TIMES, AIF), side="right"))
     costs = {}
     for name, threshold in (("first start only", -1.0), ("both starts", np.inf)):
-        monkeypatch.setattr(D, "BATCHED_SECOND_START", threshold)
+        monkeypatch.setattr(D.batched, "BATCHED_SECOND_START", threshold)
         fit = D.fit_fermi_batched(TIMES, AIF, tissue)
         assert np.all(fit.converged)
         costs[name] = np.sum((fit.fitted_mM[:, :n_window] - tissue[:, :n_window]) ** 2, axis=1)

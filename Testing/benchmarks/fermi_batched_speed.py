@@ -34,16 +34,20 @@ with changes far below the rounding of any kernel.  Finally the batched fit
 at its default lag step is compared with the same fit at the reference's
 0.05 s step on the full map.
 
-``--baseline PATH`` times another version of ``AIAIFLib/deconvolution.py``
-(e.g. ``git show main:AIAIFLib/deconvolution.py > /tmp/baseline.py``) on the
-same map, alternating with this one run by run, and prints the ratio of
-their CPU times and how far apart their MBF maps are: timings on a shared
-machine are only comparable side by side.
+``--baseline PATH`` times another version of the deconvolution on the same
+map, alternating with this one run by run, and prints the ratio of their CPU
+times and how far apart their MBF maps are: timings on a shared machine are
+only comparable side by side.  PATH is a copy of the package folder (e.g.
+``git archive main AIAIFLib/deconvolution | tar -x -C /tmp/baseline``, then
+``--baseline /tmp/baseline/AIAIFLib/deconvolution``) or, for a version
+before the package was split, its single module
+(``git show REV:AIAIFLib/deconvolution.py > /tmp/baseline.py``).
 """
 
 import argparse
 import importlib.util
 import os
+import sys
 import time
 import warnings
 
@@ -217,6 +221,20 @@ def batch_invariance(times, aif, tissue, fit, subset, seed, step_s):
             np.sum(change > 1e-6)))
 
 
+def load_baseline(path):
+    """Import another version of the deconvolution, a package folder or a single module, beside this one."""
+    name = "AIAIFLib.baseline_deconvolution"
+    if os.path.isdir(path):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(path, "__init__.py"),
+                                                      submodule_search_locations=[path])
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a package's modules import each other through it
+    spec.loader.exec_module(module)
+    return module
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=11)
@@ -224,13 +242,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the batched fit (default 3)")
     parser.add_argument("--step", type=float, default=D.BATCHED_STEP_S,
                         help="lag step of both solvers, s (default {})".format(D.BATCHED_STEP_S))
-    parser.add_argument("--baseline", help="another deconvolution.py to time side by side with this one")
+    parser.add_argument("--baseline", help="another deconvolution package folder (or deconvolution.py) to time "
+                                           "side by side with this one")
     args = parser.parse_args()
     args.baseline_module = None
     if args.baseline:
-        spec = importlib.util.spec_from_file_location("AIAIFLib.baseline_deconvolution", args.baseline)
-        args.baseline_module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(args.baseline_module)
+        args.baseline_module = load_baseline(args.baseline)
     print("CPU cores: {}; load average before: {}; OPENBLAS_NUM_THREADS={}".format(
         os.cpu_count(), ", ".join("{:.2f}".format(x) for x in os.getloadavg()),
         os.environ.get("OPENBLAS_NUM_THREADS", "unset")))
