@@ -447,7 +447,7 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
         tables, AIF curves and the mean myocardial curve (mM), and a summary.
         With ``aif_mode="ai"`` the summary's ``warnings`` say when the
         study's AIF lies outside the network's training range
-        (``network.training_range_warnings``, with the ``training.json``
+        (``training_range.training_range_warnings``, with the ``training.json``
         beside the weights used).
     """
     from . import aif as aif_module
@@ -495,7 +495,8 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     aif_warnings = []
     member_aifs_mM = None
     if parameters.aif_mode == "ai":
-        from .network import correct_aifs_with_members, training_range_warnings
+        from .network import correct_aifs_with_members
+        from .training_range import training_range_warnings
         corrected, members = correct_aifs_with_members(times, saturated[None, :], weights=parameters.weights_path)
         corrected = corrected[0]
         # The study's AIF against the training range of the weights used (training.json beside them).
@@ -705,7 +706,7 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
 
     ``warnings`` holds ``aif_warnings`` (``quantify_study`` passes the
     motion step's warnings, then the AI-AIF training-range warnings of
-    ``network.training_range_warnings``) first, then those of the
+    ``training_range.training_range_warnings``) first, then those of the
     blood-pool calibration, its anchor check and of the fit, then those of
     the orientation of the segments (``rules_used``).
     ``parameters.acquisition`` gives every physical parameter with its source

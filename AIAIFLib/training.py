@@ -31,9 +31,9 @@ Data
 The training range of the network's inputs is recorded too:
 ``training.json`` holds, under ``input_feature_ranges``, the 0.5th-99.5th
 percentiles of the observable features of the training curves' saturated
-AIFs (``network.input_features``: heart rate, contrast arrival, frames after
-arrival, peak-to-baseline ratio; and the field strengths), against which
-``network.training_range_warnings`` checks every study.
+AIFs (``training_range.input_features``: heart rate, contrast arrival,
+frames after arrival, peak-to-baseline ratio; and the field strengths),
+against which ``training_range.training_range_warnings`` checks every study.
 
 Validation uses offset 0 and no added noise.  Everything random is seeded:
 the data by ``seed`` and the tags above, the batches and noise by a numpy
@@ -76,7 +76,7 @@ import numpy as np
 
 from . import aif
 from . import constants as K
-from . import network
+from . import network, training_range
 from .errors import AIAIFInputError
 from .pipeline import json_ready
 from .simulation import AIF_PAIR_RANGES, BROAD_PAIR_RANGES, simulate_aif_pairs
@@ -341,14 +341,14 @@ def paired_windows(data, offsets=(0,)):
 
 
 def _simulated_input_features(pairs):
-    """``network.input_features`` of simulated pairs, arrival detected as at inference.
+    """``training_range.input_features`` of simulated pairs, arrival detected as at inference.
 
     Should the detection refuse a curve (none of the shipped training set's
     50 000), that curve is measured at its true arrival frame instead, so one
     odd draw cannot stop a training run.
     """
     try:
-        return network.input_features(pairs.times_s, pairs.saturated)
+        return training_range.input_features(pairs.times_s, pairs.saturated)
     except AIAIFInputError:
         arrival = aif.arrival_index_from_time(pairs.times_s, pairs.params["arrival_s"])
         for curve in range(len(pairs)):
@@ -356,18 +356,18 @@ def _simulated_input_features(pairs):
                 arrival[curve] = aif.detect_arrival_index(pairs.times_s[curve], pairs.saturated[curve])[0]
             except AIAIFInputError:
                 pass
-        return network.input_features(pairs.times_s, pairs.saturated, arrival_index=arrival)
+        return training_range.input_features(pairs.times_s, pairs.saturated, arrival_index=arrival)
 
 
 def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA_TAG,
                                    frame_counts=None,
-                                   percentiles=network.TRAINING_RANGE_PERCENTILES, physics=DEFAULT_PHYSICS):
+                                   percentiles=training_range.TRAINING_RANGE_PERCENTILES, physics=DEFAULT_PHYSICS):
     """Training range of the network's input features over a simulated training set.
 
     Simulates exactly the training set of ``train`` with the same ``n``,
     ``seed`` and ``frame_counts`` (the same draws as ``simulated_windows``)
-    and summarises its ``network.input_features`` with
-    ``network.input_feature_ranges``.  Contrast arrival is detected
+    and summarises its ``training_range.input_features`` with
+    ``training_range.input_feature_ranges``.  Contrast arrival is detected
     (``aif.detect_arrival_index``), as it is for a study at inference,
     although the training windows were cut at the true arrival.  The
     training augmentation (window offsets, added noise) is not applied: the
@@ -408,17 +408,17 @@ def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA
             "contrast arrival detected as at inference; window offsets and added noise of the training "
             "augmentation not applied.".format(percentiles[0], percentiles[1], n, seed, tag,
                                                 ", ".join(str(count) for count in frame_counts)))
-    return network.input_feature_ranges(features, np.concatenate(fields), percentiles=percentiles, note=note)
+    return training_range.input_feature_ranges(features, np.concatenate(fields), percentiles=percentiles, note=note)
 
 
-def paired_input_feature_ranges(data, percentiles=network.TRAINING_RANGE_PERCENTILES):
+def paired_input_feature_ranges(data, percentiles=training_range.TRAINING_RANGE_PERCENTILES):
     """Training range of the network's input features over a site's paired cases.
 
     Parameters
     ----------
     data : PairedAIFs
         The training cases; their saturated curves are measured with
-        ``network.input_features`` (contrast arrival detected, as in
+        ``training_range.input_features`` (contrast arrival detected, as in
         training and at inference).
     percentiles : (float, float), optional
         Percentiles (0-100) that bound the range; with few cases they lie
@@ -439,7 +439,7 @@ def paired_input_feature_ranges(data, percentiles=network.TRAINING_RANGE_PERCENT
     features = []
     for case, times, saturated in zip(data.case_ids, data.times_s, data.saturated):
         try:
-            features.append(network.input_features(times, saturated))
+            features.append(training_range.input_features(times, saturated))
         except AIAIFInputError as error:
             raise AIAIFInputError("Case '{}' of {}: {}".format(case, data.source or "the paired AIFs",
                                                               str(error).replace("AIF curve 0", "its AIF")))
@@ -447,7 +447,7 @@ def paired_input_feature_ranges(data, percentiles=network.TRAINING_RANGE_PERCENT
             "of {} (training.paired_input_feature_ranges), contrast arrival detected; the paired CSV gives no "
             "field strength, so none is checked.".format(percentiles[0], percentiles[1], len(data),
                                                          data.source or "the paired AIFs"))
-    return network.input_feature_ranges(features, None, percentiles=percentiles, note=note)
+    return training_range.input_feature_ranges(features, None, percentiles=percentiles, note=note)
 
 
 def split_cases(n_cases, seed, validation_fraction=VALIDATION_FRACTION):
@@ -724,7 +724,7 @@ def train(output_dir, data=None, n_train=DEFAULT_N_TRAIN, n_validation=DEFAULT_N
         "architecture": json_ready(numpy_model.architecture),
         "trainable_parameters": n_trainable,
         "data": data_description,
-        network.INPUT_FEATURE_RANGES_KEY: feature_ranges,
+        training_range.INPUT_FEATURE_RANGES_KEY: feature_ranges,
         "history": history,
         "best_iteration": best["iteration"],
         "best_validation_mse": best["mse"],

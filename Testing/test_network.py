@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from AIAIFLib import aif, network
+from AIAIFLib import aif, network, training_range
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_aif_pairs
 
@@ -384,7 +384,7 @@ def test_the_shipped_ensemble_loads_every_member_with_its_checksum():
     assert network.DEFAULT_ENSEMBLE_PATHS[0] == network.DEFAULT_WEIGHTS_PATH
     for path in network.DEFAULT_ENSEMBLE_PATHS:
         assert os.path.isfile(network.checksum_path_for(path))
-        assert os.path.isfile(network.training_record_path(path))
+        assert os.path.isfile(training_range.training_record_path(path))
     curves = _simulated_network_curves(n=5)
     predictions = ensemble.predict_members(curves)
     assert predictions.shape == (len(ensemble),) + curves.shape
@@ -424,36 +424,36 @@ def shipped_record():
 def _narrow_record(**ranges):
     """A training record whose features all have the given (low, high) ranges."""
     features = {name: {"low": low, "high": high} for name, (low, high) in ranges.items()}
-    return {network.INPUT_FEATURE_RANGES_KEY: {"features": features, "field_strengths_t": [1.5, 3.0]}}
+    return {training_range.INPUT_FEATURE_RANGES_KEY: {"features": features, "field_strengths_t": [1.5, 3.0]}}
 
 
 def test_input_features_known_answers():
     times, signal = _synthetic_aif(heart_rate_bpm=75.0, arrival_s=9.3, n_frames=50, ratio=8.0, noise=0.0)
-    features = network.input_features(times, signal, arrival_index=12)
+    features = training_range.input_features(times, signal, arrival_index=12)
     assert features["heart_rate_bpm"] == pytest.approx([75.0])
     assert features["arrival_time_s"] == pytest.approx([12 * 0.8])
     assert features["frames_after_arrival"] == pytest.approx([50 - 12])  # series shorter than the window
     assert features["enhancement_ratio"] == pytest.approx([8.0])  # noise-free: peak 800 over baseline 100
     long_times, long_signal = _synthetic_aif(n_frames=120, noise=0.0)
-    capped = network.input_features(long_times, long_signal, arrival_index=13)
+    capped = training_range.input_features(long_times, long_signal, arrival_index=13)
     assert capped["frames_after_arrival"] == pytest.approx([64 - 4])
-    early = network.input_features(long_times, long_signal, arrival_index=2)  # window clipped at frame 0
+    early = training_range.input_features(long_times, long_signal, arrival_index=2)  # window clipped at frame 0
     assert early["frames_after_arrival"] == pytest.approx([64 - 2])
     # default: arrival detected as at inference (first frame after 9.3 s is frame 13 at 80 bpm)
-    detected = network.input_features(long_times, long_signal)
+    detected = training_range.input_features(long_times, long_signal)
     assert detected["arrival_time_s"] == pytest.approx([13 * 0.75])
     # vectorised over curves, with one shared time row
-    pair = network.input_features(long_times, np.stack([long_signal, 2.0 * long_signal]), arrival_index=13)
+    pair = training_range.input_features(long_times, np.stack([long_signal, 2.0 * long_signal]), arrival_index=13)
     assert pair["enhancement_ratio"] == pytest.approx([capped["enhancement_ratio"][0]] * 2)
     with pytest.raises(AIAIFInputError, match="arrival index"):
-        network.input_features(times, signal, arrival_index=0)
+        training_range.input_features(times, signal, arrival_index=0)
 
 
 def test_input_feature_ranges_summarise_percentiles_and_field_strengths():
     rng = np.random.default_rng(4)
-    parts = [{name: rng.uniform(10.0, 20.0, size) for name in network.INPUT_FEATURES} for size in (300, 700)]
+    parts = [{name: rng.uniform(10.0, 20.0, size) for name in training_range.INPUT_FEATURES} for size in (300, 700)]
     fields = np.where(rng.random(1000) < 0.5, 1.5, 3.0)
-    section = network.input_feature_ranges(parts, fields, note="test")
+    section = training_range.input_feature_ranges(parts, fields, note="test")
     assert section["n_curves"] == 1000 and section["percentiles"] == [0.5, 99.5] and section["note"] == "test"
     assert section["field_strengths_t"] == [1.5, 3.0]
     for name, entry in section["features"].items():
@@ -462,14 +462,14 @@ def test_input_feature_ranges_summarise_percentiles_and_field_strengths():
         assert entry["min"] < entry["low"] < entry["median"] < entry["high"] < entry["max"]
         inside = np.mean((values >= entry["low"]) & (values <= entry["high"]))
         assert 0.985 <= inside <= 0.995
-        assert entry["unit"] == network.INPUT_FEATURES[name]["unit"]
-    joined = {name: np.concatenate([part[name] for part in parts]) for name in network.INPUT_FEATURES}
-    assert network.input_feature_ranges(joined, fields, note="test") == section
-    assert network.input_feature_ranges(joined, None)["field_strengths_t"] is None
-    widest = network.input_feature_ranges(joined, percentiles=(0, 100))["features"]["heart_rate_bpm"]
+        assert entry["unit"] == training_range.INPUT_FEATURES[name]["unit"]
+    joined = {name: np.concatenate([part[name] for part in parts]) for name in training_range.INPUT_FEATURES}
+    assert training_range.input_feature_ranges(joined, fields, note="test") == section
+    assert training_range.input_feature_ranges(joined, None)["field_strengths_t"] is None
+    widest = training_range.input_feature_ranges(joined, percentiles=(0, 100))["features"]["heart_rate_bpm"]
     assert (widest["low"], widest["high"]) == (widest["min"], widest["max"])
     # bounds are values of training curves, rounded outwards: a few cases keep their smallest and largest
-    few = network.input_feature_ranges({name: values[:7] for name, values in joined.items()})
+    few = training_range.input_feature_ranges({name: values[:7] for name, values in joined.items()})
     for name, entry in few["features"].items():
         assert (entry["low"], entry["high"]) == (joined[name][:7].min(), joined[name][:7].max())
     json.dumps(section, allow_nan=False)
@@ -484,7 +484,7 @@ def test_input_feature_ranges_summarise_percentiles_and_field_strengths():
     (dict(all_nan="heart_rate_bpm"), "no finite value"),
 ])
 def test_input_feature_ranges_refuse_bad_input(change, message):
-    features = {name: np.linspace(1.0, 2.0, 10) for name in network.INPUT_FEATURES}
+    features = {name: np.linspace(1.0, 2.0, 10) for name in training_range.INPUT_FEATURES}
     if "drop" in change:
         del features[change["drop"]]
     if "short" in change:
@@ -493,19 +493,19 @@ def test_input_feature_ranges_refuse_bad_input(change, message):
         features[change["all_nan"]] = np.full(10, np.nan)
     options = {key: value for key, value in change.items() if key in ("percentiles", "field_strength_t")}
     with pytest.raises(AIAIFInputError, match=message):
-        network.input_feature_ranges(features, **options)
+        training_range.input_feature_ranges(features, **options)
 
 
 def test_shipped_record_holds_the_training_range_of_the_shipped_weights(shipped_record):
     assert network.DEFAULT_TRAINING_RECORD_PATH == os.path.join(REPO, "Resources", "Models", "training.json")
-    assert network.training_record_path() == network.DEFAULT_TRAINING_RECORD_PATH
+    assert training_range.training_record_path() == network.DEFAULT_TRAINING_RECORD_PATH
     with open(network.DEFAULT_CHECKSUM_PATH) as handle:
         assert shipped_record["weights_sha256"] == handle.read().split()[0]
-    section = shipped_record[network.INPUT_FEATURE_RANGES_KEY]
+    section = shipped_record[training_range.INPUT_FEATURE_RANGES_KEY]
     assert section["n_curves"] == shipped_record["data"]["n_train"]
-    assert section["percentiles"] == list(network.TRAINING_RANGE_PERCENTILES)
+    assert section["percentiles"] == list(training_range.TRAINING_RANGE_PERCENTILES)
     assert section["field_strengths_t"] == [1.5, 3.0]
-    assert set(section["features"]) == set(network.INPUT_FEATURES)
+    assert set(section["features"]) == set(training_range.INPUT_FEATURES)
     ranges = shipped_record["data"]["parameter_ranges"]
     heart_rate = section["features"]["heart_rate_bpm"]
     # the simulator's mean heart rates, widened a little by beat-to-beat variation and drift
@@ -518,23 +518,23 @@ def test_shipped_record_holds_the_training_range_of_the_shipped_weights(shipped_
 
 def test_curves_from_the_training_distribution_give_no_warning(shipped_record):
     pairs = simulate_aif_pairs(150, n_frames=75, seed=21)
-    ranges = shipped_record[network.INPUT_FEATURE_RANGES_KEY]["features"]
-    features = network.input_features(pairs.times_s, pairs.saturated)
+    ranges = shipped_record[training_range.INPUT_FEATURE_RANGES_KEY]["features"]
+    features = training_range.input_features(pairs.times_s, pairs.saturated)
     outside = np.zeros(len(pairs), bool)
     for name, entry in ranges.items():
         outside |= (features[name] < entry["low"]) | (features[name] > entry["high"])
     flagged = []
     for curve in range(len(pairs)):
-        warnings = network.training_range_warnings(pairs.times_s[curve], pairs.saturated[curve],
-                                                   pairs.params["field_strength_t"][curve])
+        warnings = training_range.training_range_warnings(pairs.times_s[curve], pairs.saturated[curve],
+                                                          pairs.params["field_strength_t"][curve])
         assert bool(warnings) == outside[curve]
         flagged.append(bool(warnings))
     # four features at the 0.5th-99.5th percentiles: a few per cent of training-like curves lie at an edge
     assert np.mean(flagged) <= 0.06
     times, signal = _synthetic_aif()
-    assert network.training_range_warnings(times, signal, 3.0) == []
-    assert network.training_range_warnings(times, signal, 1.5) == []
-    assert network.training_range_warnings(times, signal, 2.89) == []  # a 3 T scanner's exact field
+    assert training_range.training_range_warnings(times, signal, 3.0) == []
+    assert training_range.training_range_warnings(times, signal, 1.5) == []
+    assert training_range.training_range_warnings(times, signal, 2.89) == []  # a 3 T scanner's exact field
 
 
 @pytest.mark.parametrize("aif_options, field_strength_t, feature, value, unit", [
@@ -547,10 +547,10 @@ def test_curves_from_the_training_distribution_give_no_warning(shipped_record):
 def test_a_feature_outside_the_training_range_gives_exactly_its_warning(shipped_record, aif_options,
                                                                         field_strength_t, feature, value, unit):
     times, signal = _synthetic_aif(**aif_options)
-    warnings = network.training_range_warnings(times, signal, field_strength_t)
+    warnings = training_range.training_range_warnings(times, signal, field_strength_t)
     assert len(warnings) == 1
-    entry = shipped_record[network.INPUT_FEATURE_RANGES_KEY]["features"][feature]
-    description = network.INPUT_FEATURES[feature]
+    entry = shipped_record[training_range.INPUT_FEATURE_RANGES_KEY]["features"][feature]
+    description = training_range.INPUT_FEATURES[feature]
     warning = warnings[0]
     prefix = "The " + description["label"] + " is "
     assert warning.startswith(prefix)
@@ -566,18 +566,18 @@ def test_a_feature_outside_the_training_range_gives_exactly_its_warning(shipped_
 
 def test_field_strength_outside_training_gives_its_warning():
     times, signal = _synthetic_aif()
-    warnings = network.training_range_warnings(times, signal, 7.0)
+    warnings = training_range.training_range_warnings(times, signal, 7.0)
     assert len(warnings) == 1
     assert warnings[0].startswith("The field strength is 7 T, but the AI-AIF network was trained at 1.5 and 3 T")
-    assert network.training_range_warnings(times, signal, None) == []
+    assert training_range.training_range_warnings(times, signal, None) == []
     record = _narrow_record(heart_rate_bpm=(0.0, 1000.0))
-    record[network.INPUT_FEATURE_RANGES_KEY]["field_strengths_t"] = None  # a site's paired data: not known
-    assert network.training_range_warnings(times, signal, 7.0, record=record) == []
+    record[training_range.INPUT_FEATURE_RANGES_KEY]["field_strengths_t"] = None  # a site's paired data: not known
+    assert training_range.training_range_warnings(times, signal, 7.0, record=record) == []
 
 
 def test_several_features_outside_give_one_warning_each():
     times, signal = _synthetic_aif(heart_rate_bpm=40.0, ratio=60.0)
-    warnings = network.training_range_warnings(times, signal, 7.0)
+    warnings = training_range.training_range_warnings(times, signal, 7.0)
     assert [w.split(" is ")[0] for w in warnings] == [
         "The heart rate (from the median frame interval)", "The saturated peak-to-baseline signal ratio",
         "The field strength"]
@@ -585,27 +585,27 @@ def test_several_features_outside_give_one_warning_each():
 
 def test_record_default_path_and_dict_agree(shipped_record, tmp_path):
     times, signal = _synthetic_aif(heart_rate_bpm=40.0)
-    by_default = network.training_range_warnings(times, signal, 3.0)
-    assert network.training_range_warnings(times, signal, 3.0, record=shipped_record) == by_default
-    assert network.training_range_warnings(times, signal, 3.0, record=network.DEFAULT_TRAINING_RECORD_PATH) \
+    by_default = training_range.training_range_warnings(times, signal, 3.0)
+    assert training_range.training_range_warnings(times, signal, 3.0, record=shipped_record) == by_default
+    assert training_range.training_range_warnings(times, signal, 3.0, record=network.DEFAULT_TRAINING_RECORD_PATH) \
         == by_default
-    assert network.training_range_warnings(times, signal, 3.0, weights_path=network.DEFAULT_WEIGHTS_PATH) \
+    assert training_range.training_range_warnings(times, signal, 3.0, weights_path=network.DEFAULT_WEIGHTS_PATH) \
         == by_default
     narrow = _narrow_record(heart_rate_bpm=(10.0, 20.0))
     path = tmp_path / "record.json"
     path.write_text(json.dumps(narrow))
-    warnings = network.training_range_warnings(times, signal, 3.0, record=str(path))
+    warnings = training_range.training_range_warnings(times, signal, 3.0, record=str(path))
     assert len(warnings) == 1 and "(10.0 to 20.0 bpm)" in warnings[0]
     # the given arrival index is used instead of the detected one
-    late = network.training_range_warnings(times, signal, 3.0, arrival_index=50,
-                                           record=_narrow_record(arrival_time_s=(0.0, 20.0)))
+    late = training_range.training_range_warnings(times, signal, 3.0, arrival_index=50,
+                                                  record=_narrow_record(arrival_time_s=(0.0, 20.0)))
     assert len(late) == 1 and "is 75.0 s" in late[0]  # frame 50 at 1.5 s per beat
 
 
 def test_older_record_without_ranges_gives_no_feature_warning(shipped_record):
-    older = {key: value for key, value in shipped_record.items() if key != network.INPUT_FEATURE_RANGES_KEY}
+    older = {key: value for key, value in shipped_record.items() if key != training_range.INPUT_FEATURE_RANGES_KEY}
     times, signal = _synthetic_aif(heart_rate_bpm=40.0, ratio=60.0)
-    assert network.training_range_warnings(times, signal, 7.0, record=older) == []
+    assert training_range.training_range_warnings(times, signal, 7.0, record=older) == []
 
 
 def _copy_shipped_weights(folder):
@@ -619,22 +619,22 @@ def _copy_shipped_weights(folder):
 def test_custom_weights_use_the_record_beside_them(shipped_record, tmp_path):
     times, signal = _synthetic_aif()  # inside the shipped range
     weights = _copy_shipped_weights(tmp_path / "site")
-    assert network.training_record_path(weights) == str(tmp_path / "site" / "training.json")
-    unknown = network.training_range_warnings(times, signal, 3.0, weights_path=weights)
+    assert training_range.training_record_path(weights) == str(tmp_path / "site" / "training.json")
+    unknown = training_range.training_range_warnings(times, signal, 3.0, weights_path=weights)
     assert len(unknown) == 1
     assert unknown[0].startswith("The AI-AIF network's training range is unknown (no training.json in the folder "
                                  "of the weights, {}".format(tmp_path / "site"))
     assert "python -m AIAIFLib train" in unknown[0]
     narrow = dict(_narrow_record(heart_rate_bpm=(100.0, 110.0)), weights_sha256=shipped_record["weights_sha256"])
     (tmp_path / "site" / "training.json").write_text(json.dumps(narrow))
-    used = network.training_range_warnings(times, signal, 3.0, weights_path=weights)
+    used = training_range.training_range_warnings(times, signal, 3.0, weights_path=weights)
     assert len(used) == 1 and "(100.0 to 110.0 bpm)" in used[0]
     narrow["weights_sha256"] = "0" * 64  # the record of another training run
     (tmp_path / "site" / "training.json").write_text(json.dumps(narrow))
-    other = network.training_range_warnings(times, signal, 3.0, weights_path=weights)
+    other = training_range.training_range_warnings(times, signal, 3.0, weights_path=weights)
     assert len(other) == 1 and "unknown" in other[0] and "describes other weights than site_unet.npz" in other[0]
     # an explicitly given record is used as it is
-    assert len(network.training_range_warnings(times, signal, 3.0, record=narrow, weights_path=weights)) == 1
+    assert len(training_range.training_range_warnings(times, signal, 3.0, record=narrow, weights_path=weights)) == 1
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -650,17 +650,17 @@ def test_unreadable_or_malformed_record_makes_the_range_unknown(tmp_path, conten
     times, signal = _synthetic_aif()
     path = tmp_path / "training.json"
     path.write_text(content)
-    warnings = network.training_range_warnings(times, signal, 3.0, record=str(path))
+    warnings = training_range.training_range_warnings(times, signal, 3.0, record=str(path))
     assert len(warnings) == 1 and warnings[0].startswith("The AI-AIF network's training range is unknown")
     assert reason in warnings[0]
-    missing = network.training_range_warnings(times, signal, 3.0, record=str(tmp_path / "none.json"))
+    missing = training_range.training_range_warnings(times, signal, 3.0, record=str(tmp_path / "none.json"))
     assert len(missing) == 1 and "there is no training record" in missing[0]
 
 
 def test_training_range_is_checked_for_one_curve_at_a_time():
     times, signal = _synthetic_aif()
     with pytest.raises(AIAIFInputError, match="one AIF at a time"):
-        network.training_range_warnings(times, np.stack([signal, signal]), 3.0)
-    assert network.training_range_warnings(times, signal[None, :], 3.0) == []
+        training_range.training_range_warnings(times, np.stack([signal, signal]), 3.0)
+    assert training_range.training_range_warnings(times, signal[None, :], 3.0) == []
     with pytest.raises(AIAIFInputError, match="no contrast arrival"):
-        network.training_range_warnings(times, np.full(times.size, 100.0), 3.0)
+        training_range.training_range_warnings(times, np.full(times.size, 100.0), 3.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from AIAIFLib import constants as K
-from AIAIFLib import deconvolution, network, pipeline, studies
+from AIAIFLib import deconvolution, network, pipeline, studies, training_range
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_phantom
 
@@ -220,15 +220,15 @@ def test_demo_phantom_lies_inside_the_networks_training_range():
     assert _training_range_warnings(result.summary) == []
     # the same check run directly gives the same (empty) answer
     saturated = result.aif["saturated"]
-    assert network.training_range_warnings(phantom.frame_times_s, saturated, 3.0) == []
+    assert training_range.training_range_warnings(phantom.frame_times_s, saturated, 3.0) == []
 
 
 def test_short_series_gets_the_training_range_warning_in_ai_mode_only(phantom, saturated_result):
     # N_FRAMES = 40 leaves fewer frames after contrast arrival than any but the shortest training curves had
     result = pipeline.quantify_study(studies.phantom_study(phantom), pipeline.QuantificationParameters(aif_mode="ai"))
     times, saturated = result.aif["time_s"], result.aif["saturated"]
-    expected = network.training_range_warnings(times, saturated, 3.0,
-                                               arrival_index=result.summary["aif"]["arrival_frame"])
+    expected = training_range.training_range_warnings(times, saturated, 3.0,
+                                                      arrival_index=result.summary["aif"]["arrival_frame"])
     assert len(expected) == 1
     assert expected[0].startswith("The number of frames from contrast arrival on in the network's 64-frame window")
     assert _training_range_warnings(result.summary) == expected

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from AIAIFLib import network, studies, training
+from AIAIFLib import network, studies, training, training_range
 from AIAIFLib.errors import AIAIFInputError
 from AIAIFLib.simulation import simulate_aif_pairs
 
@@ -68,19 +68,19 @@ def test_training_json_records_the_training_range_of_the_inputs(tiny_run):
     output, results, _ = tiny_run
     with open(str(output / "training.json")) as handle:
         saved = json.load(handle)
-    section = saved[network.INPUT_FEATURE_RANGES_KEY]
-    assert section == results[network.INPUT_FEATURE_RANGES_KEY]
+    section = saved[training_range.INPUT_FEATURE_RANGES_KEY]
+    assert section == results[training_range.INPUT_FEATURE_RANGES_KEY]
     # computed from exactly the training curves: the same draws as training.simulated_input_feature_ranges
     assert section == json.loads(json.dumps(training.simulated_input_feature_ranges(TINY["n_train"], seed=3)))
     assert section["n_curves"] == TINY["n_train"]
     assert set(section["field_strengths_t"]) <= {1.5, 3.0}
-    assert set(section["features"]) == set(network.INPUT_FEATURES)
+    assert set(section["features"]) == set(training_range.INPUT_FEATURES)
     assert "training seed 3" in section["note"]
     # the trained weights are checked against this record (training.json beside them)
     times = np.arange(60) * 0.75
     flat_then_bolus = np.where(times < 9.3, 100.0, 100.0 + 900.0 * np.exp(-np.abs(times - 14.0) / 3.0))
-    warnings = network.training_range_warnings(times, flat_then_bolus, 7.0,
-                                               weights_path=str(output / "aiaif_unet.npz"))
+    warnings = training_range.training_range_warnings(times, flat_then_bolus, 7.0,
+                                                      weights_path=str(output / "aiaif_unet.npz"))
     assert warnings and warnings[-1].startswith("The field strength is 7 T")
 
 
@@ -102,7 +102,7 @@ def test_simulated_feature_ranges_measure_the_training_curves():
     section = training.simulated_input_feature_ranges(48, seed=5)
     assert section["field_strengths_t"] == sorted(set(fields_of_windows.tolist()))
     pairs = list(training._simulated_groups(48, 5, training._TRAINING_DATA_TAG, training.SIMULATED_FRAME_COUNTS))
-    features = [network.input_features(group.times_s, group.saturated) for group in pairs]
+    features = [training_range.input_features(group.times_s, group.saturated) for group in pairs]
     for name, entry in section["features"].items():
         values = np.concatenate([part[name] for part in features])
         assert (entry["min"], entry["max"]) == (values.min(), values.max())
@@ -115,7 +115,7 @@ def test_shipped_training_range_is_reproduced_from_the_simulator():
     """About 3 s: the shipped record's range is that of the 50 000 training curves of its seed and frame counts."""
     with open(network.DEFAULT_TRAINING_RECORD_PATH, encoding="utf-8") as handle:
         record = json.load(handle)
-    stored = record[network.INPUT_FEATURE_RANGES_KEY]
+    stored = record[training_range.INPUT_FEATURE_RANGES_KEY]
     data = record["data"]
     recomputed = training.simulated_input_feature_ranges(
         data["n_train"], seed=record["settings"]["seed"], tag=data["training_seed_tag"],
@@ -134,7 +134,7 @@ def test_a_curve_the_arrival_detection_refuses_is_measured_at_its_true_arrival()
     features = training._simulated_input_features(pairs)
     true_arrival = np.argmax(pairs.times_s[1] >= pairs.params["arrival_s"][1])
     assert features["arrival_time_s"][1] == pytest.approx(pairs.times_s[1, true_arrival])
-    detected = network.input_features(pairs.times_s[[0, 2]], pairs.saturated[[0, 2]])
+    detected = training_range.input_features(pairs.times_s[[0, 2]], pairs.saturated[[0, 2]])
     np.testing.assert_array_equal(features["arrival_time_s"][[0, 2]], detected["arrival_time_s"])
 
 
@@ -302,18 +302,19 @@ def test_training_on_paired_csv(tmp_path):
     assert len(described["validation_cases"]) == 1
     network.load_weights(results["output_files"]["weights"])
     # the training range comes from the training cases' saturated curves; the CSV has no field strength
-    section = results[network.INPUT_FEATURE_RANGES_KEY]
+    section = results[training_range.INPUT_FEATURE_RANGES_KEY]
     data = training.read_paired_aif_csv(str(path))
     cases = [data.case_ids.index(case) for case in described["training_cases"]]
     assert section["n_curves"] == len(cases) == 5
     assert section["field_strengths_t"] is None
-    ratios = [network.input_features(data.times_s[i], data.saturated[i])["enhancement_ratio"][0] for i in cases]
+    ratios = [training_range.input_features(data.times_s[i], data.saturated[i])["enhancement_ratio"][0] for i in cases]
     ratio_range = section["features"]["enhancement_ratio"]
     assert (ratio_range["low"], ratio_range["high"]) == (min(ratios), max(ratios))
     # every training case lies inside its own training range; any field strength passes
     weights = results["output_files"]["weights"]
     for i in cases:
-        assert network.training_range_warnings(data.times_s[i], data.saturated[i], 7.0, weights_path=weights) == []
+        assert training_range.training_range_warnings(data.times_s[i], data.saturated[i], 7.0,
+                                                      weights_path=weights) == []
 
 
 def test_training_on_a_case_without_contrast_names_the_case(tmp_path):
