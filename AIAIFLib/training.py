@@ -402,7 +402,7 @@ def simulated_input_feature_ranges(n=DEFAULT_N_TRAIN, seed=0, tag=_TRAINING_DATA
     for pairs in _simulated_groups(n, seed, tag, frame_counts, physics):
         features.append(_simulated_input_features(pairs))
         fields.append(pairs.params["field_strength_t"])
-    note = ("{}th-{}th percentiles of network.input_features over the {} simulated training curves "
+    note = ("{}th-{}th percentiles of training_range.input_features over the {} simulated training curves "
             "(training.simulated_input_feature_ranges: simulation.simulate_aif_pairs with the training seed {} and "
             "seed tag {}, {} frames per curve in equal shares, the parameter ranges of data.parameter_ranges), "
             "contrast arrival detected as at inference; window offsets and added noise of the training "
@@ -443,7 +443,7 @@ def paired_input_feature_ranges(data, percentiles=training_range.TRAINING_RANGE_
         except AIAIFInputError as error:
             raise AIAIFInputError("Case '{}' of {}: {}".format(case, data.source or "the paired AIFs",
                                                               str(error).replace("AIF curve 0", "its AIF")))
-    note = ("{}th-{}th percentiles of network.input_features over the saturated curves of the {} training cases "
+    note = ("{}th-{}th percentiles of training_range.input_features over the saturated curves of the {} training cases "
             "of {} (training.paired_input_feature_ranges), contrast arrival detected; the paired CSV gives no "
             "field strength, so none is checked.".format(percentiles[0], percentiles[1], len(data),
                                                          data.source or "the paired AIFs"))
