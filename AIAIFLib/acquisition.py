@@ -12,7 +12,8 @@ ordering, saturation efficiency) each come, first that applies, from
 
 ``resolve_acquisition`` does this once per study.  The pipeline passes the
 resulting ``Acquisition`` to every step that needs a physical parameter (AIF
-and tissue conversion, blood-pool calibration, the AI-AIF physics anchor), and
+and tissue conversion, blood-pool calibration, the AI-AIF's blood-signal
+consistency check in ``aif_uncertainty``), and
 ``summary.json`` records each value with its source, so no module re-derives
 a default of its own.
 
