@@ -112,6 +112,10 @@ class MBFMapFit:
         The pixel's flow is at its lower (0) or upper bound
         (``deconvolution.FERMI_UPPER_BOUNDS``): its MBF is a bound, not a
         measurement.
+    flow_at_upper_bound : numpy.ndarray of bool, shape (n_pixels,)
+        The part of ``flow_at_bound`` at the upper bound (11.4 mL/min/g, far
+        above any stress MBF: a fit that found no limit to the flow, e.g. a
+        pixel holding blood-pool signal).
     fitted_mM : numpy.ndarray, shape (n_pixels, n_frames)
         Model tissue curve of each pixel at every frame, mM.
     """
@@ -125,6 +129,7 @@ class MBFMapFit:
     at_bound: np.ndarray
     blood_fraction: np.ndarray
     flow_at_bound: np.ndarray
+    flow_at_upper_bound: np.ndarray
     fitted_mM: np.ndarray
 
     @property
@@ -244,11 +249,12 @@ def fit_mbf_map(times_s, aif_mM, tissue_mM, mask, pixel_spacing_mm, fit_end_s=No
         residual_rms = np.sqrt(np.mean((fitted[:, :n_window] - y) ** 2, axis=1))
         nrmse = np.where(ok, residual_rms / np.sqrt(np.mean(y ** 2, axis=1)), np.nan)
     tolerance = deconvolution.AT_BOUND_TOLERANCE * (upper - lower)
-    flow_at_bound = ok & ((flow - lower <= tolerance) | (upper - flow <= tolerance))
+    flow_at_upper_bound = ok & (upper - flow <= tolerance)
+    flow_at_bound = flow_at_upper_bound | (ok & (flow - lower <= tolerance))
     return MBFMapFit(flow_per_s=flow, tau0_s=shape_fit.tau0_s, k_per_s=shape_fit.k_per_s,
                      delay_s=shape_fit.delay_s, nrmse=nrmse, converged=ok,
                      at_bound=ok & (shape_fit.at_bound | flow_at_bound), blood_fraction=blood,
-                     flow_at_bound=flow_at_bound, fitted_mM=fitted)
+                     flow_at_bound=flow_at_bound, flow_at_upper_bound=flow_at_upper_bound, fitted_mM=fitted)
 
 
 def _box_projection(unit, aif, curves, flow_bounds, blood_bounds, with_blood):

@@ -80,6 +80,8 @@ FAILED_FIT_WARNING_FRACTION = 0.05
 #: Share of a segment's pixels whose flow sits at a fit bound above which the
 #: segment's MBF is flagged as a bound rather than a measurement (project
 #: choice: then the segment mean and median are themselves set by the bound).
+#: Up to this share, pixels at the upper bound are left out of the segment's
+#: mean and median instead (``segments.segment_statistics``).
 SEGMENT_AT_BOUND_FRACTION = 0.5
 #: Share of all myocardial pixels at a flow bound above which the summary
 #: warns even when no segment is dominated by them (project choice).
@@ -548,7 +550,11 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     flow_at_bound = _on_grid(fit.flow_at_bound, myocardium, False)
     clipped_pixels = _on_grid(np.any(clipped, axis=-1), myocardium, False)
     labels = labelling.labels
-    statistics = segments.segment_statistics(mbf, labels)
+    # A pixel at the upper flow bound holds no measured MBF: left out of its segment's mean and median unless such
+    # pixels are most of the segment (then its MBF is the bound, and mbf_is_bound says so).
+    statistics = segments.segment_statistics(mbf, labels, not_measured=_on_grid(fit.flow_at_upper_bound, myocardium,
+                                                                                False),
+                                             max_not_measured_fraction=SEGMENT_AT_BOUND_FRACTION)
     segment_curves = _segment_mean_curves(tissue_mM, labels[myocardium])
     curve_fit = deconvolution.fit_fermi_batched(times, aif_mM, segment_curves, fit_end_s=fit_end_s)
     segment_table = _segment_table(statistics, curve_fit.mbf_ml_min_g, parameters.threshold_ml_min_g,
@@ -646,7 +652,9 @@ def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g, n_at_bound):
     ``n_at_bound`` counts the pixels whose flow sits at a fit bound;
     ``mbf_is_bound`` marks segments where they are more than
     ``SEGMENT_AT_BOUND_FRACTION`` of the pixels with a value, so that the
-    segment's MBF is a bound, not a measurement.
+    segment's MBF is a bound, not a measurement.  ``n_left_out`` counts the
+    pixels at the upper flow bound that the mean and median leave out
+    (``segments.segment_statistics``).
     """
     mean = np.asarray(statistics["mbf_mean"], dtype=float)
     n_pixels = np.asarray(statistics["n_pixels"])
@@ -665,6 +673,7 @@ def _segment_table(statistics, curve_fit_mbf, threshold_ml_min_g, n_at_bound):
         "n_pixels": [int(v) for v in statistics["n_pixels"]],
         "n_failed": [int(v) for v in statistics["n_failed"]],
         "n_at_bound": [int(v) for v in n_at_bound],
+        "n_left_out": [int(v) for v in statistics["n_left_out"]],
         "mbf_is_bound": [bool(count > SEGMENT_AT_BOUND_FRACTION * total) if total else None
                          for count, total in zip(n_at_bound, n_pixels)],
         "ischemic": [bool(v < threshold_ml_min_g) if np.isfinite(v) else None for v in mean],
@@ -785,7 +794,7 @@ def _summary(study, parameters, labelling, arrival, lv_baseline, aif_mM, fit_end
             "ischemic_territories": ischaemic,
             "segments": [{key: segment_table[key][row] for key in ("segment", "mbf_mean", "mbf_median",
                                                                    "mbf_curve_fit", "mbf_low", "mbf_high",
-                                                                   "n_pixels", "n_at_bound",
+                                                                   "n_pixels", "n_at_bound", "n_left_out",
                                                                    "mbf_is_bound", "ischemic")}
                          for row in range(len(segment_table["segment"]))],
         },

@@ -843,7 +843,7 @@ def _insertion_rule(records):
 # Statistics, territories and diagnosis
 # ---------------------------------------------------------------------------
 
-def segment_statistics(mbf_ml_min_g, labels):
+def segment_statistics(mbf_ml_min_g, labels, not_measured=None, max_not_measured_fraction=0.5):
     """MBF statistics of each AHA segment.
 
     Parameters
@@ -853,14 +853,26 @@ def segment_statistics(mbf_ml_min_g, labels):
         failed fit.
     labels : array_like of int, same shape
         AHA segment 1-16 per voxel, 0 outside the myocardium.
+    not_measured : array_like of bool, same shape, optional
+        Voxels whose finite value is not a measurement (the pipeline passes
+        the pixels at the upper flow bound, 11.4 mL/min/g).  They are left
+        out of a segment's mean and median, so that a few of them cannot
+        carry it (four such pixels among forty raise a 0.7 mL/min/g mean by
+        about 1.1 mL/min/g) -- unless they are more than
+        ``max_not_measured_fraction`` of the segment's finite values: then
+        its statistics use every value and are set by the bound, which the
+        caller flags (``pipeline``: ``mbf_is_bound``).
+    max_not_measured_fraction : float, optional
+        See ``not_measured`` (0-1).
 
     Returns
     -------
     dict
         Arrays of 16, one entry per segment 1-16 in order: ``"segment"``;
-        ``"mbf_mean"`` and ``"mbf_median"`` over the segment's finite values,
-        mL/min/g (NaN when it has none); ``"n_pixels"`` the finite values used;
-        ``"n_failed"`` the segment's non-finite values, left out.
+        ``"mbf_mean"`` and ``"mbf_median"`` over the segment's measured
+        values, mL/min/g (NaN when it has none); ``"n_pixels"`` the finite
+        values; ``"n_failed"`` the segment's non-finite values, left out;
+        ``"n_left_out"`` the finite values left out as not measured.
     """
     try:
         values = np.asarray(mbf_ml_min_g, dtype=float)
@@ -874,24 +886,36 @@ def segment_statistics(mbf_ml_min_g, labels):
             segment_of)) or segment_of.min() < 0 or segment_of.max() > len(K.AHA_SEGMENTS)):
         raise AIAIFInputError("The AHA labels must be whole numbers 0-16 (0 outside the myocardium); pass the labels "
                               "of aha_segment_map.")
+    if not_measured is None:
+        not_measured = np.zeros(values.shape, dtype=bool)
+    else:
+        not_measured = np.asarray(not_measured, dtype=bool)
+        if not_measured.shape != values.shape:
+            raise AIAIFInputError("The map of values that are not measurements {} differs in shape from the MBF map "
+                                  "{}; compute both on the same voxel grid.".format(not_measured.shape, values.shape))
     segment_of = segment_of.astype(int).ravel()
     values = values.ravel()
     finite = np.isfinite(values)
     n_bins = len(K.AHA_SEGMENTS) + 1
-    n_pixels = np.bincount(segment_of[finite], minlength=n_bins)[1:]
+    n_pixels = np.bincount(segment_of[finite], minlength=n_bins)
     n_failed = np.bincount(segment_of[~finite], minlength=n_bins)[1:]
-    total = np.bincount(segment_of[finite], weights=values[finite], minlength=n_bins)[1:]
-    mean = np.where(n_pixels > 0, total / np.maximum(n_pixels, 1), np.nan)
+    unmeasured = finite & not_measured.ravel()
+    n_unmeasured = np.bincount(segment_of[unmeasured], minlength=n_bins)
+    leave_out = n_unmeasured <= max_not_measured_fraction * n_pixels
+    used = finite & ~(unmeasured & leave_out[segment_of])
+    n_used = np.bincount(segment_of[used], minlength=n_bins)[1:]
+    total = np.bincount(segment_of[used], weights=values[used], minlength=n_bins)[1:]
+    mean = np.where(n_used > 0, total / np.maximum(n_used, 1), np.nan)
     median = np.full(len(K.AHA_SEGMENTS), np.nan)
-    order = np.argsort(segment_of[finite], kind="stable")
-    sorted_values = values[finite][order]
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(segment_of[finite], minlength=n_bins))])
+    order = np.argsort(segment_of[used], kind="stable")
+    sorted_values = values[used][order]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(segment_of[used], minlength=n_bins))])
     for row, segment in enumerate(K.AHA_SEGMENTS):
         members = sorted_values[bounds[segment]:bounds[segment + 1]]
         if members.size:
             median[row] = np.median(members)
     return {"segment": np.array(K.AHA_SEGMENTS), "mbf_mean": mean, "mbf_median": median,
-            "n_pixels": n_pixels, "n_failed": n_failed}
+            "n_pixels": n_pixels[1:], "n_failed": n_failed, "n_left_out": n_pixels[1:] - n_used}
 
 
 def territory_results(segment_mbf_ml_min_g, threshold_ml_min_g=K.ISCHAEMIA_THRESHOLD_ML_MIN_G):

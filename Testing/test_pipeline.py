@@ -79,6 +79,26 @@ def test_saturated_runs_always_warn_and_bound_flows_are_flagged(saturated_result
     assert quality["n_flow_at_bound"] == int(np.count_nonzero(saturated_result.flow_at_bound))
 
 
+def test_segment_means_leave_out_upper_bound_pixels_unless_they_are_most_of_the_segment(saturated_result):
+    # The saturated AIF drives many pixels to the upper flow bound: some segments have a few, some mostly those.
+    table = saturated_result.segments
+    upper = deconvolution.flow_to_mbf(deconvolution.FERMI_UPPER_BOUNDS[0])
+    mbf = saturated_result.mbf_ml_min_g
+    at_upper = saturated_result.flow_at_bound & (mbf > 0.5 * upper)
+    kinds = set()
+    for row, segment in enumerate(table["segment"]):
+        finite = (saturated_result.aha_labels == segment) & np.isfinite(mbf)
+        n_upper = int(np.count_nonzero(at_upper & finite))
+        left_out = 0 < n_upper <= 0.5 * np.count_nonzero(finite)
+        kinds.add(left_out)
+        used = mbf[finite & ~at_upper] if left_out else mbf[finite]
+        assert table["n_left_out"][row] == (n_upper if left_out else 0)
+        assert table["mbf_mean"][row] == pytest.approx(used.mean(), rel=1e-12)
+        assert table["mbf_median"][row] == pytest.approx(np.median(used), rel=1e-12)
+    assert kinds == {True, False}
+    assert saturated_result.summary["results"]["segments"][0]["n_left_out"] == table["n_left_out"][0]
+
+
 def test_the_report_title_says_what_the_result_rests_on(true_aif_result, saturated_result):
     assert pipeline.report_subtitle(true_aif_result.summary) == (
         "AIF: external AIF | 3 T | sequence-model conversion")

@@ -441,6 +441,33 @@ def test_segment_statistics_known_answers():
     assert result["n_pixels"][15] == 0 and result["n_failed"][15] == 0
 
 
+def test_pixels_that_are_not_measurements_are_left_out_unless_they_are_most_of_a_segment():
+    upper = 11.43
+    # Segment 1: four low-flow pixels and one at the upper bound; segment 2: three of four at the bound;
+    # segment 3: a NaN, two measurements and one at the bound (left out: 1 of 3 finite values).
+    mbf = np.array([0.7, 0.8, 0.6, 0.7, upper, 2.0, upper, upper, upper, np.nan, 1.0, 3.0, upper])
+    labels = np.array([1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3])
+    flagged = mbf == upper
+    result = S.segment_statistics(mbf, labels, not_measured=flagged)
+    assert result["mbf_mean"][0] == pytest.approx(0.7) and result["mbf_median"][0] == pytest.approx(0.7)
+    assert result["n_pixels"][0] == 5 and result["n_left_out"][0] == 1
+    # Most of segment 2 sits at the bound: every value counts, and the mean is set by the bound.
+    assert result["mbf_mean"][1] == pytest.approx((2.0 + 3 * upper) / 4) and result["n_left_out"][1] == 0
+    assert result["mbf_mean"][2] == pytest.approx(2.0) and result["n_failed"][2] == 1
+    assert result["n_pixels"][2] == 3 and result["n_left_out"][2] == 1
+    # Without the map (or with nothing flagged) every finite value counts, as before.
+    plain = S.segment_statistics(mbf, labels)
+    assert plain["mbf_mean"][0] == pytest.approx((0.7 + 0.8 + 0.6 + 0.7 + upper) / 5)
+    np.testing.assert_array_equal(plain["n_left_out"], 0)
+    none_flagged = S.segment_statistics(mbf, labels, not_measured=np.zeros(mbf.shape, bool))
+    np.testing.assert_array_equal(none_flagged["mbf_mean"], plain["mbf_mean"])
+    # A stricter share keeps the bound pixels of segment 3 (1 of 3 > 0.25).
+    strict = S.segment_statistics(mbf, labels, not_measured=flagged, max_not_measured_fraction=0.25)
+    assert strict["mbf_mean"][2] == pytest.approx((1.0 + 3.0 + upper) / 3) and strict["n_left_out"][0] == 1
+    with pytest.raises(AIAIFInputError, match="not measurements .* differs in shape"):
+        S.segment_statistics(mbf, labels, not_measured=flagged[:-1])
+
+
 def test_segment_statistics_of_the_phantom_truth(phantom):
     result = S.segment_statistics(phantom.mbf_ml_min_g, phantom.aha_segments)
     np.testing.assert_allclose(result["mbf_mean"], phantom.segment_mbf_ml_min_g(), rtol=1e-12)
