@@ -412,8 +412,8 @@ def _client(workers, scheduler):
     import dask
     from distributed import Client, LocalCluster
 
-    # The workers' environment must be in place before they start (glibc reads its malloc settings once), which
-    # only the pre-spawn environment is; ours leaves out distributed's malloc trim threshold (WORKER_ENVIRONMENT).
+    # The workers' whole environment comes from the pre-spawn environment: only it is in place before they start
+    # (glibc reads its malloc settings once), and ours leaves out distributed's malloc trim threshold.
     dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.admin.tick.limit": "60s",
                      "distributed.nanny.pre-spawn-environ": dict(WORKER_ENVIRONMENT)})
     if scheduler:
@@ -423,7 +423,7 @@ def _client(workers, scheduler):
             raise AIAIFInputError("Cannot reach the Dask scheduler at {} ({}); check the address or leave out "
                                   "--scheduler.".format(scheduler, type(error).__name__))
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=dict(WORKER_ENVIRONMENT))
+                           silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
