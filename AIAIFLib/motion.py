@@ -133,6 +133,10 @@ MUTUAL_INFORMATION_BINS = 32
 #: slightly misregistered one).
 MIN_BASELINE_KEPT = 3
 MUTUAL_INFORMATION_ITERATIONS = 200
+#: Frames from ``first_enhanced_frame`` on that may still belong to the pre-contrast group (project choice: the
+#: arrival is found one frame early, and the next frame shows only a trace of contrast); each joins the group
+#: only where the references placed it with the group (``_baseline_group``).
+BASELINE_TRACE_FRAMES = 2
 #: In ``auto`` mode the frames are resampled only when, in some slice, at least ``AUTO_MIN_FRAMES`` of the
 #: frames the registration could follow moved more than ``AUTO_THRESHOLD_PX`` (project choice, measured with
 #: the benchmark: on still phantoms the estimates stay below about 1.1 pixels (the late frames, far from the
@@ -457,6 +461,21 @@ def _second_start(region, stack, references, shift, residual, max_step):
     return shift, residual
 
 
+def _baseline_group(shift, first_enhanced, roi_frame):
+    """Frames that share the pre-contrast group's position: every frame before ``first_enhanced``, and each of the
+    next ``BASELINE_TRACE_FRAMES`` that the references placed with the group; only frames before ``roi_frame``.
+
+    A frame with the first trace of contrast may still follow the pre-contrast references, and with them the
+    group's common offset, or already the enhanced frames after it: it joins the group when its shift lies nearer
+    the group's mean shift than the shift of the first frame after the candidates.
+    """
+    end = min(first_enhanced + BASELINE_TRACE_FRAMES, roi_frame)
+    group = shift[:first_enhanced].mean(axis=0)
+    joined = [t for t in range(first_enhanced, end)
+              if np.linalg.norm(shift[t] - group) <= np.linalg.norm(shift[t] - shift[end])]
+    return np.array(list(range(min(first_enhanced, roi_frame))) + joined, dtype=int)
+
+
 def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi_frame=None):
     """Displacement of the anatomy in every frame of one slice, relative to the series' common position.
 
@@ -502,9 +521,10 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift, residual = _second_start(region, smooth, references, shift, residual, max_step)
     baseline_offset = np.zeros(2)
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
-        # The frames before the contrast, and the first one or two with a trace of it, share the references'
-        # pre-contrast components, and with them that group's own position.  Their mean, each frame moved only
-        # by its difference from the group's mean shift, is registered to the mean around the ROI frame.
+        # The frames before the contrast share the references' pre-contrast components, and with them that
+        # group's own position; so may the first one or two with a trace of it (``_baseline_group``).  The
+        # group's mean, each frame moved only by its difference from the group's mean shift, is registered to the
+        # mean around the ROI frame, and the correction given to the group.
         pre_contrast = slice(0, first_enhanced)
         around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
         group = shift[pre_contrast].mean(axis=0)
@@ -517,7 +537,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
                                                        starts=(group, shift[roi_frame]), fixed_corner=region.margin)
         if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
             baseline_offset = offset - group
-            shift[:min(first_enhanced + 2, roi_frame)] += baseline_offset
+            shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
     return (np.round(shift, SHIFT_GRID_DECIMALS), np.round(residual, SHIFT_GRID_DECIMALS),

@@ -140,3 +140,35 @@ def test_a_frame_unlike_the_others_gets_a_faint_reference():
     reference = motion._low_rank(images, np.ones((10, 10)), 2)
     like = [np.corrcoef(reference[t].ravel(), images[t].ravel())[0, 1] for t in range(12)]
     assert like[7] < 0.5 < min(like[t] for t in range(12) if t != 7)
+
+
+def test_first_frames_with_contrast_keep_their_own_position_when_registered_apart_from_the_baseline():
+    # A still held-out study (3 T, its blood signal dipping at the first-pass peak, so the ROI frame is a late
+    # one): in its first slice the low-rank references carry the ten pre-contrast frames 4.5 pixels off together,
+    # and mutual information brings them back, while the two frames from the contrast's arrival were registered
+    # where they are.  They must not receive the group's correction (they did: 4.6 pixels on a still series).
+    import heldout
+
+    study = heldout.phantom(37, field_strength_t=3.0, ischemic="RCA").perfusion_study()
+    frames = np.asarray(study.frames, dtype=float)
+    heart = study.blood_pool_mask | study.myocardium_mask
+    pixel_mm = np.linalg.norm(np.asarray(study.ijk_to_ras)[:3, :2], axis=0)[::-1]  # (row, column)
+    first = motion.first_enhanced_frame(frames, study.frame_times_s, heart, pixel_mm)
+    roi = peak_enhancement_frame(frames, study.blood_pool_mask)
+    untied = motion.estimate_slice_motion(frames[:, 0], heart[0], pixel_mm)[0]
+    shift, _, offset = motion.estimate_slice_motion(frames[:, 0], heart[0], pixel_mm, first_enhanced=first,
+                                                    roi_frame=roi)
+    moved = np.linalg.norm(shift - shift[roi], axis=1)
+    assert np.linalg.norm(untied[:first] - untied[roi], axis=1).min() > 3.0  # the case: the group carried off
+    assert np.linalg.norm(offset) > 3.0  # ... and brought back
+    assert moved.max() < 1.0  # every frame of the still series, the first ones with contrast included
+
+
+
+def test_baseline_group_takes_the_first_frames_with_contrast_only_where_they_sat_with_it():
+    shift = np.zeros((10, 2))
+    shift[:4], shift[4], shift[5], shift[6] = 3.0, 3.1, 0.2, 0.1  # frame 4 with the group, frame 5 apart from it
+    assert motion._baseline_group(shift, 4, roi_frame=8).tolist() == [0, 1, 2, 3, 4]
+    assert motion._baseline_group(shift, 4, roi_frame=5).tolist() == [0, 1, 2, 3, 4]
+    # A ROI frame before the contrast (``--roi-frame``) stays where it is, and so do the frames after it.
+    assert motion._baseline_group(shift, 4, roi_frame=2).tolist() == [0, 1]
