@@ -124,6 +124,9 @@ OUTLIER_MIN_RATIO = 3.0
 #: RV), and the brightest fraction of them whose mean curve is followed.
 ARRIVAL_REGION_MM = 30.0
 ARRIVAL_BRIGHT_FRACTION = 0.02
+#: When the brightest pixels' level shows no pre-contrast signal, the curve followed instead is their
+#: enhancement over the median of this many first frames (project choice, as ``aif``'s initial baseline).
+ARRIVAL_INITIAL_FRAMES = 3
 #: Fewest pre-contrast frames whose position is tied to the ROI frame's by mutual information; histogram
 #: bins of that metric (project choice: few tissue classes in a short-axis slice).
 MIN_BASELINE_FRAMES = 2
@@ -551,7 +554,12 @@ def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
     pixels within ``ARRIVAL_REGION_MM`` of the ROIs (the RV's and then the
     LV's blood at their peaks), its arrival found as the AIF's
     (``aif.detect_arrival_index``): motion moves the heart, but barely
-    changes the level of the brightest pixels.
+    changes the level of the brightest pixels.  When that curve has no
+    pre-contrast level (the series starts with the bolus already in the RV,
+    fading while the LV fills, or something else brighter than the blood
+    fades over the first frames), the brightest pixels' enhancement over
+    their first ``ARRIVAL_INITIAL_FRAMES`` frames is followed instead; when
+    neither shows an arrival, 0 (no pre-contrast group).
 
     Parameters
     ----------
@@ -573,8 +581,13 @@ def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
                                               sampling=(1e6, pixel_mm[0], pixel_mm[1]))
     values = np.asarray(frames, dtype=float)[:, distance <= ARRIVAL_REGION_MM]
     count = max(int(ARRIVAL_BRIGHT_FRACTION * values.shape[1]), 1)
-    curve = np.partition(values, values.shape[1] - count, axis=1)[:, -count:].mean(axis=1)
-    return max(int(detect_arrival_index(times_s, curve)[0]) - 1, 0)
+    for followed in (values, values - np.median(values[:ARRIVAL_INITIAL_FRAMES], axis=0)):
+        curve = np.partition(followed, followed.shape[1] - count, axis=1)[:, -count:].mean(axis=1)
+        try:
+            return max(int(detect_arrival_index(times_s, curve)[0]) - 1, 0)
+        except AIAIFInputError:
+            continue
+    return 0
 
 
 def resample_frames(frames, shift_px):

@@ -164,7 +164,6 @@ def test_first_frames_with_contrast_keep_their_own_position_when_registered_apar
     assert moved.max() < 1.0  # every frame of the still series, the first ones with contrast included
 
 
-
 def test_baseline_group_takes_the_first_frames_with_contrast_only_where_they_sat_with_it():
     shift = np.zeros((10, 2))
     shift[:4], shift[4], shift[5], shift[6] = 3.0, 3.1, 0.2, 0.1  # frame 4 with the group, frame 5 apart from it
@@ -172,3 +171,24 @@ def test_baseline_group_takes_the_first_frames_with_contrast_only_where_they_sat
     assert motion._baseline_group(shift, 4, roi_frame=5).tolist() == [0, 1, 2, 3, 4]
     # A ROI frame before the contrast (``--roi-frame``) stays where it is, and so do the frames after it.
     assert motion._baseline_group(shift, 4, roi_frame=2).tolist() == [0, 1]
+
+
+def test_arrival_is_found_when_something_brighter_than_the_blood_fades_over_the_first_frames(still):
+    # Before the contrast, a band 22-30 mm below the heart (twice the brightest blood; within the region the
+    # arrival is read from, outside the one registered) fades to nothing over eight frames, as a bolus already in
+    # the RV when the series starts does (a held-out study, seed 54): the brightest pixels' level then starts on
+    # a "bolus" and has no pre-contrast level.  The arrival must come from their enhancement instead, and the
+    # default motion step must run and find the still series still (it stopped the whole quantification with an
+    # error about the AIF, though the LV's own curve has its pre-contrast frames).
+    heart = still.lv_blood_mask | still.myocardium_mask
+    times = still.frame_times_s
+    expected = motion.first_enhanced_frame(still.frames, times, heart, PIXEL_MM)
+    frames = np.array(still.frames, dtype=float)
+    _, rows, columns = np.nonzero(heart)
+    below, centre = rows.max() + int(np.ceil(22.0 / PIXEL_MM[0])), int(np.mean(columns))
+    patch = (slice(None), slice(None), slice(below, below + 5), slice(centre - 12, centre + 12))
+    fading = 2.0 * frames.max() * np.clip(1.0 - np.arange(frames.shape[0]) / 8.0, 0.0, None)
+    frames[patch] += fading[:, None, None, None]
+    assert motion.first_enhanced_frame(frames, times, heart, PIXEL_MM) == expected
+    corrected = _correct(still, mode="auto", frames=frames)
+    assert not corrected.applied
