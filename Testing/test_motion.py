@@ -142,17 +142,28 @@ def test_a_frame_unlike_the_others_gets_a_faint_reference():
     assert like[7] < 0.5 < min(like[t] for t in range(12) if t != 7)
 
 
-def test_first_frames_with_contrast_keep_their_own_position_when_registered_apart_from_the_baseline():
-    # A still held-out study (3 T, its blood signal dipping at the first-pass peak, so the ROI frame is a late
-    # one): in its first slice the low-rank references carry the ten pre-contrast frames 4.5 pixels off together,
-    # and mutual information brings them back, while the two frames from the contrast's arrival were registered
-    # where they are.  They must not receive the group's correction (they did: 4.6 pixels on a still series).
+@pytest.fixture(scope="module")
+def late_roi_frame_study():
+    """A still held-out study (3 T) whose blood signal dips at the first-pass peak, so its ROI frame is a late one."""
     import heldout
 
-    study = heldout.phantom(37, field_strength_t=3.0, ischemic="RCA").perfusion_study()
+    return heldout.phantom(37, field_strength_t=3.0, ischemic="RCA").perfusion_study()
+
+
+def _pixel_mm(study):
+    return np.linalg.norm(np.asarray(study.ijk_to_ras)[:3, :2], axis=0)[::-1]  # (row, column)
+
+
+def test_first_frames_with_contrast_keep_their_own_position_when_registered_apart_from_the_baseline(
+        late_roi_frame_study):
+    # In the study's first slice the low-rank references carry the ten pre-contrast frames 4.5 pixels off
+    # together, and mutual information brings them back, while the two frames from the contrast's arrival were
+    # registered where they are.  They must not receive the group's correction (they did: 4.6 pixels on a still
+    # series).
+    study = late_roi_frame_study
     frames = np.asarray(study.frames, dtype=float)
     heart = study.blood_pool_mask | study.myocardium_mask
-    pixel_mm = np.linalg.norm(np.asarray(study.ijk_to_ras)[:3, :2], axis=0)[::-1]  # (row, column)
+    pixel_mm = _pixel_mm(study)
     first = motion.first_enhanced_frame(frames, study.frame_times_s, heart, pixel_mm)
     roi = peak_enhancement_frame(frames, study.blood_pool_mask)
     untied = motion.estimate_slice_motion(frames[:, 0], heart[0], pixel_mm)[0]
@@ -192,3 +203,28 @@ def test_arrival_is_found_when_something_brighter_than_the_blood_fades_over_the_
     assert motion.first_enhanced_frame(frames, times, heart, PIXEL_MM) == expected
     corrected = _correct(still, mode="auto", frames=frames)
     assert not corrected.applied
+
+
+def test_auto_resamples_when_the_frames_move_in_every_slice_not_in_one():
+    shift = np.zeros((20, 3, 2))
+    shift[5:10, 2] = (1.2, 1.2)  # 1.7 px in one slice only: the registration's error, not breathing
+    assert not motion._breathing_moved(shift)
+    shift[5:10, :2] = (1.1, 1.3)  # ... and in the others too: the heart moved
+    assert motion._breathing_moved(shift)
+    shift[7:10] = 0.0  # but in two frames only
+    assert not motion._breathing_moved(shift)
+    assert not motion._breathing_moved(shift[:, :0])  # no slice measured
+
+
+def test_auto_leaves_a_still_series_alone_when_one_slice_seems_to_move(late_roi_frame_study):
+    # In the study's apical slice the upslope frames are measured 1.4-1.7 pixels off (the other slices: under
+    # 0.5); resampling them changed a segment's MBF by 18 %.
+    study = late_roi_frame_study
+    roi = peak_enhancement_frame(study.frames, study.blood_pool_mask)
+    corrected = motion.correct_motion(study.frames, study.frame_times_s, study.blood_pool_mask,
+                                      study.myocardium_mask, _pixel_mm(study), roi, mode="auto")
+    length = np.linalg.norm(corrected.shift_px, axis=-1)
+    assert np.count_nonzero(length.max(axis=1) > motion.AUTO_THRESHOLD_PX) >= motion.AUTO_MIN_FRAMES  # the case
+    assert not corrected.applied
+    assert corrected.excluded_frames == []
+    assert np.array_equal(corrected.frames, np.asarray(study.frames, dtype=float))
