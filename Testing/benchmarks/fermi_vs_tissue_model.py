@@ -11,7 +11,7 @@ flow bands and the segment bias (SD) in mL/min/g.  Phantoms cycle through
 uses (``studies.validation_phantoms``).  The figures quoted in
 ``simulation.tissue``'s docstring come from the default run.
 
-When ``Testing/heldout`` is importable, a second table takes the held-out
+A second table takes the held-out
 forward model's myocardium (two capillary regions sharing the flow unequally,
 distributed-parameter capillaries, an arterial input delayed and dispersed
 after the LV): its residues at the middle of each held-out parameter range,
@@ -28,9 +28,13 @@ import time
 
 import numpy as np
 
-from AIAIFLib import studies
-from AIAIFLib.deconvolution import first_pass_end_s, fit_fermi_curves
-from AIAIFLib.simulation import TISSUE_MODELS
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import heldout  # noqa: E402
+from heldout import ranges, tissue  # noqa: E402
+from AIAIFLib import studies  # noqa: E402
+from AIAIFLib.deconvolution import first_pass_end_s, fit_fermi_curves  # noqa: E402
+from AIAIFLib.simulation import TISSUE_MODELS  # noqa: E402
 
 #: True MBF of the held-out mechanism table, mL/min/g.
 MECHANISM_MBF = (0.7, 1.0, 1.5, 2.5, 3.5, 4.5)
@@ -92,17 +96,11 @@ def main():
                 model, window, " ".join(ratios), "{:+.2f} ({:.2f})".format(difference.mean(), difference.std()),
                 time.perf_counter() - start))
     print("Ratio bands (true MBF, mL/min/g): " + ", ".join("{:g}-{:g}".format(*band) for band in FLOW_BANDS))
-    heldout = _heldout_module()
-    if heldout is None:
-        print("Testing/heldout is not importable: the held-out myocardium was not run.")
-    else:
-        heldout_mechanisms(heldout, args.heldout_seed)
+    heldout_mechanisms(args.heldout_seed)
 
 
-def heldout_mechanisms(heldout, seed):
+def heldout_mechanisms(seed):
     """Print fitted / true MBF of the held-out myocardium per flow, one property changed per row."""
-    from heldout import ranges, tissue
-
     study = heldout.phantom(seed, field_strength_t=3.0, ischemic="none")
     times, aif = study.frame_times_s, study.truth["aif_mM"]
     end = first_pass_end_s(times, aif)
@@ -113,29 +111,19 @@ def heldout_mechanisms(heldout, seed):
     middle = {key: float(np.mean(ranges.RANGES[name]["range"])) for key, name in MECHANISM_RANGES.items()}
     print("\nHeld-out myocardium (Testing/heldout, seed {}: {:.0f} frames {:.2f} s apart; first pass fitted to "
           "{:.1f} s, {:.1f} s after the AIF peak)".format(seed, times.size, np.median(np.diff(times)), end,
-                                               end - times[np.argmax(aif)]))
+                                                          end - times[np.argmax(aif)]))
     print("{:<42} {}".format("fitted / true MBF at true MBF", " ".join("{:>5g}".format(v) for v in mbf)))
     for label, changes in MECHANISM_ROWS:
         p = dict(middle)
         p.update({key: p[value] if isinstance(value, str) else value for key, value in changes.items()})
         residue = tissue.two_region_residue(MECHANISM_GRID_S, grid.size, flow, *[np.full(mbf.size, p[key]) for key in (
             "vb", "ve", "ps_per_s", "flow_share", "volume_share")])
-        arterial = tissue.delayed_dispersed(grid, lv, np.full(mbf.size, max(p["delay_s"], 0.0)),
+        arterial = tissue.delayed_dispersed(grid, lv, np.full(mbf.size, p["delay_s"]),
                                             np.full(mbf.size, p["dispersion_s"]))
         curves = tissue.convolve_residue(grid, arterial, residue, flow)
         sampled = np.stack([np.interp(times, grid, row) for row in curves])
         ratio = fit_fermi_curves(times, aif, sampled, fit_end_s=end).mbf_ml_min_g / mbf
         print("{:<42} {}".format(label, " ".join("{:5.2f}".format(r) for r in ratio)))
-
-
-def _heldout_module():
-    """``Testing/heldout`` when importable, else None."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-    try:
-        import heldout
-    except ImportError:
-        return None
-    return heldout
 
 
 if __name__ == "__main__":

@@ -201,10 +201,10 @@ def main():
                         study.acquisition["readout"]["ordering"]))
         started = time.perf_counter()
         for combo in combos:
-            mbf, band, kept = fast_path(study, *combo, args.oracle_relaxation, args.weights)
+            mbf, band, every_pixel_mbf = fast_path(study, *combo, args.oracle_relaxation, args.weights)
             fast[combo].append(mbf)
             bands[combo].append(band)
-            every_pixel[combo].append(kept)
+            every_pixel[combo].append(every_pixel_mbf)
         timings["fast path"] += time.perf_counter() - started
         fermi.append(fermi_on_true_curves(study))
         labels.append(label_agreement(study))
