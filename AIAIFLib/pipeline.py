@@ -59,6 +59,11 @@ class PerfusionStudy:
     source: dict = field(default_factory=dict)
     header: dict = field(default_factory=dict)
 
+    @property
+    def pixel_spacing_mm(self):
+        """In-plane pixel spacing (row j, column i), mm, from ``ijk_to_ras``: numpy.ndarray, shape (2,)."""
+        return np.linalg.norm(np.asarray(self.ijk_to_ras, dtype=float)[:3, :2], axis=0)[::-1]
+
 
 #: AIF modes: the network-corrected AIF, the uncorrected saturated AIF, or an
 #: AIF the user supplies (e.g. from a dual-sequence acquisition).
@@ -396,9 +401,8 @@ def correct_study_motion(study, parameters=None, progress=None):
                               "frame the ROIs were drawn on.".format(parameters.roi_frame, n_frames - 1))
     else:
         roi_frame, rule = int(parameters.roi_frame), "given"
-    spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
     correction = motion.correct_motion(study.frames, study.frame_times_s, study.blood_pool_mask,
-                                       study.myocardium_mask, spacing_mm, roi_frame,
+                                       study.myocardium_mask, study.pixel_spacing_mm, roi_frame,
                                        mode=parameters.motion_correction, roi_frame_rule=rule, progress=progress)
     used = np.setdiff1d(np.arange(n_frames), correction.excluded_frames)
     if used.size < MIN_AIF_FRAMES:
@@ -536,7 +540,7 @@ def quantify_study(study, parameters=None, progress=None, motion=None):
     def fit_progress(fraction, message):
         _report(progress, 0.15 + 0.75 * fraction, message)
 
-    spacing_mm = np.linalg.norm(study.ijk_to_ras[:3, :2], axis=0)[::-1]  # (row j, column i)
+    spacing_mm = study.pixel_spacing_mm
     near_blood = mbf_map.near_blood_pool(myocardium, study.blood_pool_mask, spacing_mm)
     fit = mbf_map.fit_mbf_map(times, aif_mM, tissue_mM, myocardium, spacing_mm, fit_end_s=fit_end_s,
                               near_blood=near_blood, progress=fit_progress)

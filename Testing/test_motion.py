@@ -150,10 +150,6 @@ def late_roi_frame_study():
     return heldout.phantom(37, field_strength_t=3.0, ischemic="RCA").perfusion_study()
 
 
-def _pixel_mm(study):
-    return np.linalg.norm(np.asarray(study.ijk_to_ras)[:3, :2], axis=0)[::-1]  # (row, column)
-
-
 def test_first_frames_with_contrast_keep_their_own_position_when_registered_apart_from_the_baseline(
         late_roi_frame_study):
     # In the study's first slice the low-rank references carry the ten pre-contrast frames 4.5 pixels off
@@ -163,7 +159,7 @@ def test_first_frames_with_contrast_keep_their_own_position_when_registered_apar
     study = late_roi_frame_study
     frames = np.asarray(study.frames, dtype=float)
     heart = study.blood_pool_mask | study.myocardium_mask
-    pixel_mm = _pixel_mm(study)
+    pixel_mm = study.pixel_spacing_mm
     first = motion.first_enhanced_frame(frames, study.frame_times_s, heart, pixel_mm)
     roi = peak_enhancement_frame(frames, study.blood_pool_mask)
     untied = motion.estimate_slice_motion(frames[:, 0], heart[0], pixel_mm)[0]
@@ -222,7 +218,7 @@ def test_auto_leaves_a_still_series_alone_when_one_slice_seems_to_move(late_roi_
     study = late_roi_frame_study
     roi = peak_enhancement_frame(study.frames, study.blood_pool_mask)
     corrected = motion.correct_motion(study.frames, study.frame_times_s, study.blood_pool_mask,
-                                      study.myocardium_mask, _pixel_mm(study), roi, mode="auto")
+                                      study.myocardium_mask, study.pixel_spacing_mm, roi, mode="auto")
     length = np.linalg.norm(corrected.shift_px, axis=-1)
     assert np.count_nonzero(length.max(axis=1) > motion.AUTO_THRESHOLD_PX) >= motion.AUTO_MIN_FRAMES  # the case
     assert not corrected.applied
