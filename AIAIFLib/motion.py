@@ -31,7 +31,13 @@ contrast are the largest such group, and their position sets every pixel's
 pre-contrast baseline; it is tied to the ROI frame's by **mutual
 information** (SimpleITK's Mattes metric, which compares images of different
 contrast) between their registered mean and the registered mean around the
-ROI frame (``_mutual_information_offset``).
+ROI frame (``_mutual_information_offset``).  The frames after the first
+pass, once the contrast has settled (``contrast_settled_frame``: the
+brightest blood has come down from its peak and changes slowly), are the
+other such group, carried off as a whole by up to about a pixel while the
+patient breathes freely; their position is tied to the ROI frame's the same
+way, and the frames between the ROI frame and the settled contrast are given
+that correction in proportion.
 
 The displacements are then made relative to the ROI frame.  Those under
 ``MIN_APPLIED_SHIFT_PX`` are reported but not applied: a frame that did not
@@ -42,9 +48,11 @@ Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or
 affine step would follow only in part; the benchmark
 (``Testing/benchmarks/motion_correction.py``) measures what translation
-leaves.  Known limit: frames far from the ROI frame in time (the late
-frames) can drift by up to about a pixel on a still series, the same blind
-spot as above without an anchor.
+leaves.  Known limit: one correction for the whole late group, so a drift
+within it (the low-rank references' error growing with the distance from
+the ROI frame) is corrected on average only; and a series whose contrast
+has not settled a few frames before it ends (e.g. a saturated blood signal
+at 3 T) keeps that blind spot.
 
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others, a jump away from the neighbours' positions with a poor
@@ -141,6 +149,26 @@ MUTUAL_INFORMATION_ITERATIONS = 200
 #: arrival is found one frame early, and the next frame shows only a trace of contrast); each joins the group
 #: only where the references placed it with the group (``_baseline_group``).
 BASELINE_TRACE_FRAMES = 2
+#: The late frames, once the contrast has settled after the first pass, are another such group, tied to the ROI
+#: frame's position by mutual information like the pre-contrast frames (``contrast_settled_frame``).  The
+#: contrast has settled at the first frame after the ROI frame at which the brightest blood's curve (the curve
+#: of ``first_enhanced_frame``) has come down from its peak by at least ``SETTLED_FALL`` of its first-pass
+#: enhancement (peak over the pre-contrast baseline), and from which it changes by less than
+#: ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive frame-to-frame steps
+#: (project choice: the first pass and the recirculation change the blood's signal by 5-30 % of its peak per
+#: heartbeat, the washout by a few per cent; the fall keeps the broad top of the first pass out, a run of
+#: steps a single quiet frame on the downslope).
+SETTLED_FALL = 0.3
+SETTLED_CHANGE = 0.05
+SETTLED_FRAMES = 3
+#: Gaussian smoothing (SD, pixels) of the two means the late group is registered by: linear interpolation gives
+#: mutual information a cusp wherever the grids align, which pulls the optimum to whole pixels or throws the
+#: optimiser out of it (project choice: the last round's smoothing, ``SMOOTHING_SCHEDULE_PX``; on our still phantoms it
+#: leaves the found position independent of the start, 0.1 px off (median), 0.5 px at most).
+LATE_SMOOTHING_PX = 0.7
+#: Fewest late frames whose position is tied to the ROI frame's (project choice, like ``MIN_BASELINE_FRAMES``
+#: but a few more: their mean must average out the breathing of free-breathing frames).
+MIN_LATE_FRAMES = 5
 #: In ``auto`` mode the frames are resampled only when at least ``AUTO_MIN_FRAMES`` of the frames the
 #: registration could follow moved more than ``AUTO_THRESHOLD_PX``, as the median over the slices with ROIs
 #: (project choice, measured with the benchmark: on still phantoms the estimates stay below about 1.1 pixels
@@ -188,6 +216,14 @@ class MotionCorrection(object):
     baseline_offset_px : numpy.ndarray, shape (n_slices, 2)
         Per slice, the (row, column) correction the mutual-information step
         gave the pre-contrast frames (``estimate_slice_motion``), pixels.
+    late_start_frame : int or None
+        First frame of settled contrast after the first pass
+        (``contrast_settled_frame``), the start of the late group; None when
+        not measured or the contrast did not settle.
+    late_offset_px : numpy.ndarray, shape (n_slices, 2)
+        Per slice, the (row, column) correction the mutual-information step
+        gave the late group (``estimate_slice_motion``), pixels; zeros when
+        there was none.
     warnings : list of str
         Sentences for the summary.
     seconds : float
@@ -221,6 +257,8 @@ class MotionCorrection(object):
             "displacement_mm": (np.round(length, 3).tolist() if measured else None),
             "residual": (np.round(self.residual, 3).tolist() if measured else None),
             "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
+            "late_group_start_frame": (None if self.late_start_frame is None else int(self.late_start_frame)),
+            "late_group_offset_px": (np.round(self.late_offset_px, 3).tolist() if measured else None),
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
 
@@ -398,7 +436,7 @@ def _gauss_newton(region, stack, references, shift, max_step):
     return shift, np.sqrt((residual ** 2 * w).sum(axis=1) / w.sum())
 
 
-def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0):
+def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0, keep_starts=False):
     """Translation (row, column), pixels, with moving(u + offset) ~ fixed(u) by Mattes mutual information.
 
     ``fixed`` (with ``mask``) covers the pixels ``fixed_corner`` onwards of
@@ -406,9 +444,13 @@ def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0):
     whatever the offset.  SimpleITK's registration on two images of
     different contrast, from each of ``starts`` (row, column offsets); the start whose
     optimum has the best metric wins, as the metric has local optima between
-    images of different contrast.  Every pixel is used (no random sampling)
-    and one thread, so the result is reproducible.  Returns the offset and
-    whether the optimiser converged.
+    images of different contrast.  With ``keep_starts`` the starts themselves
+    compete too: the regular-step optimiser does not check the metric, and
+    from a cusp of it (linear interpolation makes one wherever the two
+    grids align) its first steps can climb out of the optimum and settle
+    pixels away, at a worse metric.  Every pixel is used (no random
+    sampling) and one thread, so the result is reproducible.  Returns the
+    offset and whether the optimiser converged.
     """
     import SimpleITK as sitk
 
@@ -428,6 +470,10 @@ def _mutual_information_offset(fixed, moving, mask, starts, fixed_corner=0):
         method.SetOptimizerAsRegularStepGradientDescent(learningRate=0.5, minStep=1e-4,
                                                         numberOfIterations=MUTUAL_INFORMATION_ITERATIONS)
         method.SetInitialTransform(sitk.TranslationTransform(2, (float(start[1]), float(start[0]))), inPlace=False)
+        if keep_starts:
+            value = method.MetricEvaluate(fixed_image, moving_image)
+            if best is None or value < best[0]:
+                best = (value, np.array([float(start[0]), float(start[1])]))
         transform = method.Execute(fixed_image, moving_image)
         value = method.GetMetricValue()  # negative mutual information: lower is better
         column, row = transform.GetParameters()
@@ -482,7 +528,7 @@ def _baseline_group(shift, first_enhanced, roi_frame):
     return np.array(list(range(min(first_enhanced, roi_frame))) + joined, dtype=int)
 
 
-def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi_frame=None):
+def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi_frame=None, settled=None):
     """Displacement of the anatomy in every frame of one slice, relative to the series' common position.
 
     Parameters
@@ -501,7 +547,16 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         by mutual information (``_mutual_information_offset``) between their
         registered mean and the registered mean around ``roi_frame``.
     roi_frame : int, optional
-        The frame the ROIs belong to (needed with ``first_enhanced``).
+        The frame the ROIs belong to (needed with ``first_enhanced`` or
+        ``settled``).
+    settled : int, optional
+        First frame of settled contrast after the first pass
+        (``contrast_settled_frame``).  The frames from it on are another
+        group; their common position is tied to the ROI frame's the same way
+        (``_late_group_offset``), and the correction given to the frames
+        between the ROI frame and ``settled`` in proportion
+        (``_late_weight``).  Not done with fewer than ``MIN_LATE_FRAMES``
+        such frames.
 
     Returns
     -------
@@ -514,6 +569,9 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
     baseline_offset_px : numpy.ndarray, shape (2,)
         The correction the mutual-information step added to the pre-contrast
         frames (zeros without it).
+    late_offset_px : numpy.ndarray, shape (2,)
+        The correction it added to the frames from ``settled`` on (zeros
+        without it).
     """
     pixel_mm = np.asarray(pixel_mm, dtype=float)
     region = _Region(frames, heart_mask, pixel_mm)
@@ -544,10 +602,65 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
             baseline_offset = offset - group
             shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
+    late_offset = np.zeros(2)
+    if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
+        late_offset = _late_group_offset(region, shift, roi_frame, settled, pixel_mm)
+        shift += _late_weight(n, roi_frame, settled)[:, None] * late_offset[None, :]
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
     return (np.round(shift, SHIFT_GRID_DECIMALS), np.round(residual, SHIFT_GRID_DECIMALS),
-            np.round(baseline_offset, SHIFT_GRID_DECIMALS))
+            np.round(baseline_offset, SHIFT_GRID_DECIMALS), np.round(late_offset, SHIFT_GRID_DECIMALS))
+
+
+def _late_group_offset(region, shift, roi_frame, settled, pixel_mm):
+    """Correction (row, column), pixels, of the late frames' common position, by mutual information.
+
+    The frames from ``settled`` on share one slowly changing contrast, hence
+    the low-rank references' components, and with them a common position of
+    their own.  Their mean, each frame moved only by its difference from the
+    group's mean shift, is registered to the registered mean around the ROI
+    frame, as the pre-contrast group is (``estimate_slice_motion``).  Zeros
+    when the optimiser does not converge or the correction is beyond
+    ``SEARCH_RADIUS_MM``.
+    """
+    n = shift.shape[0]
+    # Relative to the ROI frame, so that the mean around it is sampled at (nearly) whole pixels: bilinear sampling
+    # at a fractional position blurs it, and mutual information between a blurred and a sharp image of different
+    # contrast has its optimum off by tenths of a pixel, which depend on the fraction.
+    shift = shift - shift[roi_frame]
+    around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
+    group = shift[settled:].mean(axis=0)
+    moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
+                      for t in range(settled, n)], axis=0)
+    fixed = region.sample(region.frames[around_roi], shift[around_roi]).mean(axis=0)
+    fixed = ndimage.gaussian_filter(fixed, LATE_SMOOTHING_PX, mode="nearest")
+    moving = ndimage.gaussian_filter(moving, LATE_SMOOTHING_PX, mode="nearest")
+    offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5, starts=(group,),
+                                                   fixed_corner=region.margin, keep_starts=True)
+    if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
+        return offset - group
+    return np.zeros(2)
+
+
+def _late_weight(n, roi_frame, settled):
+    """Share (n,) of the late group's correction given to each frame: none up to the ROI frame, all from the
+    frame the contrast settled, a linear ramp between (those frames' contrast, and so their references, pass
+    from the first pass's to the late frames')."""
+    return np.clip((np.arange(n) - roi_frame) / float(settled - roi_frame), 0.0, 1.0)
+
+
+def _near_heart(frames, heart_mask, pixel_mm):
+    """Every frame's pixels within ``ARRIVAL_REGION_MM`` of the ROIs, (n_frames, n_pixels)."""
+    distance = ndimage.distance_transform_edt(~np.asarray(heart_mask, dtype=bool),
+                                              sampling=(1e6, pixel_mm[0], pixel_mm[1]))
+    return np.asarray(frames, dtype=float)[:, distance <= ARRIVAL_REGION_MM]
+
+
+def _brightest_mean(values):
+    """Mean of the brightest ``ARRIVAL_BRIGHT_FRACTION`` of ``values`` (n_frames, n_pixels) in every frame: near the
+    heart, the RV's and then the LV's blood at their peaks, barely changed by motion."""
+    count = max(int(ARRIVAL_BRIGHT_FRACTION * values.shape[1]), 1)
+    return np.partition(values, values.shape[1] - count, axis=1)[:, -count:].mean(axis=1)
 
 
 def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
@@ -580,17 +693,60 @@ def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
     """
     from .aif import detect_arrival_index
 
-    distance = ndimage.distance_transform_edt(~np.asarray(heart_mask, dtype=bool),
-                                              sampling=(1e6, pixel_mm[0], pixel_mm[1]))
-    values = np.asarray(frames, dtype=float)[:, distance <= ARRIVAL_REGION_MM]
-    count = max(int(ARRIVAL_BRIGHT_FRACTION * values.shape[1]), 1)
+    values = _near_heart(frames, heart_mask, pixel_mm)
     for followed in (values, values - np.median(values[:ARRIVAL_INITIAL_FRAMES], axis=0)):
-        curve = np.partition(followed, followed.shape[1] - count, axis=1)[:, -count:].mean(axis=1)
+        curve = _brightest_mean(followed)
         try:
             return max(int(detect_arrival_index(times_s, curve)[0]) - 1, 0)
         except AIAIFInputError:
             continue
     return 0
+
+
+def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_frame):
+    """First frame after the ROI frame from which the blood's contrast has settled after the first pass.
+
+    The curve is ``first_enhanced_frame``'s (the brightest blood near the
+    heart, barely changed by motion).  The contrast has settled at the first
+    frame after ``roi_frame`` at which the curve lies at least
+    ``SETTLED_FALL`` of the first-pass enhancement (its peak over its mean
+    before ``first_enhanced``) below its peak, and from which each of the
+    next ``SETTLED_FRAMES`` frame-to-frame changes is below
+    ``SETTLED_CHANGE`` of that enhancement.
+    From there on the frames share one slowly changing contrast, and the
+    low-rank references can carry them off as a group
+    (``estimate_slice_motion``).  Every study's contrast settles after the
+    first pass, whenever and however the patient breathes.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+    heart_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
+        The ROIs.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+    first_enhanced : int
+        ``first_enhanced_frame``.
+    roi_frame : int
+        The frame the ROIs belong to.
+
+    Returns
+    -------
+    int or None
+        The frame, or None when the contrast does not settle before the
+        series ends (or the curve shows no enhancement).
+    """
+    curve = _brightest_mean(_near_heart(frames, heart_mask, pixel_mm))
+    baseline = curve[:max(int(first_enhanced), 1)].mean()
+    enhancement = curve.max() - baseline
+    if not enhancement > 0:
+        return None
+    fallen = curve <= curve.max() - SETTLED_FALL * enhancement
+    quiet = np.abs(np.diff(curve)) < SETTLED_CHANGE * enhancement  # quiet[t]: frame t to t + 1
+    for start in range(int(roi_frame) + 1, curve.size - SETTLED_FRAMES):
+        if fallen[start] and quiet[start:start + SETTLED_FRAMES].all():
+            return start
+    return None
 
 
 def resample_frames(frames, shift_px):
@@ -700,19 +856,22 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     if mode == "off":
         return MotionCorrection(frames=frames, shift_px=np.full((n_frames, n_slices, 2), np.nan),
                                 residual=np.full((n_frames, n_slices), np.nan), excluded_frames=[], applied=False,
-                                baseline_offset_px=np.full((n_slices, 2), np.nan),
+                                baseline_offset_px=np.full((n_slices, 2), np.nan), late_start_frame=None,
+                                late_offset_px=np.full((n_slices, 2), np.nan),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
     residual = np.full((n_frames, n_slices), np.nan)
     baseline_offset = np.zeros((n_slices, 2))
+    late_offset = np.zeros((n_slices, 2))
     first_enhanced = first_enhanced_frame(frames, frame_times_s, heart, pixel_mm)
+    settled = contrast_settled_frame(frames, heart, pixel_mm, first_enhanced, roi_frame)
     for k in range(n_slices):
         _report(progress, k / n_slices, "Measuring the motion of slice {} of {}".format(k + 1, n_slices))
         if not heart[k].any():
             continue  # no ROI in this slice: nothing to register it on
-        slice_shift, slice_residual, baseline_offset[k] = estimate_slice_motion(
-            frames[:, k], heart[k], pixel_mm, first_enhanced=first_enhanced, roi_frame=roi_frame)
+        slice_shift, slice_residual, baseline_offset[k], late_offset[k] = estimate_slice_motion(
+            frames[:, k], heart[k], pixel_mm, first_enhanced=first_enhanced, roi_frame=roi_frame, settled=settled)
         shift[:, k] = slice_shift - slice_shift[roi_frame]
         residual[:, k] = slice_residual / np.median(slice_residual)
     measured = np.isfinite(residual).all(axis=0)
@@ -748,5 +907,6 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     applied_shift = np.where(np.linalg.norm(shift, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift)
     registered = resample_frames(frames, applied_shift) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
-                            baseline_offset_px=baseline_offset,
+                            baseline_offset_px=baseline_offset, late_start_frame=settled,
+                            late_offset_px=late_offset,
                             applied=applied, seconds=time.perf_counter() - started, **record)
