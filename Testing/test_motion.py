@@ -212,6 +212,33 @@ def test_auto_resamples_when_the_frames_move_in_every_slice_not_in_one():
     assert not motion._breathing_moved(shift[:, :0])  # no slice measured
 
 
+def test_auto_resamples_when_the_heart_moves_back_and_forth_by_less_than_the_distance_threshold():
+    # Breathing of 0.8 pixel (every slice, a period of four frames) stays under ``AUTO_THRESHOLD_PX`` but moves
+    # every slice the same way by most of that from one frame to the next.
+    frames = np.arange(30)
+    breathing = np.zeros((30, 3, 2))
+    breathing[10:, :, 0] = (0.8 * np.sin(0.5 * np.pi * frames[10:]))[:, None]
+    breathing[10:, 1, 1] = 0.1  # slices a little apart, as they are
+    assert np.linalg.norm(breathing, axis=-1).max() < motion.AUTO_THRESHOLD_PX
+    assert motion._breathing_moved(breathing)
+    drift = np.zeros((30, 3, 2))
+    drift[:, :, 1] = np.linspace(0.0, 1.2, 30)[:, None]  # 1.2 pixels over the series: slow, as the contrast
+    assert not motion._breathing_moved(drift)
+    one_slice = np.zeros((30, 3, 2))
+    one_slice[:, 2] = breathing[:, 2]  # back and forth in one slice only: not the heart
+    assert not motion._breathing_moved(one_slice)
+    few = np.zeros((30, 3, 2))
+    few[10:13] = breathing[10:13]  # fewer such steps than ``AUTO_MIN_STEPS``
+    assert not motion._breathing_moved(few)
+    # Each slice jittering by as much on its own (the dark, noisy frames before the contrast) is the
+    # registration's noise, not breathing; nor can one slice alone tell the two apart.
+    jitter = np.random.default_rng(3).normal(0.0, 0.5, (30, 3, 2))
+    assert np.count_nonzero(np.median(np.linalg.norm(np.diff(jitter, axis=0), axis=-1), axis=1)
+                            > motion.AUTO_STEP_PX) >= motion.AUTO_MIN_STEPS  # long steps, in the median slice
+    assert not motion._breathing_moved(jitter)
+    assert not motion._breathing_moved(breathing[:, :1])
+
+
 def test_auto_leaves_a_still_series_alone_when_one_slice_seems_to_move(late_roi_frame_study):
     # In the study's apical slice the upslope frames are measured 1.4-1.7 pixels off (the other slices: under
     # 0.5); resampling them changed a segment's MBF by 18 %.
