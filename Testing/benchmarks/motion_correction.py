@@ -25,7 +25,7 @@ by side per kind of motion:
 * the time of the motion step (3 slices x 60 frames of 128 x 128) beside the
   time of the pixelwise Fermi fit of the same run.
 
-With ``--heldout N`` (when ``Testing/heldout`` is importable) the same is
+With ``--heldout N`` the same is
 measured on the held-out forward model's studies with its own motion
 (``heldout.phantom(..., motion=True)``: a k-space phase ramp moving the
 heart and its surroundings inside a still chest wall, sinusoidal breathing
@@ -44,8 +44,11 @@ import time
 
 import numpy as np
 
-from AIAIFLib import motion, pipeline, studies
-from AIAIFLib.simulation import simulate_phantom
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import heldout  # noqa: E402
+from AIAIFLib import motion, pipeline, studies  # noqa: E402
+from AIAIFLib.simulation import simulate_phantom  # noqa: E402
 
 KINDS = ("in-plane", "through-plane")
 ISCHAEMIC = ("none", "LAD", "RCA", "LCX")
@@ -106,16 +109,7 @@ def _our_cases(n_phantoms, seed):
                 for kind, phantom in moving.items()})
 
 
-def _heldout_module():
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-    try:
-        import heldout
-    except ImportError:
-        return None
-    return heldout if "motion" in heldout.phantom.__code__.co_varnames else None
-
-
-def _heldout_cases(heldout, n_studies, seed):
+def _heldout_cases(n_studies, seed):
     for index in range(n_studies):
         options = dict(field_strength_t=3.0 if index % 2 == 0 else 1.5, ischemic=ISCHAEMIC[index % 4])
         still = heldout.phantom(seed + index, **options)
@@ -182,17 +176,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phantoms", type=int, default=8, help="phantoms of the project's simulator")
     parser.add_argument("--seed", type=int, default=31, help="first seed")
-    parser.add_argument("--heldout", type=int, default=4, help="held-out studies, when Testing/heldout has motion")
+    parser.add_argument("--heldout", type=int, default=4, help="studies of the held-out forward model")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
-        _our_cases(args.phantoms, args.seed))
-    heldout = _heldout_module()
-    if heldout is None:
-        print("\nTesting/heldout has no motion option here: the held-out forward model was not run.")
-    elif args.heldout > 0:
+    if args.phantoms > 0:
+        run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
+            _our_cases(args.phantoms, args.seed))
+    if args.heldout > 0:
         run("Held-out forward model with its own motion ({} studies)".format(args.heldout),
-            _heldout_cases(heldout, args.heldout, args.seed))
+            _heldout_cases(args.heldout, args.seed))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
 
