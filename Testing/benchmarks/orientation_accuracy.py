@@ -22,8 +22,8 @@ came from; and the territory calls of the full pipeline with the true AIF
 and the model conversion (``pipeline.quantify_study``), which must not
 change between variants.  A summary per variant follows.
 
-When ``Testing/heldout`` (the independent second forward model: elliptical
-LV, crescent RV, partial volume, epicardial fat) is importable, its studies
+The studies of ``Testing/heldout`` (the independent second forward model: elliptical
+LV, crescent RV, partial volume, epicardial fat)
 run through the same table (``--heldout N`` studies, its own variants).
 
 Target [issue 12]: >= 99 % voxel agreement in every variant, and territory
@@ -37,7 +37,10 @@ import time
 
 import numpy as np
 
-from AIAIFLib import aif, orientation, pipeline, segments, studies
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import heldout  # noqa: E402
+from AIAIFLib import aif, orientation, pipeline, segments, studies  # noqa: E402
 
 #: Our variants: name -> (simulate_phantom storage options, with RV points).
 VARIANTS = {"base-first": ({}, True), "apex-first": ({"apex_first": True}, True),
@@ -107,17 +110,7 @@ def _our_studies(n_phantoms, seed):
                                              phantom.acquisition["ischemic_territory"])}, with_points
 
 
-def _heldout_module():
-    """``Testing/heldout`` when importable, else None."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:
-        import heldout
-    except ImportError:
-        return None
-    return heldout
-
-
-def _heldout_studies(heldout, n_studies, seed):
+def _heldout_studies(n_studies, seed):
     """The held-out forward model's studies in its own variants (anterior points from its base-first study)."""
     fields, territories = (3.0, 1.5), ("none", "LAD", "RCA", "LCX")
     for index in range(n_studies):
@@ -172,20 +165,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phantoms", type=int, default=8)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--heldout", type=int, default=4, help="held-out studies, when Testing/heldout exists")
+    parser.add_argument("--heldout", type=int, default=4, help="studies of the held-out forward model")
     parser.add_argument("--no-territories", dest="territories", action="store_false",
                         help="skip the full quantification behind the territory calls")
     args = parser.parse_args()
     started = time.perf_counter()
     run("Our phantoms ({} x 4 variants; origins: U user point, I image RV, N nearest slice; errors mean / largest "
         "|deg| over the slices)".format(args.phantoms), _our_studies(args.phantoms, args.seed), args.territories)
-    heldout = _heldout_module()
-    if heldout is None:
-        print("\nTesting/heldout is not importable: the held-out forward model was not run.")
-    elif args.heldout > 0:
+    if args.heldout > 0:
         print()
         run("Held-out forward model ({} studies x {} variants)".format(args.heldout, len(heldout.VARIANTS)),
-            _heldout_studies(heldout, args.heldout, args.seed), args.territories)
+            _heldout_studies(args.heldout, args.seed), args.territories)
     print("\n{:.0f} s".format(time.perf_counter() - started))
 
 
