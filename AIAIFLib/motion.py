@@ -48,11 +48,14 @@ Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or
 affine step would follow only in part; the benchmark
 (``Testing/benchmarks/motion_correction.py``) measures what translation
-leaves.  Known limit: one correction for the whole late group, so a drift
+leaves.  Known limits: one correction for the whole late group, so a drift
 within it (the low-rank references' error growing with the distance from
-the ROI frame) is corrected on average only; and a series whose contrast
-has not settled a few frames before it ends (e.g. a saturated blood signal
-at 3 T) keeps that blind spot.
+the ROI frame) is corrected on average only; a series whose contrast has
+not settled a few frames before it ends (e.g. a saturated blood signal at
+3 T) keeps that blind spot; and on the held-out forward model's still
+studies, frames of the first pass are measured up to about 0.8 pixel off,
+in every slice the same way and mostly along the phase-encoding rows (cause
+not established; see the README's motion benchmark).
 
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others, a jump away from the neighbours' positions with a poor
@@ -727,7 +730,9 @@ def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_fra
 
     The curve is ``first_enhanced_frame``'s (the brightest blood near the
     heart, barely changed by motion).  The contrast has settled at the first
-    frame after ``roi_frame`` at which the curve lies at least
+    frame after ``roi_frame`` and after the curve's peak (a ROI frame given
+    before the contrast must not start the group on the pre-contrast
+    frames) at which the curve lies at least
     ``SETTLED_FALL`` of the first-pass enhancement (its peak over its mean
     before ``first_enhanced``) below its peak, and from which each of the
     next ``SETTLED_FRAMES`` frame-to-frame changes is below
@@ -762,7 +767,7 @@ def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_fra
         return None
     fallen = curve <= curve.max() - SETTLED_FALL * enhancement
     quiet = np.abs(np.diff(curve)) < SETTLED_CHANGE * enhancement  # quiet[t]: frame t to t + 1
-    for start in range(int(roi_frame) + 1, curve.size - SETTLED_FRAMES):
+    for start in range(max(int(roi_frame), int(np.argmax(curve))) + 1, curve.size - SETTLED_FRAMES):
         if fallen[start] and quiet[start:start + SETTLED_FRAMES].all():
             return start
     return None

@@ -299,3 +299,15 @@ def test_the_late_frames_common_offset_is_recovered():
     summary = json.loads(json.dumps(result.summary(), allow_nan=False))
     assert summary["late_group_start_frame"] == result.late_start_frame
     assert abs(summary["late_group_offset_px"][0][1]) > 0.1  # the correction the anchoring made
+
+
+def test_the_late_group_starts_after_the_first_pass_whatever_the_roi_frame():
+    # A ROI frame given before the contrast (``--roi-frame``): the quiet, low pre-contrast frames after it must not
+    # start the late group, which would then take in the whole first pass.
+    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
+    heart = blood | myocardium
+    first = motion.first_enhanced_frame(frames, times, heart, (2.0, 2.0))
+    peak = peak_enhancement_frame(frames, blood)
+    from_peak = motion.contrast_settled_frame(frames, heart, (2.0, 2.0), first, peak)
+    assert from_peak > peak
+    assert motion.contrast_settled_frame(frames, heart, (2.0, 2.0), first, 2) == from_peak
