@@ -161,10 +161,10 @@ MUTUAL_INFORMATION_ITERATIONS = 200
 BASELINE_TRACE_FRAMES = 2
 #: The late frames, once the contrast has settled after the first pass, are another such group, tied to the ROI
 #: frame's position by mutual information like the pre-contrast frames (``contrast_settled_frame``).  The
-#: contrast has settled at the first frame after the ROI frame at which the brightest blood's curve (the curve
-#: of ``first_enhanced_frame``) has come down from its peak by at least ``SETTLED_FALL`` of its first-pass
-#: enhancement (peak over the pre-contrast baseline), and from which it changes by less than
-#: ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive frame-to-frame steps
+#: contrast has settled at the first frame after the ROI frame and after the peak of the brightest blood's curve
+#: (the curve of ``first_enhanced_frame``) at which that curve has come down from its peak by at least
+#: ``SETTLED_FALL`` of its first-pass enhancement (peak over the pre-contrast baseline), and from which it changes
+#: by less than ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive steps
 #: (project choice: the first pass and the recirculation change the blood's signal by 5-30 % of its peak per
 #: heartbeat, the washout by a few per cent; the fall keeps the broad top of the first pass out, a run of
 #: steps a single quiet frame on the downslope).
@@ -173,8 +173,8 @@ SETTLED_CHANGE = 0.05
 SETTLED_FRAMES = 3
 #: Gaussian smoothing (SD, pixels) of the two means the late group is registered by: linear interpolation gives
 #: mutual information a cusp wherever the grids align, which pulls the optimum to whole pixels or throws the
-#: optimiser out of it (project choice: the last round's smoothing, ``SMOOTHING_SCHEDULE_PX``; on our still phantoms it
-#: leaves the found position independent of the start, 0.1 px off (median), 0.5 px at most).
+#: optimiser out of it (project choice: the last round's smoothing, ``SMOOTHING_SCHEDULE_PX``; on our still
+#: phantoms it leaves the found position independent of the start, 0.1 px off (median), 0.5 px at most).
 LATE_SMOOTHING_PX = 0.7
 #: Fewest late frames whose position is tied to the ROI frame's (project choice, like ``MIN_BASELINE_FRAMES``
 #: but a few more: their mean must average out the breathing of free-breathing frames).
@@ -191,7 +191,7 @@ AUTO_MIN_FRAMES = 3
 #: every slice by more than ``AUTO_STEP_PX`` along the slices' median step: breathing with a period of 3-5
 #: heartbeats moves the whole heart back and forth by most of its amplitude from one frame to the next, the same
 #: way in every slice, while the registration's errors on a still series drift with the contrast or jitter
-#: independently in each slice (project choice, measured on 20 studies of each forward model, still and
+#: independently in each slice (project choice, measured on 40 held-out and 20 of our studies, each still and
 #: moving, and our phantoms of seeds 1-6 still at 1.5 and 3 T: the 4th such step of a still study 0.19 pixel at
 #: most, of a moving one 0.73 pixel at least, including breathing of about 1 pixel that the first clue misses;
 #: the step lengths alone, median over the slices, would not separate them: 0.80 pixel still, 0.79 moving).
@@ -268,9 +268,9 @@ class MotionCorrection(object):
             "roi_frame_rule": self.roi_frame_rule,
             "measured": measured,
             "method": "translation per frame and slice to progressive low-rank references",
-            "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median over the "
-                          "slices), or at least {} steps between frames move every slice more than {:g} pixel the "
-                          "same way").format(
+            "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median "
+                          "over the slices), or at least {} steps between frames move every slice more than {:g} "
+                          "pixel the same way").format(
                 AUTO_MIN_FRAMES, AUTO_THRESHOLD_PX, AUTO_MIN_STEPS, AUTO_STEP_PX),
             "pixel_mm": [float(v) for v in self.pixel_mm],
             "max_displacement_mm": round(float(length.max()), 3) if measured else None,

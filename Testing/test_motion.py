@@ -276,7 +276,8 @@ def _late_offset_series(late_from=24, late_shift_px=1.0, n_frames=50, size=64, s
     myocardium_curve = 180.0 * (1.0 - np.exp(-np.clip(t - 12.0, 0.0, None) / 5.0))
     frames = np.empty((n_frames, 1, size, size))
     for k in range(n_frames):
-        image = ndimage.gaussian_filter(tissue + blood * (200.0 + lv_curve[k]) + myocardium * (80.0 + myocardium_curve[k])
+        image = ndimage.gaussian_filter(tissue + blood * (200.0 + lv_curve[k])
+                                        + myocardium * (80.0 + myocardium_curve[k])
                                         + rv * (200.0 + rv_curve[k]), 0.7)
         if k >= late_from:
             image = ndimage.shift(image, (0.0, late_shift_px), order=3, mode="nearest")
