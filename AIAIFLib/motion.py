@@ -54,8 +54,8 @@ the ROI frame) is corrected on average only; a series whose contrast has
 not settled a few frames before it ends (e.g. a saturated blood signal at
 3 T) keeps that blind spot; and on the held-out forward model's still
 studies, frames of the first pass are measured up to about 0.8 pixel off,
-in every slice the same way and mostly along the phase-encoding rows (cause
-not established; see the README's motion benchmark).
+in every slice the same way (cause not established; see the README's
+motion benchmark).
 
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others, a jump away from the neighbours' positions with a poor
