@@ -575,7 +575,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         First frame of settled contrast after the first pass
         (``contrast_settled_frame``).  The frames from it on are another
         group; their common position is tied to the ROI frame's the same way
-        (``_late_group_offset``), and the correction given to the frames
+        (``_group_offset``), and the correction given to the frames
         between the ROI frame and ``settled`` in proportion
         (``_late_weight``).  Not done with fewer than ``MIN_LATE_FRAMES``
         such frames.
@@ -607,26 +607,19 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift, residual = _second_start(region, smooth, references, shift, residual, max_step)
     baseline_offset = np.zeros(2)
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
-        # The frames before the contrast share the references' pre-contrast components, and with them that
-        # group's own position; so may the first one or two with a trace of it (``_baseline_group``).  The
-        # group's mean, each frame moved only by its difference from the group's mean shift, is registered to the
-        # mean around the ROI frame, and the correction given to the group.
-        pre_contrast = slice(0, first_enhanced)
-        around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
-        group = shift[pre_contrast].mean(axis=0)
-        moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
-                          for t in range(first_enhanced)], axis=0)
-        fixed = region.sample(region.frames[around_roi], shift[around_roi]).mean(axis=0)
-        # Two starts: where the low-rank references put the group, and where it would be had it, on average,
-        # not moved from the ROI frame (low-rank references can carry the whole group off by pixels).
-        offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5,
-                                                       starts=(group, shift[roi_frame]), fixed_corner=region.margin)
-        if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
-            baseline_offset = offset - group
-            shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
+        # The frames before the contrast are the largest group; so may the first one or two with a trace of it be
+        # (``_baseline_group``).  Two starts: where the low-rank references put the group, and where it would be
+        # had it, on average, not moved from the ROI frame (the references can carry the whole group off by pixels).
+        baseline_offset = _group_offset(region, shift, np.arange(first_enhanced), roi_frame, pixel_mm,
+                                        other_starts=(shift[roi_frame],))
+        shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
-        late_offset = _late_group_offset(region, shift, roi_frame, settled, pixel_mm)
+        # Relative to the ROI frame, so that the mean around it is sampled at (nearly) whole pixels: bilinear
+        # sampling at a fractional position blurs it, and mutual information between a blurred and a sharp image of
+        # different contrast has its optimum off by tenths of a pixel, which depend on the fraction.
+        late_offset = _group_offset(region, shift - shift[roi_frame], np.arange(settled, n), roi_frame, pixel_mm,
+                                    smoothing_px=LATE_SMOOTHING_PX, keep_starts=True)
         shift += _late_weight(n, roi_frame, settled)[:, None] * late_offset[None, :]
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
@@ -634,31 +627,30 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
             np.round(baseline_offset, SHIFT_GRID_DECIMALS), np.round(late_offset, SHIFT_GRID_DECIMALS))
 
 
-def _late_group_offset(region, shift, roi_frame, settled, pixel_mm):
-    """Correction (row, column), pixels, of the late frames' common position, by mutual information.
+def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False):
+    """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
 
-    The frames from ``settled`` on share one slowly changing contrast, hence
-    the low-rank references' components, and with them a common position of
-    their own.  Their mean, each frame moved only by its difference from the
-    group's mean shift, is registered to the registered mean around the ROI
-    frame, as the pre-contrast group is (``estimate_slice_motion``).  Zeros
-    when the optimiser does not converge or the correction is beyond
+    Frames of one contrast (``members``: the pre-contrast frames, or the late
+    frames once the contrast has settled) share the low-rank references'
+    components, and with them a common position of their own.  The group's
+    mean, each frame moved only by its difference from the group's mean
+    shift, is registered to the registered mean around the ROI frame
+    (``_mutual_information_offset``, from the group's mean shift and
+    ``other_starts``; both means smoothed by ``smoothing_px`` when given).
+    Zeros when the optimiser does not converge or the correction is beyond
     ``SEARCH_RADIUS_MM``.
     """
-    n = shift.shape[0]
-    # Relative to the ROI frame, so that the mean around it is sampled at (nearly) whole pixels: bilinear sampling
-    # at a fractional position blurs it, and mutual information between a blurred and a sharp image of different
-    # contrast has its optimum off by tenths of a pixel, which depend on the fraction.
-    shift = shift - shift[roi_frame]
     around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
-    group = shift[settled:].mean(axis=0)
+    group = shift[members].mean(axis=0)
     moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
-                      for t in range(settled, n)], axis=0)
+                      for t in members], axis=0)
     fixed = region.sample(region.frames[around_roi], shift[around_roi]).mean(axis=0)
-    fixed = ndimage.gaussian_filter(fixed, LATE_SMOOTHING_PX, mode="nearest")
-    moving = ndimage.gaussian_filter(moving, LATE_SMOOTHING_PX, mode="nearest")
-    offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5, starts=(group,),
-                                                   fixed_corner=region.margin, keep_starts=True)
+    if smoothing_px is not None:
+        fixed = ndimage.gaussian_filter(fixed, smoothing_px, mode="nearest")
+        moving = ndimage.gaussian_filter(moving, smoothing_px, mode="nearest")
+    offset, converged = _mutual_information_offset(fixed, moving, region.weight > 0.5,
+                                                   starts=(group,) + tuple(other_starts),
+                                                   fixed_corner=region.margin, keep_starts=keep_starts)
     if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
         return offset - group
     return np.zeros(2)
