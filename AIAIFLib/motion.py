@@ -705,9 +705,13 @@ def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
     -------
     int
     """
+    return _first_enhanced(_near_heart(frames, heart_mask, pixel_mm), times_s)
+
+
+def _first_enhanced(values, times_s):
+    """``first_enhanced_frame`` from the pixels near the heart (``_near_heart``: n_frames x n_pixels)."""
     from .aif import detect_arrival_index
 
-    values = _near_heart(frames, heart_mask, pixel_mm)
     for followed in (values, values - np.median(values[:ARRIVAL_INITIAL_FRAMES], axis=0)):
         curve = _brightest_mean(followed)
         try:
@@ -717,11 +721,11 @@ def first_enhanced_frame(frames, times_s, heart_mask, pixel_mm):
     return 0
 
 
-def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_frame):
+def contrast_settled_frame(curve, first_enhanced, roi_frame):
     """First frame after the ROI frame from which the blood's contrast has settled after the first pass.
 
-    The curve is ``first_enhanced_frame``'s (the brightest blood near the
-    heart, barely changed by motion).  The contrast has settled at the first
+    The curve is the brightest blood near the heart (``first_enhanced_frame``'s
+    first curve, barely changed by motion).  The contrast has settled at the first
     frame after ``roi_frame`` and after the curve's peak (a ROI frame given
     before the contrast must not start the group on the pre-contrast
     frames) at which the curve lies at least
@@ -736,11 +740,10 @@ def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_fra
 
     Parameters
     ----------
-    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
-    heart_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
-        The ROIs.
-    pixel_mm : array_like, shape (2,)
-        Pixel size (row, column), mm.
+    curve : numpy.ndarray, shape (n_frames,)
+        Mean signal of the brightest ``ARRIVAL_BRIGHT_FRACTION`` of the
+        pixels within ``ARRIVAL_REGION_MM`` of the ROIs
+        (``_brightest_mean(_near_heart(...))``), signal units.
     first_enhanced : int
         ``first_enhanced_frame``.
     roi_frame : int
@@ -752,7 +755,6 @@ def contrast_settled_frame(frames, heart_mask, pixel_mm, first_enhanced, roi_fra
         The frame, or None when the contrast does not settle before the
         series ends (or the curve shows no enhancement).
     """
-    curve = _brightest_mean(_near_heart(frames, heart_mask, pixel_mm))
     baseline = curve[:max(int(first_enhanced), 1)].mean()
     enhancement = curve.max() - baseline
     if not enhancement > 0:
@@ -894,8 +896,9 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     residual = np.full((n_frames, n_slices), np.nan)
     baseline_offset = np.zeros((n_slices, 2))
     late_offset = np.zeros((n_slices, 2))
-    first_enhanced = first_enhanced_frame(frames, frame_times_s, heart, pixel_mm)
-    settled = contrast_settled_frame(frames, heart, pixel_mm, first_enhanced, roi_frame)
+    near_heart = _near_heart(frames, heart, pixel_mm)  # where the contrast's arrival and settling are read
+    first_enhanced = _first_enhanced(near_heart, frame_times_s)
+    settled = contrast_settled_frame(_brightest_mean(near_heart), first_enhanced, roi_frame)
     for k in range(n_slices):
         _report(progress, k / n_slices, "Measuring the motion of slice {} of {}".format(k + 1, n_slices))
         if not heart[k].any():
