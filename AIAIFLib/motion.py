@@ -253,6 +253,13 @@ class MotionCorrection(object):
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
+    def applied_shift_px(self):
+        """The displacements the frames were resampled by, (n_frames, n_slices, 2) pixels: ``shift_px`` without those
+        under ``MIN_APPLIED_SHIFT_PX``, all zeros when the frames were not resampled."""
+        if not self.applied:
+            return np.zeros_like(self.shift_px)
+        return _applied_shift(self.shift_px)
+
     def displacement_mm(self):
         """Length of each frame's in-plane displacement from the ROI frame, mm, shape (n_frames, n_slices)."""
         return np.linalg.norm(self.shift_px * self.pixel_mm, axis=-1)
@@ -283,6 +290,11 @@ class MotionCorrection(object):
             "late_group_offset_px": (np.round(self.late_offset_px, 3).tolist() if measured else None),
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
+
+
+def _applied_shift(shift_px):
+    """``shift_px`` with the displacements shorter than ``MIN_APPLIED_SHIFT_PX`` set to zero."""
+    return np.where(np.linalg.norm(shift_px, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift_px)
 
 
 def _report(progress, fraction, message):
@@ -937,8 +949,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
     # Displacements within the registration's precision are not applied: resampling a frame that did not move
     # only blurs it, and misplaces its edges by the estimate's error.
-    applied_shift = np.where(np.linalg.norm(shift, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift)
-    registered = resample_frames(frames, applied_shift) if applied else frames
+    registered = resample_frames(frames, _applied_shift(shift)) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset,

@@ -28,11 +28,11 @@ by side per kind of motion:
 * the time of the motion step (3 slices x 60 frames of 128 x 128) beside the
   time of the pixelwise Fermi fit of the same run.
 
-With ``--heldout N`` the same is
-measured on the held-out forward model's studies with its own motion
-(``heldout.phantom(..., motion=True)``: a k-space phase ramp moving the
-heart and its surroundings inside a still chest wall, sinusoidal breathing
-of 3-10 mm, abrupt breath-hold edges; see ``heldout.phantoms.MOTION``).
+With ``--heldout N`` the same is measured on the held-out forward model's
+studies with its own motion (``heldout.phantom(..., motion=True)``: a k-space
+phase ramp moving the heart and its surroundings inside a still chest wall,
+sinusoidal breathing of 3-10 mm, abrupt breath-hold edges; see
+``heldout.phantoms.MOTION``).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -73,13 +73,9 @@ def _residual_px(result, true_shift_px):
     """What is left of the true displacement in the registered frames, and the measurement's error (pixels)."""
     correction = result.motion.correction
     truth = true_shift_px - true_shift_px[correction.roi_frame]
-    measured = correction.shift_px
-    applied = np.where(np.linalg.norm(measured, axis=-1, keepdims=True) < motion.MIN_APPLIED_SHIFT_PX, 0.0, measured)
-    if not correction.applied:
-        applied = np.zeros_like(measured)
     kept = result.motion.frames_used
-    return (np.linalg.norm(truth - applied, axis=-1)[kept].ravel(),
-            np.linalg.norm(truth - measured, axis=-1)[kept].ravel())
+    return (np.linalg.norm(truth - correction.applied_shift_px(), axis=-1)[kept].ravel(),
+            np.linalg.norm(truth - correction.shift_px, axis=-1)[kept].ravel())
 
 
 def _case(still_study, moving_study, reference_signal, field, true_shift_px, still_off):

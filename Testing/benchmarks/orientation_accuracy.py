@@ -22,9 +22,9 @@ came from; and the territory calls of the full pipeline with the true AIF
 and the model conversion (``pipeline.quantify_study``), which must not
 change between variants.  A summary per variant follows.
 
-The studies of ``Testing/heldout`` (the independent second forward model: elliptical
-LV, crescent RV, partial volume, epicardial fat)
-run through the same table (``--heldout N`` studies, its own variants).
+The studies of ``Testing/heldout`` (the independent second forward model:
+elliptical LV, crescent RV, partial volume, epicardial fat) run through the
+same table (``--heldout N`` studies, its own variants).
 
 Target [issue 12]: >= 99 % voxel agreement in every variant, and territory
 calls that do not change between variants.
