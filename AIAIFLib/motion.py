@@ -28,7 +28,12 @@ machine's BLAS kernel or threads).
 Low-rank references have one blind spot: frames of one contrast share
 components and settle at their own common position.  The frames before the
 contrast are the largest such group, and their position sets every pixel's
-pre-contrast baseline; it is tied to the ROI frame's by **mutual
+pre-contrast baseline.  Having one contrast, they are first registered to
+one another directly, each to the mean of the others
+(``_register_to_group_mean``): while the patient breathes freely before the
+contrast, many frames of strong edges make the breathing itself one of the
+series' leading components, and the low-rank references then follow it.
+Their common position is tied to the ROI frame's by **mutual
 information** (SimpleITK's Mattes metric, which compares images of different
 contrast) between their registered mean and the registered mean around the
 ROI frame (``_mutual_information_offset``).  The frames after the first
@@ -179,6 +184,9 @@ LATE_SMOOTHING_PX = 0.7
 #: Fewest late frames whose position is tied to the ROI frame's (project choice, like ``MIN_BASELINE_FRAMES``
 #: but a few more: their mean must average out the breathing of free-breathing frames).
 MIN_LATE_FRAMES = 5
+#: Registration passes per round of the pre-contrast frames to the mean of the others (``_register_to_group_mean``;
+#: project choice: the mean sharpens as its frames align, and a second pass uses the sharper mean).
+GROUP_MEAN_PASSES = 2
 #: In ``auto`` mode the frames are resampled when at least ``AUTO_MIN_FRAMES`` of the frames the registration
 #: could follow lie more than ``AUTO_THRESHOLD_PX`` from the ROI frame, as the median over the slices with ROIs
 #: (project choice, measured with the benchmark: on still phantoms the estimates stay below about 1.1 pixels,
@@ -576,10 +584,11 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         Pixel size (row, column), mm.
     first_enhanced : int, optional
         First frame that may show contrast (``first_enhanced_frame``).  The
-        frames before it share one contrast; the low-rank references give them
-        a common position of their own, which is then tied to the ROI frame's
-        by mutual information (``_mutual_information_offset``) between their
-        registered mean and the registered mean around ``roi_frame``.
+        frames before it share one contrast; they are registered to one
+        another (``_register_to_group_mean``), and their common position is
+        then tied to the ROI frame's by mutual information
+        (``_mutual_information_offset``) between their registered mean and
+        the registered mean around ``roi_frame``.
     roi_frame : int, optional
         The frame the ROIs belong to (needed with ``first_enhanced`` or
         ``settled``).
@@ -619,6 +628,13 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift, residual = _second_start(region, smooth, references, shift, residual, max_step)
     baseline_offset = np.zeros(2)
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
+        # Frames of one contrast are registered to one another directly: with many frames of strong edges moving
+        # freely before the contrast, the low-rank references come to model the breathing itself.
+        members = np.arange(first_enhanced)
+        shift[members], group_residual = _register_to_group_mean(region, shift, members)
+        # A frame's residual is that of its better fit: frames the low-rank references could not follow (their
+        # residual far above the series') are not left out when they fit their own group.
+        residual[members] = np.minimum(residual[members], group_residual)
         # The frames before the contrast are the largest group; so may the first one or two with a trace of it be
         # (``_baseline_group``).  Two starts: where the low-rank references put the group, and where it would be
         # had it, on average, not moved from the ROI frame (the references can carry the whole group off by pixels).
@@ -635,8 +651,8 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift += _late_weight(n, roi_frame, settled)[:, None] * late_offset[None, :]
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
-    return (np.round(shift, SHIFT_GRID_DECIMALS), np.round(residual, SHIFT_GRID_DECIMALS),
-            np.round(baseline_offset, SHIFT_GRID_DECIMALS), np.round(late_offset, SHIFT_GRID_DECIMALS))
+    return tuple(np.round(value, SHIFT_GRID_DECIMALS)
+                 for value in (shift, residual, baseline_offset, late_offset))
 
 
 def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False):
@@ -666,6 +682,24 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
     if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
         return offset - group
     return np.zeros(2)
+
+
+def _register_to_group_mean(region, shift, members):
+    """Shifts (m, 2) and residuals (m,) of frames of one contrast registered to one another.
+
+    Each of ``members`` is registered to the mean of the others (leave one
+    out), from the members' median shift in ``shift``, coarse to fine
+    (``SMOOTHING_SCHEDULE_PX``, ``GROUP_MEAN_PASSES`` per round); no model
+    of the contrast is needed, as there is no change of it to model.
+    """
+    aligned_shift = np.repeat(np.median(shift[members], axis=0)[None, :], len(members), axis=0)
+    for sigma, max_step in zip(SMOOTHING_SCHEDULE_PX, MAX_STEP_PX):
+        smooth = ndimage.gaussian_filter(region.frames[members], (0.0, sigma, sigma), mode="nearest")
+        for _ in range(GROUP_MEAN_PASSES):
+            aligned = region.sample(smooth, aligned_shift)
+            others = (aligned.sum(axis=0)[None] - aligned) / (len(members) - 1)
+            aligned_shift, residual = _gauss_newton(region, smooth, others, aligned_shift, max_step)
+    return aligned_shift, residual
 
 
 def _late_weight(n, roi_frame, settled):
