@@ -361,3 +361,36 @@ def test_pre_contrast_frames_of_a_free_breathing_study_are_registered_where_the_
     assert np.linalg.norm(result.shift_px[:first] - truth[:first], axis=-1).max() < 0.5
     assert not set(result.excluded_frames) & set(range(first))
 
+
+def test_a_run_of_first_pass_frames_carried_off_together_is_tied_back_to_the_roi_frame():
+    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
+    roi = peak_enhancement_frame(frames, blood)
+    run = np.arange(roi + 2, roi + 2 + motion.PHASE_FRAMES)
+    moved = frames.copy()
+    from scipy import ndimage
+
+    for t in run:  # the run's anatomy sits 1 pixel further right, while its shifts say it did not move
+        moved[t, 0] = ndimage.shift(frames[t, 0], (0.0, 1.0), order=3, mode="nearest")
+    region = motion._Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
+    correction = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                       roi - 4, run[-1] + 1 + motion.PHASE_FRAMES)
+    assert np.abs(correction[run, 1] - 1.0).max() < 0.2 and np.abs(correction[run, 0]).max() < 0.2
+    others = np.setdiff1d(np.arange(frames.shape[0]), run)
+    assert np.abs(correction[others]).max() < 0.3
+    assert np.all(correction[[roi - 1, roi, roi + 1]] == 0.0)  # the frames the runs are tied to
+    assert np.all(correction[:roi - 4] == 0.0) and np.all(correction[run[-1] + 1 + motion.PHASE_FRAMES:] == 0.0)
+
+
+def test_runs_before_the_roi_frame_start_once_the_lv_blood_shows_contrast():
+    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)  # RV from 8 s, LV from 11 s
+    heart = blood | myocardium
+    first = motion.first_enhanced_frame(frames, times, heart, (2.0, 2.0))
+    roi = peak_enhancement_frame(frames, blood)
+    lv = motion.lv_enhanced_frame(frames, blood, first, roi)
+    assert first <= 8 and 11 < lv < roi
+    assert motion.lv_enhanced_frame(frames, blood, first, 2) == 2  # a ROI frame before the contrast: no run before it
+    result = motion.correct_motion(frames, times, blood, myocardium, (2.0, 2.0), roi, mode="on")
+    assert result.lv_enhanced_frame == lv
+    assert np.all(result.phase_offset_px[:lv] == 0.0)
+    summary = json.loads(json.dumps(result.summary(), allow_nan=False))
+    assert summary["lv_enhanced_frame"] == lv and len(summary["phase_offset_px"]) == frames.shape[0]
