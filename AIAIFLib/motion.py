@@ -46,8 +46,9 @@ that correction in proportion.  In between, the first pass's phases (the
 LV's upslope, its downslope, the recirculation) settle at common positions
 of their own too, up to about a pixel off in every slice the same way; each
 run of ``PHASE_FRAMES`` frames outward from the ROI frame is tied to it the
-same way (``_phase_offsets``), before the ROI frame only once the LV blood
-shows contrast (``lv_enhanced_frame``).
+same way (``_phase_offsets``); the frames with contrast in the RV alone,
+before the LV blood shows it (``lv_enhanced_frame``), are tied to the
+first frames with LV contrast instead, whose contrast is nearer theirs.
 
 The displacements are then made relative to the ROI frame.  Those under
 ``MIN_APPLIED_SHIFT_PX`` are reported but not applied: a frame that did not
@@ -62,8 +63,7 @@ leaves.  Known limits: one correction for the whole late group, so a drift
 within it (the low-rank references' error growing with the distance from
 the ROI frame) is corrected on average only; a series whose contrast has
 not settled a few frames before it ends (e.g. a saturated blood signal at
-3 T) keeps that blind spot, and so do the frames with contrast in the RV
-alone, which no run ties to the ROI frame.
+3 T) keeps that blind spot.
 
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others, a jump away from the neighbours' positions with a poor
@@ -195,9 +195,11 @@ GROUP_MEAN_PASSES = 2
 #: about a pixel off, in every slice the same way.  Each run of ``PHASE_FRAMES`` consecutive frames, outward from
 #: the ROI frame, is tied to it by mutual information like the groups (``_phase_offsets``); before the ROI frame,
 #: only the frames from the one whose LV blood shows ``PHASE_LV_SHARE`` of its enhancement at the ROI frame on
-#: (``lv_enhanced_frame``; project choice, measured on 40 held-out and 20 of our studies, each still and moving: the
-#: runs' error from 0.54 to 0.30 pixel (95th percentile); frames with contrast in the RV alone show other
-#: structures than the ROI frame, and their ties made our phantoms' error worse, 0.41 to 1.51 pixel).
+#: (``lv_enhanced_frame``).  The frames before that, with contrast in the RV alone, show other structures than the
+#: ROI frame: tied to it, their runs made our phantoms' error worse (0.41 to 1.51 pixel, 95th percentile), so they
+#: are tied to the first ``PHASE_FRAMES`` frames with LV contrast instead (project choice, measured on 40 held-out
+#: and 20 of our studies, each still and moving: the runs from the LV's enhancement on, error 0.54 to 0.30 pixel;
+#: the frames with contrast in the RV alone, 0.94 to 0.66 pixel held-out and 0.75 to 0.59 pixel ours).
 PHASE_FRAMES = 6
 PHASE_LV_SHARE = 0.5
 #: In ``auto`` mode the frames are resampled when at least ``AUTO_MIN_FRAMES`` of the frames the registration
@@ -268,8 +270,8 @@ class MotionCorrection(object):
     lv_enhanced_frame : int or None
         First frame whose LV blood shows ``PHASE_LV_SHARE`` of its
         enhancement at the ROI frame (``lv_enhanced_frame``): the runs of
-        first-pass frames tied to the ROI frame start there; None when not
-        measured.
+        first-pass frames tied to the ROI frame start there, the runs before
+        it are tied to the first frames from it on; None when not measured.
     phase_offset_px : numpy.ndarray, shape (n_frames, n_slices, 2)
         The (row, column) correction the mutual-information step gave each
         frame's run of first-pass frames (``_phase_offsets``), pixels; zeros
@@ -628,8 +630,9 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         such frames.
     lv_enhanced : int, optional
         ``lv_enhanced_frame``: before the ROI frame, the runs of first-pass
-        frames tied to it (``_phase_offsets``) start there (after
-        ``first_enhanced`` in any case).
+        frames tied to it (``_phase_offsets``) start there; the runs of the
+        frames before it, after ``first_enhanced``, are tied to the first
+        frames from it on.
 
     Returns
     -------
@@ -684,8 +687,9 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift += _late_weight(n, roi_frame, settled)[:, None] * late_offset[None, :]
     phase_offset = np.zeros((n, 2))
     if roi_frame is not None:
-        start = max(0 if first_enhanced is None else first_enhanced + 1, 0 if lv_enhanced is None else lv_enhanced)
+        start = 0 if first_enhanced is None else first_enhanced + 1
         phase_offset = _phase_offsets(region, shift, roi_frame, pixel_mm, start,
+                                      start if lv_enhanced is None else max(lv_enhanced, start),
                                       settled if late_offset.any() else n)
         shift += phase_offset
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
@@ -694,20 +698,22 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
                  for value in (shift, residual, baseline_offset, late_offset, phase_offset))
 
 
-def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False):
+def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False,
+                  anchor=None):
     """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
 
     Frames of one contrast (``members``: the pre-contrast frames, or the late
     frames once the contrast has settled) share the low-rank references'
     components, and with them a common position of their own.  The group's
     mean, each frame moved only by its difference from the group's mean
-    shift, is registered to the registered mean around the ROI frame
+    shift, is registered to the registered mean of ``anchor`` (frames; by
+    default the ROI frame and its neighbours) by mutual information
     (``_mutual_information_offset``, from the group's mean shift and
     ``other_starts``; both means smoothed by ``smoothing_px`` when given).
     Zeros when the optimiser does not converge or the correction is beyond
     ``SEARCH_RADIUS_MM``.
     """
-    around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2)
+    around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2) if anchor is None else anchor
     group = shift[members].mean(axis=0)
     moving = np.mean([ndimage.shift(region.frames[t], -(shift[t] - group), order=1, mode="nearest")
                       for t in members], axis=0)
@@ -741,27 +747,39 @@ def _register_to_group_mean(region, shift, members):
     return aligned_shift, residual
 
 
-def _phase_offsets(region, shift, roi_frame, pixel_mm, start, stop):
+def _phase_offsets(region, shift, roi_frame, pixel_mm, start, lv_enhanced, stop):
     """Correction (n, 2), pixels, of each run of frames of one phase of the first pass, by mutual information.
 
-    The frames from ``start`` to ``stop`` (excluded), but for the ROI frame
-    and its neighbours (the mean they are tied to), are cut into runs of
-    ``PHASE_FRAMES`` consecutive frames outward from the ROI frame on either
-    side; each run's common position is tied to the ROI frame's
+    The frames from ``lv_enhanced`` to ``stop`` (excluded), but for the ROI
+    frame and its neighbours (the mean they are tied to), are cut into runs
+    of ``PHASE_FRAMES`` consecutive frames outward from the ROI frame on
+    either side; each run's common position is tied to the ROI frame's
     (``_group_offset``, like the late group: relative to the ROI frame,
-    both means smoothed by ``LATE_SMOOTHING_PX``).  A run of one frame is
-    left as it is (one noisy frame is no mean).
+    both means smoothed by ``LATE_SMOOTHING_PX``).  The frames from
+    ``start`` to ``lv_enhanced``, with contrast in the RV alone, are cut
+    into runs outward from ``lv_enhanced`` too, and each is tied instead to
+    the first ``PHASE_FRAMES`` frames from ``lv_enhanced`` on, once those
+    are tied: their contrast differs less from the RV's than the ROI
+    frame's does.  A run of one frame is left as it is (one noisy frame is
+    no mean).
     """
     correction = np.zeros_like(shift)
-    frames = [t for t in range(start, stop) if abs(t - roi_frame) > 1]
-    before = [t for t in frames if t < roi_frame][::-1]
-    after = [t for t in frames if t > roi_frame]
-    for side in (before, after):
-        for first in range(0, len(side), PHASE_FRAMES):
-            run = np.array(sorted(side[first:first + PHASE_FRAMES]))
+
+    def tie(outward, anchor=None):
+        # ``outward``: the frames in order away from the frames they are tied to.
+        reference = roi_frame if anchor is None else anchor
+        relative = (shift + correction) - (shift[reference] + correction[reference]).reshape(-1, 2).mean(axis=0)
+        for first in range(0, len(outward), PHASE_FRAMES):
+            run = np.sort(outward[first:first + PHASE_FRAMES])
             if run.size > 1:
-                correction[run] = _group_offset(region, shift - shift[roi_frame], run, roi_frame, pixel_mm,
+                correction[run] = _group_offset(region, relative, run, roi_frame, pixel_mm, anchor=anchor,
                                                 smoothing_px=LATE_SMOOTHING_PX, keep_starts=True)
+
+    before = np.array([t for t in range(lv_enhanced, roi_frame - 1)], dtype=int)
+    tie(before[::-1])
+    tie(np.arange(roi_frame + 2, stop))
+    if min(before.size, PHASE_FRAMES) > 1:
+        tie(np.arange(start, lv_enhanced)[::-1], anchor=before[:PHASE_FRAMES])
     return correction
 
 
@@ -880,8 +898,8 @@ def lv_enhanced_frame(frames, blood_pool_mask, first_enhanced, roi_frame):
     """First frame whose LV blood shows ``PHASE_LV_SHARE`` of its enhancement at the ROI frame.
 
     The frames before it show contrast in the RV at most, other structures
-    than the ROI frame, so their phase of the first pass is not tied to the
-    ROI frame (``_phase_offsets``).  The LV blood's level is the mean over
+    than the ROI frame, so their runs are tied to the first frames from it
+    on instead of the ROI frame (``_phase_offsets``).  The LV blood's level is the mean over
     the blood-pool ROIs, its enhancement that level over its mean before
     ``first_enhanced``.
 
