@@ -899,18 +899,18 @@ def lv_enhanced_frame(frames, blood_pool_mask, first_enhanced, roi_frame):
 
     The frames before it show contrast in the RV at most, other structures
     than the ROI frame, so their runs are tied to the first frames from it
-    on instead of the ROI frame (``_phase_offsets``).  The LV blood's level is the mean over
-    the blood-pool ROIs, its enhancement that level over its mean before
-    ``first_enhanced``.
+    on instead of the ROI frame (``_phase_offsets``).
 
     Parameters
     ----------
     frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
     blood_pool_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
+        The LV blood-pool ROIs: the LV blood's level is the mean over them.
     first_enhanced : int
-        ``first_enhanced_frame``.
+        ``first_enhanced_frame``: the level's mean before it is the LV
+        blood's pre-contrast baseline, its enhancement the level over it.
     roi_frame : int
-        The frame the ROIs belong to.
+        The frame the ROIs belong to, whose enhancement is the reference.
 
     Returns
     -------
