@@ -430,3 +430,16 @@ def test_frames_with_contrast_in_the_rv_alone_are_tied_to_the_first_frames_with_
     assert np.abs(correction[rv_run, 0] - 1.0).max() < 0.25 and np.abs(correction[rv_run, 1]).max() < 0.25
     assert np.abs(correction[lv_from:roi - 1]).max() < 0.25
     assert np.all(correction[:rv_run[0]] == 0.0)
+
+
+def test_a_run_tie_the_mutual_information_barely_prefers_is_not_applied():
+    # Our seed 32 at 1.5 T, moving through plane: the run of frames just after the first pass (ROI frame + 8 to + 13,
+    # breath-held) was placed right by the references, but mutual information with the ROI frame preferred a
+    # position 0.4-1.1 pixel off, by under 2 % of its value; that moved a segment's MBF by 5.9 %.
+    phantom = simulate_phantom(seed=32, field_strength_t=1.5, ischemic="LAD", motion="through-plane")
+    roi = peak_enhancement_frame(phantom.frames, phantom.lv_blood_mask)
+    result = _correct(phantom, mode="on", roi_frame=roi)
+    truth = phantom.truth["motion_shift_px"] - phantom.truth["motion_shift_px"][roi]
+    run = np.arange(roi + 8, roi + 14)
+    assert np.all(truth[run] == 0.0)  # the case: held
+    assert np.linalg.norm(result.shift_px[run] - truth[run], axis=-1).max() < 0.5
