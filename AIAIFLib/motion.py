@@ -779,7 +779,8 @@ def _phase_offsets(region, shift, roi_frame, pixel_mm, start, lv_enhanced, stop)
     the first ``PHASE_FRAMES`` frames from ``lv_enhanced`` on, once those
     are tied: their contrast differs less from the RV's than the ROI
     frame's does.  A run of one frame is left as it is (one noisy frame is
-    no mean).
+    no mean), and so is a run whose correction the metric barely prefers
+    (``PHASE_MIN_GAIN``).
     """
     correction = np.zeros_like(shift)
 
