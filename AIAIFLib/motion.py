@@ -716,9 +716,10 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
                   anchor=None, checked=False):
     """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
 
-    Frames of one contrast (``members``: the pre-contrast frames, or the late
-    frames once the contrast has settled) share the low-rank references'
-    components, and with them a common position of their own.  The group's
+    Frames of one contrast (``members``: the pre-contrast frames, the late
+    frames once the contrast has settled, or a run of first-pass frames,
+    ``_phase_offsets``) share the low-rank references' components, and with
+    them a common position of their own.  The group's
     mean, each frame moved only by its difference from the group's mean
     shift, is registered to the registered mean of ``anchor`` (frames; by
     default the ROI frame and its neighbours) by mutual information

@@ -363,7 +363,7 @@ def test_frames_of_one_contrast_are_registered_to_one_another_from_wherever_they
 
 def test_pre_contrast_frames_of_a_free_breathing_study_are_registered_where_the_heart_is():
     # Held-out study (1.5 T) breathing freely for its 16 pre-contrast frames: in its first slice the low-rank
-    # references followed the breathing itself, and placed those frames up to 4 pixels off (6 of them left out).
+    # references followed the breathing itself, and placed those frames up to 4 pixels off (4 of them left out).
     import heldout
 
     phantom = heldout.phantom(70, field_strength_t=1.5, ischemic="RCA", motion=True)
@@ -381,12 +381,12 @@ def test_pre_contrast_frames_of_a_free_breathing_study_are_registered_where_the_
 
 
 def test_a_run_of_first_pass_frames_carried_off_together_is_tied_back_to_the_roi_frame():
+    from scipy import ndimage
+
     frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
     roi = peak_enhancement_frame(frames, blood)
     run = np.arange(roi + 2, roi + 2 + motion.PHASE_FRAMES)
     moved = frames.copy()
-    from scipy import ndimage
-
     for t in run:  # the run's anatomy sits 1 pixel further right, while its shifts say it did not move
         moved[t, 0] = ndimage.shift(frames[t, 0], (0.0, 1.0), order=3, mode="nearest")
     region = motion._Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
