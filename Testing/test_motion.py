@@ -414,22 +414,29 @@ def test_runs_before_the_roi_frame_start_once_the_lv_blood_shows_contrast():
     assert summary["lv_enhanced_frame"] == lv and len(summary["phase_offset_px"]) == frames.shape[0]
 
 
-def test_frames_with_contrast_in_the_rv_alone_are_tied_to_the_first_frames_with_lv_contrast():
+def test_frames_before_the_lv_contrast_are_tied_to_the_first_whole_run_from_it_on():
+    # The mechanism on a one-slice series: the frames from ``start`` to ``lv_enhanced`` are tied to the mean of the
+    # ``PHASE_FRAMES`` frames from ``lv_enhanced`` on (here chosen early enough to leave a whole run before the ROI
+    # frame's neighbours).
     from scipy import ndimage
 
-    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)  # RV from 8 s, LV from 11 s
+    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
     roi = peak_enhancement_frame(frames, blood)
-    rv_run, lv_from = np.arange(8, 11), 11
-    assert roi - 2 - lv_from >= 1  # the case: at least two frames with LV contrast before the ROI frame's neighbours
+    lv_from = roi - 2 - motion.PHASE_FRAMES
+    early = np.arange(lv_from - 3, lv_from)
     moved = frames.copy()
-    for t in rv_run:  # the RV run's anatomy sits 1 pixel lower, while its shifts say it did not move
+    for t in early:  # these frames' anatomy sits 1 pixel lower, while their shifts say they did not move
         moved[t, 0] = ndimage.shift(frames[t, 0], (1.0, 0.0), order=3, mode="nearest")
     region = motion._Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
     correction = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
-                                       rv_run[0], lv_from, roi + 2)
-    assert np.abs(correction[rv_run, 0] - 1.0).max() < 0.25 and np.abs(correction[rv_run, 1]).max() < 0.25
+                                       early[0], lv_from, roi + 2)
+    assert np.abs(correction[early, 0] - 1.0).max() < 0.25 and np.abs(correction[early, 1]).max() < 0.25
     assert np.abs(correction[lv_from:roi - 1]).max() < 0.25
-    assert np.all(correction[:rv_run[0]] == 0.0)
+    assert np.all(correction[:early[0]] == 0.0)
+    # With fewer frames from ``lv_enhanced`` on than a whole run, the frames before it are left as they are.
+    short = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                  early[0], roi - 4, roi + 2)
+    assert np.all(short[:roi - 4] == 0.0)
 
 
 def test_a_run_tie_the_mutual_information_barely_prefers_is_not_applied():
@@ -443,3 +450,15 @@ def test_a_run_tie_the_mutual_information_barely_prefers_is_not_applied():
     run = np.arange(roi + 8, roi + 14)
     assert np.all(truth[run] == 0.0)  # the case: held
     assert np.linalg.norm(result.shift_px[run] - truth[run], axis=-1).max() < 0.5
+
+
+def test_frames_with_contrast_in_the_rv_alone_need_a_whole_run_with_lv_contrast_to_be_tied_to():
+    # Our seed 4 at 3 T, still: only two frames with LV contrast come before the ROI frame's neighbours, and tied to
+    # their mean the run of RV frames before them was moved 2.0-2.5 pixels in every slice, so ``auto`` resampled a
+    # still series.
+    phantom = simulate_phantom(seed=4, field_strength_t=3.0)
+    corrected = _correct(phantom)
+    assert 0 < corrected.roi_frame - 2 - corrected.lv_enhanced_frame < motion.PHASE_FRAMES  # the case
+    assert not corrected.applied
+    assert np.linalg.norm(corrected.shift_px[:corrected.lv_enhanced_frame], axis=-1).max() < 1.0
+    assert np.all(corrected.phase_offset_px[:corrected.lv_enhanced_frame] == 0.0)
