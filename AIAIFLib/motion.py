@@ -225,9 +225,10 @@ AUTO_MIN_FRAMES = 3
 #: heartbeats moves the whole heart back and forth by most of its amplitude from one frame to the next, the same
 #: way in every slice, while the registration's errors on a still series drift with the contrast or jitter
 #: independently in each slice (project choice, measured on 40 held-out and 20 of our studies, each still and
-#: moving, and our phantoms of seeds 1-6 still at 1.5 and 3 T: the 4th such step of a still study 0.19 pixel at
-#: most, of a moving one 0.73 pixel at least, including breathing of about 1 pixel that the first clue misses;
-#: the step lengths alone, median over the slices, would not separate them: 0.80 pixel still, 0.79 moving).
+#: moving, and our phantoms of seeds 1-6 still at 1.5 and 3 T: the 4th such step of a still study 0.25 pixel at
+#: most (0.19 before the first-pass runs were tied), of a moving one 0.73 pixel at least, including breathing of
+#: about 1 pixel that the first clue misses; the step lengths alone, median over the slices, would not separate
+#: them: 0.80 pixel still, 0.79 moving).
 AUTO_STEP_PX = 0.4
 AUTO_MIN_STEPS = 4
 #: Displacements shorter than this, pixels, are measured and reported but not applied (project choice: the
@@ -782,9 +783,9 @@ def _phase_offsets(region, shift, roi_frame, pixel_mm, start, lv_enhanced, stop)
     are tied: their contrast differs less from the RV's than the ROI
     frame's does.  With fewer such frames before the ROI frame's neighbours
     they are left as they are: tied to the mean of two, the RV frames of
-    our still seed 4 at 3 T moved 2.0-2.5 pixels in every slice.  A run of one frame is left as it is (one noisy frame is
-    no mean), and so is a run whose correction the metric barely prefers
-    (``PHASE_MIN_GAIN``).
+    our still seed 4 at 3 T moved 2.0-2.5 pixels in every slice.  A run of
+    one frame is left as it is (one noisy frame is no mean), and so is a
+    run whose correction the metric barely prefers (``PHASE_MIN_GAIN``).
     """
     correction = np.zeros_like(shift)
 
