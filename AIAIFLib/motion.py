@@ -198,9 +198,9 @@ GROUP_MEAN_PASSES = 2
 #: (``lv_enhanced_frame``).  The frames before that, with contrast in the RV alone, show other structures than the
 #: ROI frame: tied to it, their runs made our phantoms' error worse (0.41 to 1.51 pixel, 95th percentile), so they
 #: are tied to the first ``PHASE_FRAMES`` frames with LV contrast instead, when there are that many before the ROI
-#: frame's neighbours (project choice, measured on 40 held-out
-#: and 20 of our studies, each still and moving: the runs from the LV's enhancement on, error 0.54 to 0.30 pixel;
-#: the frames with contrast in the RV alone, 0.94 to 0.66 pixel held-out and 0.75 to 0.59 pixel ours).
+#: frame's neighbours (project choice, measured on 40 held-out and 20 of our studies, each still and moving: the
+#: runs from the LV's enhancement on, error 0.54 to 0.30 pixel; the frames with contrast in the RV alone, 0.94 to
+#: 0.74 pixel held-out and 0.75 to 0.59 pixel ours; tied to fewer frames, one still study of ours moved 2 pixels).
 PHASE_FRAMES = 6
 PHASE_LV_SHARE = 0.5
 #: A run's correction longer than ``PHASE_CHECKED_PX`` is applied only when it improves the mutual information by at
