@@ -690,8 +690,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         # The frames before the contrast are the largest group; so may the first one or two with a trace of it be
         # (``_baseline_group``).  Two starts: where the low-rank references put the group, and where it would be
         # had it, on average, not moved from the ROI frame (the references can carry the whole group off by pixels).
-        baseline_offset = _group_offset(region, shift, np.arange(first_enhanced), roi_frame, pixel_mm,
-                                        other_starts=(shift[roi_frame],))
+        baseline_offset = _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(shift[roi_frame],))
         shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
@@ -721,10 +720,10 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
     Frames of one contrast (``members``: the pre-contrast frames, the late
     frames once the contrast has settled, or a run of first-pass frames,
     ``_phase_offsets``) share the low-rank references' components, and with
-    them a common position of their own.  The group's
-    mean, each frame moved only by its difference from the group's mean
-    shift, is registered to the registered mean of ``anchor`` (frames; by
-    default the ROI frame and its neighbours) by mutual information
+    them a common position of their own.  The group's mean, each frame
+    moved only by its difference from the group's mean shift, is registered
+    to the registered mean of ``anchor`` (frames; by default the ROI frame
+    and its neighbours) by mutual information
     (``_mutual_information_offset``, from the group's mean shift and
     ``other_starts``; both means smoothed by ``smoothing_px`` when given).
     Zeros when the optimiser does not converge, the correction is beyond
