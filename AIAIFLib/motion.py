@@ -36,7 +36,11 @@ series' leading components, and the low-rank references then follow it.
 Their common position is tied to the ROI frame's by **mutual
 information** (SimpleITK's Mattes metric, which compares images of different
 contrast) between their registered mean and the registered mean around the
-ROI frame (``_mutual_information_offset``).  The frames after the first
+ROI frame (``_mutual_information_offset``), and that tie is refined by the
+median of three measures of the two means' similarity, which err
+differently between the two contrasts (``_consensus_offset``: mutual
+information of the intensities and of the gradient magnitudes, and
+normalised gradient fields).  The frames after the first
 pass, once the contrast has settled (``contrast_settled_frame``: the
 brightest blood has come down from its peak and changes slowly), are the
 other such group, carried off as a whole by up to about a pixel while the
@@ -190,6 +194,24 @@ MIN_LATE_FRAMES = 5
 #: Registration passes per round of the pre-contrast frames to the mean of the others (``_register_to_group_mean``;
 #: project choice: the mean sharpens as its frames align, and a second pass uses the sharper mean).
 GROUP_MEAN_PASSES = 2
+#: The pre-contrast group's tie to the ROI frame is refined by three similarity measures of the two means, each
+#: blind to other differences between the contrasts (``_consensus_offset``): mutual information of the intensities,
+#: mutual information of the gradient magnitudes (Gaussian derivatives of SD ``GRADIENT_SMOOTHING_PX``) and
+#: normalised gradient fields (Haber & Modersitzki, Methods Inf Med 2007;46:292-9: the squared cosine of the angle
+#: between the two images' gradients, Gaussian derivatives of SD ``NGF_SMOOTHING_PX``, edges weighed against the
+#: image's median squared gradient), and the median of the three is kept.  Between images of no contrast in the
+#: blood and of peak contrast each measure can be pulled a few tenths of a pixel off, a different way on different
+#: anatomy: measured one by one, normalised gradient fields did worst on our phantoms and the gradient magnitudes'
+#: mutual information on the held-out model.  An error of 0.2 pixel in this one group sets every pixel's baseline
+#: off, and moved held-out segments' MBF by up to 8 % at 1.5 T (project choice, measured on 40 held-out and 20 of
+#: our moving studies, the group's error per slice, median / 90th percentile: ours 0.21 / 0.37 to 0.09 / 0.20
+#: pixel, held-out 0.09 / 0.29 to 0.10 / 0.32 pixel; with the pre-contrast frames moved by a further half pixel in
+#: both axes, on 19 held-out and 20 of our studies, held-out 0.13 / 0.52 to 0.10 / 0.35 and ours 0.22 / 0.40 to
+#: 0.09 / 0.20: mutual information alone is pulled to where the two means' grids align).
+GRADIENT_SMOOTHING_PX = 1.0
+NGF_SMOOTHING_PX = 0.7
+#: Steps (pixels) of the normalised gradient fields' search: a 5 x 5 grid of each step around the best so far.
+NGF_STEPS_PX = (0.5, 0.25, 0.1, 0.05, 0.025)
 #: Between the two groups the contrast changes from frame to frame, and runs of frames of one phase of the first
 #: pass (the LV's upslope, its downslope, the recirculation) settle at common positions of their own as well, up to
 #: about a pixel off, in every slice the same way.  Each run of ``PHASE_FRAMES`` consecutive frames, outward from
@@ -631,7 +653,8 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         another (``_register_to_group_mean``), and their common position is
         then tied to the ROI frame's by mutual information
         (``_mutual_information_offset``) between their registered mean and
-        the registered mean around ``roi_frame``.
+        the registered mean around ``roi_frame``, and refined by the median
+        of three similarity measures (``_consensus_offset``).
     roi_frame : int, optional
         The frame the ROIs belong to (needed with ``first_enhanced`` or
         ``settled``).  With it, the runs of first-pass frames are tied to it
@@ -691,6 +714,11 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         # (``_baseline_group``).  Two starts: where the low-rank references put the group, and where it would be
         # had it, on average, not moved from the ROI frame (the references can carry the whole group off by pixels).
         baseline_offset = _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(shift[roi_frame],))
+        # Mutual information finds the group's basin; three measures of the similarity refine it there.
+        tied = shift.copy()
+        tied[members] += baseline_offset
+        baseline_offset = baseline_offset + _consensus_offset(region, tied - tied[roi_frame], members, roi_frame,
+                                                              pixel_mm)
         shift[_baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
@@ -714,7 +742,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
 
 
 def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False,
-                  anchor=None, checked=False):
+                  anchor=None, checked=False, similarity="intensity"):
     """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
 
     Frames of one contrast (``members``: the pre-contrast frames, the late
@@ -729,7 +757,11 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
     Zeros when the optimiser does not converge, the correction is beyond
     ``SEARCH_RADIUS_MM``, or (``checked``, with ``keep_starts``) it is
     longer than ``PHASE_CHECKED_PX`` and improves the metric by less than
-    ``PHASE_MIN_GAIN`` of its value at the group's mean shift.
+    ``PHASE_MIN_GAIN`` of its value at the group's mean shift.  ``similarity``
+    "gradient" registers the two means' gradient magnitudes instead
+    (``GRADIENT_SMOOTHING_PX``), and "orientation" replaces mutual
+    information by normalised gradient fields (``_orientation_offset``,
+    from the group's mean shift alone).
     """
     around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2) if anchor is None else anchor
     group = shift[members].mean(axis=0)
@@ -739,14 +771,78 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
     if smoothing_px is not None:
         fixed = ndimage.gaussian_filter(fixed, smoothing_px, mode="nearest")
         moving = ndimage.gaussian_filter(moving, smoothing_px, mode="nearest")
-    offset, converged, gain = _mutual_information_offset(fixed, moving, region.weight > 0.5,
-                                                         starts=(group,) + tuple(other_starts),
-                                                         fixed_corner=region.margin, keep_starts=keep_starts)
+    if similarity == "orientation":
+        offset, converged, gain = _orientation_offset(fixed, moving, region.weight, region.margin, group), True, np.nan
+    else:
+        if similarity == "gradient":
+            fixed = ndimage.gaussian_gradient_magnitude(fixed, GRADIENT_SMOOTHING_PX, mode="nearest")
+            moving = ndimage.gaussian_gradient_magnitude(moving, GRADIENT_SMOOTHING_PX, mode="nearest")
+        offset, converged, gain = _mutual_information_offset(fixed, moving, region.weight > 0.5,
+                                                             starts=(group,) + tuple(other_starts),
+                                                             fixed_corner=region.margin, keep_starts=keep_starts)
     if checked and np.linalg.norm(offset - group) > PHASE_CHECKED_PX and not gain >= PHASE_MIN_GAIN:
         return np.zeros(2)
     if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
         return offset - group
     return np.zeros(2)
+
+
+def _consensus_offset(region, shift, members, roi_frame, pixel_mm):
+    """Correction (row, column), pixels, of a group's position: the median of three similarity measures' ties.
+
+    The group ``members`` is tied to the ROI frame's neighbours by
+    ``_group_offset`` with each similarity ("intensity", "gradient",
+    "orientation"; see ``GRADIENT_SMOOTHING_PX``): mutual information from
+    the group's mean shift and from the ROI frame's position, normalised
+    gradient fields from the former.  The median is taken per axis.
+    ``shift`` is relative to the ROI frame, so that the mean around it is
+    sampled at (nearly) whole pixels.
+    """
+    return np.median([_group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(np.zeros(2),),
+                                    similarity=similarity) for similarity in ("intensity", "gradient", "orientation")],
+                     axis=0)
+
+
+def _normalised_gradient(image, sigma_px):
+    """Gradient (rows, columns) of ``image`` divided by its length, edges weighed against the median squared
+    gradient: near 1 along the edges, near 0 where only noise varies (``NGF_SMOOTHING_PX``)."""
+    rows = ndimage.gaussian_filter(image, sigma_px, order=(1, 0), mode="nearest")
+    columns = ndimage.gaussian_filter(image, sigma_px, order=(0, 1), mode="nearest")
+    squared = rows ** 2 + columns ** 2
+    length = np.sqrt(squared + np.median(squared) + np.finfo(float).tiny)
+    return rows / length, columns / length
+
+
+def _orientation_offset(fixed, moving, weight, fixed_corner, start):
+    """Translation (row, column), pixels, with moving(u + offset) ~ fixed(u) by normalised gradient fields.
+
+    The weighted sum of the squared cosines of the angles between the two
+    images' gradients is maximised over a grid of each of
+    ``NGF_STEPS_PX`` around the best so far, from ``start``: it rewards
+    edges where they lie, whichever side is brighter, and ignores edges
+    that only one image has.  ``fixed`` (with ``weight``) covers the pixels
+    ``fixed_corner`` onwards of ``moving``'s grid, as in
+    ``_mutual_information_offset``.  The moving image's field is moved by
+    Fourier shifts, which keep its noise as it is at every offset: an
+    interpolating spline smooths the noise at fractional offsets and not
+    at whole ones, and the squared cosines of noisy fields, which grow
+    with the noise, would then pull the search to whole pixels.
+    """
+    fixed_rows, fixed_columns = _normalised_gradient(fixed, NGF_SMOOTHING_PX)
+    moving_rows, moving_columns = _normalised_gradient(moving, NGF_SMOOTHING_PX)
+    spectrum = np.fft.fft2(moving_rows + 1j * moving_columns)  # both real fields moved by one transform
+    inside = (slice(fixed_corner, fixed_corner + fixed.shape[0]), slice(fixed_corner, fixed_corner + fixed.shape[1]))
+
+    def alignment(offset):
+        field = np.fft.ifft2(ndimage.fourier_shift(spectrum, -offset))[inside]
+        return float((weight * (field.real * fixed_rows + field.imag * fixed_columns) ** 2).sum())
+
+    best = np.asarray(start, dtype=float)
+    steps = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3)], dtype=float)
+    for step in NGF_STEPS_PX:
+        candidates = best + step * steps
+        best = candidates[int(np.argmax([alignment(c) for c in candidates]))]
+    return best
 
 
 def _register_to_group_mean(region, shift, members):
