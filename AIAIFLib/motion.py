@@ -194,20 +194,20 @@ MIN_LATE_FRAMES = 5
 #: Registration passes per round of the pre-contrast frames to the mean of the others (``_register_to_group_mean``;
 #: project choice: the mean sharpens as its frames align, and a second pass uses the sharper mean).
 GROUP_MEAN_PASSES = 2
-#: The pre-contrast group's tie to the ROI frame is refined by three similarity measures of the two means, each
-#: blind to other differences between the contrasts (``_consensus_offset``): mutual information of the intensities,
-#: mutual information of the gradient magnitudes (Gaussian derivatives of SD ``GRADIENT_SMOOTHING_PX``) and
-#: normalised gradient fields (Haber & Modersitzki, Methods Inf Med 2007;46:292-9: the squared cosine of the angle
-#: between the two images' gradients, Gaussian derivatives of SD ``NGF_SMOOTHING_PX``, edges weighed against the
-#: image's mean squared gradient), and the median of the three is kept.  Between images of no contrast in the
-#: blood and of peak contrast each measure can be pulled a few tenths of a pixel off, a different way on different
-#: anatomy: measured one by one, normalised gradient fields did worst on our phantoms and the gradient magnitudes'
-#: mutual information on the held-out model.  An error of 0.2 pixel in this one group sets every pixel's baseline
-#: off, and moved held-out segments' MBF by up to 8 % at 1.5 T (project choice, measured on 40 held-out and 20 of
-#: our moving studies, the group's error per slice, median / 90th percentile: ours 0.21 / 0.37 to 0.07 / 0.16
-#: pixel, held-out 0.09 / 0.29 to 0.09 / 0.33 pixel; with the pre-contrast frames moved by a further half pixel in
-#: both axes, on 19 held-out and 20 of our studies, held-out 0.13 / 0.52 to 0.13 / 0.35 and ours 0.22 / 0.40 to
-#: 0.08 / 0.18: mutual information alone is pulled to where the two means' grids align).
+#: The pre-contrast group's tie to the ROI frame is refined by three similarity measures of the two means, each blind to
+#: other differences between the contrasts (``_consensus_offset``): mutual information of the intensities, mutual
+#: information of the gradient magnitudes (Gaussian derivatives of SD ``GRADIENT_SMOOTHING_PX``) and normalised gradient
+#: fields (Haber & Modersitzki, Methods Inf Med 2007;46:292-9: the squared cosine of the angle between the two images'
+#: gradients, Gaussian derivatives of SD ``NGF_SMOOTHING_PX``, edges weighed against the image's mean squared gradient),
+#: and the median of the three is kept.  Between images of no contrast in the blood and of peak contrast each measure
+#: can be pulled a few tenths of a pixel off, a different way on different anatomy: measured one by one (with an earlier
+#: form of the normalised gradient fields, which weighed edges against the median squared gradient), they did worst on
+#: our phantoms and the gradient magnitudes' mutual information on the held-out model.  An error of 0.2 pixel in this
+#: one group sets every pixel's baseline off, and moved held-out segments' MBF by up to 8 % at 1.5 T (project choice,
+#: measured on 40 held-out and 20 of our moving studies, the group's error per slice, median / 90th percentile: ours
+#: 0.21 / 0.37 to 0.07 / 0.16 pixel, held-out 0.09 / 0.29 to 0.09 / 0.33 pixel; with the pre-contrast frames moved by a
+#: further half pixel in both axes, on 19 held-out and 20 of our studies, held-out 0.13 / 0.52 to 0.13 / 0.35 and ours
+#: 0.22 / 0.40 to 0.08 / 0.18: mutual information alone is pulled to where the two means' grids align).
 GRADIENT_SMOOTHING_PX = 1.0
 NGF_SMOOTHING_PX = 0.7
 #: Steps (pixels) of the normalised gradient fields' search: a 5 x 5 grid of each step around the best so far.
