@@ -741,27 +741,14 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
                  for value in (shift, residual, baseline_offset, late_offset, phase_offset))
 
 
-def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False,
-                  anchor=None, checked=False, similarity="intensity"):
-    """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
+def _group_means(region, shift, members, roi_frame, anchor=None, smoothing_px=None):
+    """A group of frames' mean shift (2,) and the two means its common position is registered by.
 
-    Frames of one contrast (``members``: the pre-contrast frames, the late
-    frames once the contrast has settled, or a run of first-pass frames,
-    ``_phase_offsets``) share the low-rank references' components, and with
-    them a common position of their own.  The group's mean, each frame
-    moved only by its difference from the group's mean shift, is registered
-    to the registered mean of ``anchor`` (frames; by default the ROI frame
-    and its neighbours) by mutual information
-    (``_mutual_information_offset``, from the group's mean shift and
-    ``other_starts``; both means smoothed by ``smoothing_px`` when given).
-    Zeros when the optimiser does not converge, the correction is beyond
-    ``SEARCH_RADIUS_MM``, or (``checked``, with ``keep_starts``) it is
-    longer than ``PHASE_CHECKED_PX`` and improves the metric by less than
-    ``PHASE_MIN_GAIN`` of its value at the group's mean shift.  ``similarity``
-    "gradient" registers the two means' gradient magnitudes instead
-    (``GRADIENT_SMOOTHING_PX``), and "orientation" replaces mutual
-    information by normalised gradient fields (``_orientation_offset``,
-    from the group's mean shift alone).
+    ``moving`` is the mean of ``members``, each frame moved only by its
+    difference from the group's mean shift, on the region's grid with its
+    margin; ``fixed`` the registered mean of ``anchor`` (frames; by default
+    the ROI frame and its neighbours) on the region's grid.  Both are
+    smoothed by ``smoothing_px`` when given.
     """
     around_roi = slice(max(roi_frame - 1, 0), roi_frame + 2) if anchor is None else anchor
     group = shift[members].mean(axis=0)
@@ -771,36 +758,65 @@ def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), 
     if smoothing_px is not None:
         fixed = ndimage.gaussian_filter(fixed, smoothing_px, mode="nearest")
         moving = ndimage.gaussian_filter(moving, smoothing_px, mode="nearest")
-    if similarity == "orientation":
-        offset, converged, gain = _orientation_offset(fixed, moving, region.weight, region.margin, group), True, np.nan
-    else:
-        if similarity == "gradient":
-            fixed = ndimage.gaussian_gradient_magnitude(fixed, GRADIENT_SMOOTHING_PX, mode="nearest")
-            moving = ndimage.gaussian_gradient_magnitude(moving, GRADIENT_SMOOTHING_PX, mode="nearest")
-        offset, converged, gain = _mutual_information_offset(fixed, moving, region.weight > 0.5,
-                                                             starts=(group,) + tuple(other_starts),
-                                                             fixed_corner=region.margin, keep_starts=keep_starts)
-    if checked and np.linalg.norm(offset - group) > PHASE_CHECKED_PX and not gain >= PHASE_MIN_GAIN:
-        return np.zeros(2)
+    return group, moving, fixed
+
+
+def _accepted_correction(offset, group, converged, pixel_mm):
+    """``offset - group``, or zeros when the search did not converge or the correction is beyond
+    ``SEARCH_RADIUS_MM``."""
     if converged and np.linalg.norm((offset - group) * pixel_mm) <= SEARCH_RADIUS_MM:
         return offset - group
     return np.zeros(2)
 
 
+def _group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False,
+                  anchor=None, checked=False):
+    """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
+
+    Frames of one contrast (``members``: the pre-contrast frames, the late
+    frames once the contrast has settled, or a run of first-pass frames,
+    ``_phase_offsets``) share the low-rank references' components, and with
+    them a common position of their own.  The group's mean is registered to
+    the registered mean of ``anchor`` (``_group_means``) by mutual
+    information (``_mutual_information_offset``, from the group's mean
+    shift and ``other_starts``).  Zeros when the optimiser does not
+    converge, the correction is beyond ``SEARCH_RADIUS_MM``, or
+    (``checked``, with ``keep_starts``) it is longer than
+    ``PHASE_CHECKED_PX`` and improves the metric by less than
+    ``PHASE_MIN_GAIN`` of its value at the group's mean shift.
+    """
+    group, moving, fixed = _group_means(region, shift, members, roi_frame, anchor, smoothing_px)
+    offset, converged, gain = _mutual_information_offset(fixed, moving, region.weight > 0.5,
+                                                         starts=(group,) + tuple(other_starts),
+                                                         fixed_corner=region.margin, keep_starts=keep_starts)
+    if checked and np.linalg.norm(offset - group) > PHASE_CHECKED_PX and not gain >= PHASE_MIN_GAIN:
+        return np.zeros(2)
+    return _accepted_correction(offset, group, converged, pixel_mm)
+
+
 def _consensus_offset(region, shift, members, roi_frame, pixel_mm):
     """Correction (row, column), pixels, of a group's position: the median of three similarity measures' ties.
 
-    The group ``members`` is tied to the ROI frame's neighbours by
-    ``_group_offset`` with each similarity ("intensity", "gradient",
-    "orientation"; see ``GRADIENT_SMOOTHING_PX``): mutual information from
-    the group's mean shift and from the ROI frame's position, normalised
-    gradient fields from the former.  The median is taken per axis.
-    ``shift`` is relative to the ROI frame, so that the mean around it is
-    sampled at (nearly) whole pixels.
+    The group ``members`` is registered to the ROI frame's neighbours
+    (``_group_means``, built once) by mutual information of the two means
+    and of their gradient magnitudes (``GRADIENT_SMOOTHING_PX``), each from
+    the group's mean shift and from the ROI frame's position, and by
+    normalised gradient fields (``_orientation_offset``) from the former;
+    each correction is accepted as in ``_group_offset``, and the median is
+    taken per axis.  ``shift`` is relative to the ROI frame, so that the
+    mean around it is sampled at (nearly) whole pixels.
     """
-    return np.median([_group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(np.zeros(2),),
-                                    similarity=similarity) for similarity in ("intensity", "gradient", "orientation")],
-                     axis=0)
+    group, moving, fixed = _group_means(region, shift, members, roi_frame)
+    gradients = [ndimage.gaussian_gradient_magnitude(image, GRADIENT_SMOOTHING_PX, mode="nearest")
+                 for image in (fixed, moving)]
+    corrections = []
+    for fixed_image, moving_image in ((fixed, moving), gradients):
+        offset, converged, _ = _mutual_information_offset(fixed_image, moving_image, region.weight > 0.5,
+                                                          starts=(group, np.zeros(2)), fixed_corner=region.margin)
+        corrections.append(_accepted_correction(offset, group, converged, pixel_mm))
+    offset = _orientation_offset(fixed, moving, region.weight, region.margin, group)
+    corrections.append(_accepted_correction(offset, group, True, pixel_mm))
+    return np.median(corrections, axis=0)
 
 
 def _gradient(image, sigma_px):
