@@ -1,4 +1,4 @@
-"""Motion correction (AIAIFLib/motion.py): registration of every frame to the ROI frame, its decisions and record."""
+"""Motion correction (AIAIFLib/motion/): registration of every frame to the ROI frame, its decisions and record."""
 
 import json
 
@@ -57,7 +57,7 @@ def test_registered_frames_are_moved_back_onto_the_roi_frame(moving, still, corr
 
 
 def test_frames_within_the_precision_are_left_exactly_as_they_were(moving, corrected):
-    small = np.linalg.norm(corrected.shift_px, axis=-1) < motion.MIN_APPLIED_SHIFT_PX
+    small = np.linalg.norm(corrected.shift_px, axis=-1) < motion.correction.MIN_APPLIED_SHIFT_PX
     assert small.any()
     frames, slices = np.nonzero(small)
     np.testing.assert_array_equal(corrected.frames[frames, slices], moving.frames[frames, slices])
@@ -125,7 +125,7 @@ def test_leading_eigenvectors_span_the_top_eigenspace():
     rng = np.random.default_rng(2)
     basis = rng.standard_normal((30, 30))
     gram = basis @ np.diag(np.geomspace(100.0, 0.01, 30)) @ basis.T
-    found = motion._leading_eigenvectors(gram, 4)
+    found = motion.low_rank._leading_eigenvectors(gram, 4)
     _, vectors = np.linalg.eigh(gram)
     top = vectors[:, -4:]
     np.testing.assert_allclose(found.T @ found, np.eye(4), atol=1e-9)
@@ -137,7 +137,7 @@ def test_a_frame_unlike_the_others_gets_a_faint_reference():
     rng = np.random.default_rng(3)
     images = np.repeat(rng.random((1, 10, 10)), 12, axis=0) * np.linspace(1.0, 2.0, 12)[:, None, None]
     images[7] = rng.random((10, 10))
-    reference = motion._low_rank(images, np.ones((10, 10)), 2)
+    reference = motion.low_rank.low_rank_references(images, np.ones((10, 10)), 2)
     like = [np.corrcoef(reference[t].ravel(), images[t].ravel())[0, 1] for t in range(12)]
     assert like[7] < 0.5 < min(like[t] for t in range(12) if t != 7)
 
@@ -174,10 +174,10 @@ def test_first_frames_with_contrast_keep_their_own_position_when_registered_apar
 def test_baseline_group_takes_the_first_frames_with_contrast_only_where_they_sat_with_it():
     shift = np.zeros((10, 2))
     shift[:4], shift[4], shift[5], shift[6] = 3.0, 3.1, 0.2, 0.1  # frame 4 with the group, frame 5 apart from it
-    assert motion._baseline_group(shift, 4, roi_frame=8).tolist() == [0, 1, 2, 3, 4]
-    assert motion._baseline_group(shift, 4, roi_frame=5).tolist() == [0, 1, 2, 3, 4]
+    assert motion.groups.baseline_group(shift, 4, roi_frame=8).tolist() == [0, 1, 2, 3, 4]
+    assert motion.groups.baseline_group(shift, 4, roi_frame=5).tolist() == [0, 1, 2, 3, 4]
     # A ROI frame before the contrast (``--roi-frame``) stays where it is, and so do the frames after it.
-    assert motion._baseline_group(shift, 4, roi_frame=2).tolist() == [0, 1]
+    assert motion.groups.baseline_group(shift, 4, roi_frame=2).tolist() == [0, 1]
 
 
 def test_arrival_is_found_when_something_brighter_than_the_blood_fades_over_the_first_frames(still):
@@ -204,12 +204,12 @@ def test_arrival_is_found_when_something_brighter_than_the_blood_fades_over_the_
 def test_auto_resamples_when_the_frames_move_in_every_slice_not_in_one():
     shift = np.zeros((20, 3, 2))
     shift[5:10, 2] = (1.2, 1.2)  # 1.7 px in one slice only: the registration's error, not breathing
-    assert not motion._breathing_moved(shift)
+    assert not motion.auto.breathing_moved(shift)
     shift[5:10, :2] = (1.1, 1.3)  # ... and in the others too: the heart moved
-    assert motion._breathing_moved(shift)
+    assert motion.auto.breathing_moved(shift)
     shift[7:10] = 0.0  # but in two frames only
-    assert not motion._breathing_moved(shift)
-    assert not motion._breathing_moved(shift[:, :0])  # no slice measured
+    assert not motion.auto.breathing_moved(shift)
+    assert not motion.auto.breathing_moved(shift[:, :0])  # no slice measured
 
 
 def test_auto_resamples_when_the_heart_moves_back_and_forth_by_less_than_the_distance_threshold():
@@ -219,24 +219,24 @@ def test_auto_resamples_when_the_heart_moves_back_and_forth_by_less_than_the_dis
     breathing = np.zeros((30, 3, 2))
     breathing[10:, :, 0] = (0.8 * np.sin(0.5 * np.pi * frames[10:]))[:, None]
     breathing[10:, 1, 1] = 0.1  # slices a little apart, as they are
-    assert np.linalg.norm(breathing, axis=-1).max() < motion.AUTO_THRESHOLD_PX
-    assert motion._breathing_moved(breathing)
+    assert np.linalg.norm(breathing, axis=-1).max() < motion.auto.AUTO_THRESHOLD_PX
+    assert motion.auto.breathing_moved(breathing)
     drift = np.zeros((30, 3, 2))
     drift[:, :, 1] = np.linspace(0.0, 1.2, 30)[:, None]  # 1.2 pixels over the series: slow, as the contrast
-    assert not motion._breathing_moved(drift)
+    assert not motion.auto.breathing_moved(drift)
     one_slice = np.zeros((30, 3, 2))
     one_slice[:, 2] = breathing[:, 2]  # back and forth in one slice only: not the heart
-    assert not motion._breathing_moved(one_slice)
+    assert not motion.auto.breathing_moved(one_slice)
     few = np.zeros((30, 3, 2))
     few[10:13] = breathing[10:13]  # fewer such steps than ``AUTO_MIN_STEPS``
-    assert not motion._breathing_moved(few)
+    assert not motion.auto.breathing_moved(few)
     # Each slice jittering by as much on its own (the dark, noisy frames before the contrast) is the
     # registration's noise, not breathing; nor can one slice alone tell the two apart.
     jitter = np.random.default_rng(3).normal(0.0, 0.5, (30, 3, 2))
     assert np.count_nonzero(np.median(np.linalg.norm(np.diff(jitter, axis=0), axis=-1), axis=1)
-                            > motion.AUTO_STEP_PX) >= motion.AUTO_MIN_STEPS  # long steps, in the median slice
-    assert not motion._breathing_moved(jitter)
-    assert not motion._breathing_moved(breathing[:, :1])
+                            > motion.auto.AUTO_STEP_PX) >= motion.auto.AUTO_MIN_STEPS  # long steps, in the median slice
+    assert not motion.auto.breathing_moved(jitter)
+    assert not motion.auto.breathing_moved(breathing[:, :1])
 
 
 def test_a_still_series_first_pass_is_measured_where_it_is_in_every_slice(late_roi_frame_study):
@@ -265,7 +265,7 @@ def test_auto_leaves_a_still_series_alone_when_one_slice_seems_to_move(late_roi_
     corrected = motion.correct_motion(frames, study.frame_times_s, study.blood_pool_mask, study.myocardium_mask,
                                       study.pixel_spacing_mm, roi, mode="auto")
     length = np.linalg.norm(corrected.shift_px, axis=-1)
-    assert np.count_nonzero(length[:, 2] > motion.AUTO_THRESHOLD_PX) >= motion.AUTO_MIN_FRAMES  # the case
+    assert np.count_nonzero(length[:, 2] > motion.auto.AUTO_THRESHOLD_PX) >= motion.auto.AUTO_MIN_FRAMES  # the case
     assert not corrected.applied
     assert corrected.excluded_frames == []
     assert np.array_equal(corrected.frames, frames)
@@ -311,7 +311,7 @@ def test_the_late_frames_common_offset_is_recovered():
     roi = peak_enhancement_frame(frames, blood)
     result = motion.correct_motion(frames, times, blood, myocardium, (2.0, 2.0), roi, mode="on")
     truth = np.where(np.arange(frames.shape[0]) >= 24, 1.0, 0.0)
-    assert roi < result.late_start_frame <= frames.shape[0] - motion.MIN_LATE_FRAMES
+    assert roi < result.late_start_frame <= frames.shape[0] - motion.slice_motion.MIN_LATE_FRAMES
     late_error = result.shift_px[24:, 0, 1] - truth[24:]
     assert abs(late_error.mean()) < 0.1 and np.abs(late_error).max() < 0.2
     assert np.abs(result.shift_px[:24, 0, 1] - truth[:24]).max() < 0.3  # the ramp to the late group stays small
@@ -327,7 +327,7 @@ def test_the_late_group_starts_after_the_first_pass_whatever_the_roi_frame():
     heart = blood | myocardium
     first = motion.first_enhanced_frame(frames, times, heart, (2.0, 2.0))
     peak = peak_enhancement_frame(frames, blood)
-    curve = motion._brightest_mean(motion._near_heart(frames, heart, (2.0, 2.0)))
+    curve = motion.contrast_phases.brightest_mean(motion.contrast_phases.near_heart(frames, heart, (2.0, 2.0)))
     from_peak = motion.contrast_settled_frame(curve, first, peak)
     assert from_peak > peak
     assert motion.contrast_settled_frame(curve, first, 2) == from_peak
@@ -353,9 +353,9 @@ def test_frames_of_one_contrast_are_registered_to_one_another_from_wherever_they
     frames = _breathing_frames(truth)
     heart = np.zeros(frames.shape[1:], bool)
     heart[18:31, 20:33] = True
-    region = motion._Region(frames, heart, np.array([2.0, 2.0]))
+    region = motion.region.Region(frames, heart, np.array([2.0, 2.0]))
     start = np.random.default_rng(2).normal(0.0, 3.0, truth.shape)
-    shift, residual = motion._register_to_group_mean(region, start, np.arange(len(truth)))
+    shift, residual = motion.groups.register_to_group_mean(region, start, np.arange(len(truth)))
     relative = (shift - shift.mean(axis=0)) - (truth - truth.mean(axis=0))
     assert np.abs(relative).max() < 0.15
     assert residual.max() < 2.0 * np.median(residual)
@@ -385,18 +385,18 @@ def test_a_run_of_first_pass_frames_carried_off_together_is_tied_back_to_the_roi
 
     frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
     roi = peak_enhancement_frame(frames, blood)
-    run = np.arange(roi + 2, roi + 2 + motion.PHASE_FRAMES)
+    run = np.arange(roi + 2, roi + 2 + motion.groups.PHASE_FRAMES)
     moved = frames.copy()
     for t in run:  # the run's anatomy sits 1 pixel further right, while its shifts say it did not move
         moved[t, 0] = ndimage.shift(frames[t, 0], (0.0, 1.0), order=3, mode="nearest")
-    region = motion._Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
-    correction = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
-                                       roi - 4, roi - 4, run[-1] + 1 + motion.PHASE_FRAMES)
+    region = motion.region.Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
+    correction = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                             roi - 4, roi - 4, run[-1] + 1 + motion.groups.PHASE_FRAMES)
     assert np.abs(correction[run, 1] - 1.0).max() < 0.2 and np.abs(correction[run, 0]).max() < 0.2
     others = np.setdiff1d(np.arange(frames.shape[0]), run)
     assert np.abs(correction[others]).max() < 0.3
     assert np.all(correction[[roi - 1, roi, roi + 1]] == 0.0)  # the frames the runs are tied to
-    assert np.all(correction[:roi - 4] == 0.0) and np.all(correction[run[-1] + 1 + motion.PHASE_FRAMES:] == 0.0)
+    assert np.all(correction[:roi - 4] == 0.0) and np.all(correction[run[-1] + 1 + motion.groups.PHASE_FRAMES:] == 0.0)
 
 
 def test_runs_before_the_roi_frame_start_once_the_lv_blood_shows_contrast():
@@ -422,20 +422,20 @@ def test_frames_before_the_lv_contrast_are_tied_to_the_first_whole_run_from_it_o
 
     frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)
     roi = peak_enhancement_frame(frames, blood)
-    lv_from = roi - 2 - motion.PHASE_FRAMES
+    lv_from = roi - 2 - motion.groups.PHASE_FRAMES
     early = np.arange(lv_from - 3, lv_from)
     moved = frames.copy()
     for t in early:  # these frames' anatomy sits 1 pixel lower, while their shifts say they did not move
         moved[t, 0] = ndimage.shift(frames[t, 0], (1.0, 0.0), order=3, mode="nearest")
-    region = motion._Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
-    correction = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
-                                       early[0], lv_from, roi + 2)
+    region = motion.region.Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
+    correction = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                             early[0], lv_from, roi + 2)
     assert np.abs(correction[early, 0] - 1.0).max() < 0.25 and np.abs(correction[early, 1]).max() < 0.25
     assert np.abs(correction[lv_from:roi - 1]).max() < 0.25
     assert np.all(correction[:early[0]] == 0.0)
     # With fewer frames from ``lv_enhanced`` on than a whole run, the frames before it are left as they are.
-    short = motion._phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
-                                  early[0], roi - 4, roi + 2)
+    short = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                        early[0], roi - 4, roi + 2)
     assert np.all(short[:roi - 4] == 0.0)
 
 
@@ -458,7 +458,7 @@ def test_frames_with_contrast_in_the_rv_alone_need_a_whole_run_with_lv_contrast_
     # still series.
     phantom = simulate_phantom(seed=4, field_strength_t=3.0)
     corrected = _correct(phantom)
-    assert 0 < corrected.roi_frame - 2 - corrected.lv_enhanced_frame < motion.PHASE_FRAMES  # the case
+    assert 0 < corrected.roi_frame - 2 - corrected.lv_enhanced_frame < motion.groups.PHASE_FRAMES  # the case
     assert not corrected.applied
     first = motion.first_enhanced_frame(phantom.frames, phantom.frame_times_s,
                                         phantom.lv_blood_mask | phantom.myocardium_mask, PIXEL_MM)
@@ -475,10 +475,10 @@ def test_normalised_gradient_fields_align_edges_whichever_side_is_brighter():
         frames = _breathing_frames([truth, (0.0, 0.0)])
         fixed = -np.sqrt(frames[1])[corner:-corner, corner:-corner]
         weight = np.ones(fixed.shape)
-        offset = motion._orientation_offset(fixed, frames[0], weight, corner, np.zeros(2))
+        offset = motion.similarity.orientation_offset(fixed, frames[0], weight, corner, np.zeros(2))
         assert np.abs(offset - truth).max() < 0.1, (truth, offset)
         # From a start a pixel away it finds the same position.
-        again = motion._orientation_offset(fixed, frames[0], weight, corner, offset + (1.0, -1.0))
+        again = motion.similarity.orientation_offset(fixed, frames[0], weight, corner, offset + (1.0, -1.0))
         assert np.abs(again - offset).max() < 0.03
 
 
@@ -493,7 +493,7 @@ def test_normalised_gradient_fields_follow_the_edges_not_the_noise():
     for truth in ((0.5, 0.5), (0.3, -0.45)):
         moving = ndimage.shift(scene, truth, order=3, mode="nearest") + rng.normal(0.0, 10.0, scene.shape)
         fixed = -np.sqrt(scene + rng.normal(0.0, 10.0, scene.shape))[6:-6, 6:-6]
-        offset = motion._orientation_offset(fixed, moving, np.ones(fixed.shape), 6, np.zeros(2))
+        offset = motion.similarity.orientation_offset(fixed, moving, np.ones(fixed.shape), 6, np.zeros(2))
         assert np.abs(offset - truth).max() < 0.1, (truth, offset)
 
 
@@ -506,5 +506,5 @@ def test_the_pre_contrast_groups_tie_is_the_median_of_three_similarity_measures(
                                         phantom.lv_blood_mask | phantom.myocardium_mask, PIXEL_MM)
     truth = phantom.truth["motion_shift_px"] - phantom.truth["motion_shift_px"][corrected.roi_frame]
     group_error = (corrected.shift_px[:first] - truth[:first]).mean(axis=0)
-    assert first >= motion.MIN_BASELINE_FRAMES
+    assert first >= motion.slice_motion.MIN_BASELINE_FRAMES
     assert np.linalg.norm(group_error, axis=-1).max() < 0.2

@@ -1,0 +1,296 @@
+"""Motion correction of a whole series: every slice registered, frames checked, ``auto`` decided, resampled."""
+
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import AIAIFInputError
+from ..pipeline import MOTION_CORRECTIONS as MOTION_CORRECTION_MODES
+from .auto import AUTO_MIN_FRAMES, AUTO_MIN_STEPS, AUTO_STEP_PX, AUTO_THRESHOLD_PX, breathing_moved
+from .contrast_phases import (brightest_mean, contrast_settled_frame, first_enhanced_from_pixels, lv_enhanced_frame,
+                              near_heart)
+from .gauss_newton import JUMP_PX, neighbour_median
+from .slice_motion import estimate_slice_motion
+
+#: A frame further than ``gauss_newton.JUMP_PX`` from its neighbours' median is taken as not registered when its
+#: residual also exceeds the median's this many times.
+JUMP_RESIDUAL_RATIO = 1.5
+#: A frame displaced further than this from the ROI frame, mm, is taken as not registered.
+MAX_DISPLACEMENT_MM = 20.0
+#: A frame whose registration residual exceeds the median of the series' frames by more than this many
+#: robust SDs (1.4826 MAD), and is at least ``OUTLIER_MIN_RATIO`` times the median, is taken as not registered
+#: (project choice: measured residuals of registered frames stay within a few SDs; see the benchmark).
+OUTLIER_RESIDUAL_SD = 8.0
+OUTLIER_MIN_RATIO = 3.0
+#: Fewest pre-contrast frames left in the fits: frames before the contrast that could not be registered are
+#: kept (with a warning) rather than leave fewer (project choice: a baseline of fewer frames is noisier than a
+#: slightly misregistered one).
+MIN_BASELINE_KEPT = 3
+#: Displacements shorter than this, pixels, are measured and reported but not applied (project choice: the
+#: registration's estimates of frames that did not move reach about half a pixel, see the benchmark; a
+#: sub-pixel resampling at the blood pool's edge moves enough blood signal into the myocardium's edge
+#: pixels to change their MBF by several per cent).
+MIN_APPLIED_SHIFT_PX = 0.75
+
+
+class MotionCorrection(object):
+    """What the motion step measured and did.
+
+    Attributes
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+        The frames registered to the ROI frame (the input frames, untouched,
+        when ``applied`` is False).
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        Measured displacement of the anatomy in each frame relative to the
+        ROI frame, (row, column) pixels; NaN when not measured (``off``).
+    residual : numpy.ndarray, shape (n_frames, n_slices)
+        Registration residual: RMS difference between the registered frame
+        and its synthetic reference inside the heart region, over the
+        series' median (1 is typical); NaN when not measured.
+    excluded_frames : list of int
+        Frames that could not be registered (any slice), left out of the fits.
+    mode : str
+        The ``MOTION_CORRECTION_MODES`` value asked for.
+    applied : bool
+        Whether the frames were resampled.
+    roi_frame : int
+        The frame the ROIs belong to, the registration's target.
+    roi_frame_rule : str
+        "peak LV enhancement" or "given".
+    pixel_mm : numpy.ndarray, shape (2,)
+        Pixel size (row, column), mm.
+    frame_times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    baseline_offset_px : numpy.ndarray, shape (n_slices, 2)
+        Per slice, the (row, column) correction the mutual-information step
+        gave the pre-contrast frames (``estimate_slice_motion``), pixels.
+    late_start_frame : int or None
+        First frame of settled contrast after the first pass
+        (``contrast_settled_frame``), the start of the late group; None when
+        not measured or the contrast did not settle.
+    late_offset_px : numpy.ndarray, shape (n_slices, 2)
+        Per slice, the (row, column) correction the mutual-information step
+        gave the late group (``estimate_slice_motion``), pixels; zeros when
+        there was none.
+    lv_enhanced_frame : int or None
+        First frame whose LV blood shows ``PHASE_LV_SHARE`` of its
+        enhancement at the ROI frame (``lv_enhanced_frame``): the runs of
+        first-pass frames tied to the ROI frame start there, the runs before
+        it are tied to the first frames from it on; None when not measured.
+    phase_offset_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        The (row, column) correction the mutual-information step gave each
+        frame's run of first-pass frames (``phase_offsets``), pixels; zeros
+        outside the runs.
+    warnings : list of str
+        Sentences for the summary.
+    seconds : float
+        Time taken, s.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def applied_shift_px(self):
+        """The displacements the frames were resampled by, (n_frames, n_slices, 2) pixels: ``shift_px`` without those
+        under ``MIN_APPLIED_SHIFT_PX``, all zeros when the frames were not resampled."""
+        if not self.applied:
+            return np.zeros_like(self.shift_px)
+        return _applied_shift(self.shift_px)
+
+    def displacement_mm(self):
+        """Length of each frame's in-plane displacement from the ROI frame, mm, shape (n_frames, n_slices)."""
+        return np.linalg.norm(self.shift_px * self.pixel_mm, axis=-1)
+
+    def summary(self):
+        """JSON-ready record for ``summary.json``."""
+        measured = bool(np.all(np.isfinite(self.shift_px)))
+        length = self.displacement_mm() if measured else None
+        return {
+            "mode": self.mode,
+            "applied": bool(self.applied),
+            "roi_frame": int(self.roi_frame),
+            "roi_frame_rule": self.roi_frame_rule,
+            "measured": measured,
+            "method": "translation per frame and slice to progressive low-rank references",
+            "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median "
+                          "over the slices), or at least {} steps between frames move every slice more than {:g} "
+                          "pixel the same way").format(
+                AUTO_MIN_FRAMES, AUTO_THRESHOLD_PX, AUTO_MIN_STEPS, AUTO_STEP_PX),
+            "pixel_mm": [float(v) for v in self.pixel_mm],
+            "max_displacement_mm": round(float(length.max()), 3) if measured else None,
+            "median_displacement_mm": round(float(np.median(length)), 3) if measured else None,
+            "displacement_px": (np.round(self.shift_px, 3).tolist() if measured else None),
+            "displacement_mm": (np.round(length, 3).tolist() if measured else None),
+            "residual": (np.round(self.residual, 3).tolist() if measured else None),
+            "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
+            "late_group_start_frame": (None if self.late_start_frame is None else int(self.late_start_frame)),
+            "late_group_offset_px": (np.round(self.late_offset_px, 3).tolist() if measured else None),
+            "lv_enhanced_frame": (None if self.lv_enhanced_frame is None else int(self.lv_enhanced_frame)),
+            "phase_offset_px": (np.round(self.phase_offset_px, 3).tolist() if measured else None),
+            "excluded_frames": [int(f) for f in self.excluded_frames],
+        }
+
+
+def _applied_shift(shift_px):
+    """``shift_px`` with the displacements shorter than ``MIN_APPLIED_SHIFT_PX`` set to zero."""
+    return np.where(np.linalg.norm(shift_px, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift_px)
+
+
+def _report(progress, fraction, message):
+    if progress is not None:
+        progress(float(fraction), message)
+
+
+def resample_frames(frames, shift_px):
+    """Frames moved back by their displacement: out(x) = frame(x + shift), cubic spline, edges repeated.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        (row, column) displacement of each frame and slice, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``frames``, float64; frames with a zero shift are copied.
+    """
+    out = np.array(frames, dtype=float, copy=True)
+    for t in range(frames.shape[0]):
+        for k in range(frames.shape[1]):
+            if np.any(shift_px[t, k] != 0.0):
+                out[t, k] = ndimage.shift(out[t, k], -np.asarray(shift_px[t, k], dtype=float), order=3,
+                                          mode="nearest")
+    return out
+
+
+def _unregistered(shift_px, residual, pixel_mm, roi_frame):
+    """Frames (any slice) that could not be registered.
+
+    A frame is not registered when it lies further than
+    ``MAX_DISPLACEMENT_MM`` from the ROI frame; when its residual exceeds the
+    series' median by ``OUTLIER_RESIDUAL_SD`` robust SDs and
+    ``OUTLIER_MIN_RATIO`` times; or when it lies more than ``JUMP_PX`` from
+    its neighbours' median with a residual above ``JUMP_RESIDUAL_RATIO``
+    times the median (a false minimum).
+    """
+    length_mm = np.linalg.norm(shift_px * pixel_mm, axis=-1)
+    bad = length_mm > MAX_DISPLACEMENT_MM
+    median = np.median(residual, axis=0)
+    spread = 1.4826 * np.median(np.abs(residual - median), axis=0)
+    bad |= (residual > median + OUTLIER_RESIDUAL_SD * spread) & (residual > OUTLIER_MIN_RATIO * median)
+    for k in range(shift_px.shape[1]):
+        jump = np.linalg.norm(shift_px[:, k] - neighbour_median(shift_px[:, k]), axis=-1)
+        bad[:, k] |= (jump > JUMP_PX) & (residual[:, k] > JUMP_RESIDUAL_RATIO * median[k])
+    bad[roi_frame] = False
+    return [int(f) for f in np.flatnonzero(bad.any(axis=1))]
+
+
+def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixel_mm, roi_frame, mode="auto",
+                   roi_frame_rule="given", progress=None):
+    """Register every frame of each slice, in plane, to the position of the ROI frame.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
+        The perfusion series (signal units).
+    frame_times_s : numpy.ndarray, shape (n_frames,)
+        Frame times, s.
+    blood_pool_mask, myocardium_mask : numpy.ndarray of bool, shape (n_slices, rows, columns)
+        The ROIs, drawn on frame ``roi_frame``.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+    roi_frame : int
+        The frame the ROIs belong to.
+    mode : str
+        One of ``MOTION_CORRECTION_MODES``.
+    roi_frame_rule : str
+        How ``roi_frame`` was chosen, for the record.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    MotionCorrection
+
+    Raises
+    ------
+    AIAIFInputError
+        For an unknown mode or a ROI frame outside the series.
+    """
+    if mode not in MOTION_CORRECTION_MODES:
+        raise AIAIFInputError("Unknown motion correction {!r}; use one of {}.".format(
+            mode, ", ".join(MOTION_CORRECTION_MODES)))
+    frames = np.asarray(frames, dtype=float)
+    n_frames, n_slices = frames.shape[:2]
+    if not 0 <= int(roi_frame) < n_frames:
+        raise AIAIFInputError("The ROI frame {} is outside the series' frames 0-{}; give the index of the frame "
+                              "the ROIs were drawn on.".format(roi_frame, n_frames - 1))
+    roi_frame = int(roi_frame)
+    pixel_mm = np.asarray(pixel_mm, dtype=float)
+    started = time.perf_counter()
+    record = dict(mode=mode, roi_frame=roi_frame, roi_frame_rule=roi_frame_rule, pixel_mm=pixel_mm, warnings=[],
+                  frame_times_s=np.asarray(frame_times_s, dtype=float))
+    if mode == "off":
+        return MotionCorrection(frames=frames, shift_px=np.full((n_frames, n_slices, 2), np.nan),
+                                residual=np.full((n_frames, n_slices), np.nan), excluded_frames=[], applied=False,
+                                baseline_offset_px=np.full((n_slices, 2), np.nan), late_start_frame=None,
+                                late_offset_px=np.full((n_slices, 2), np.nan), lv_enhanced_frame=None,
+                                phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
+                                seconds=time.perf_counter() - started, **record)
+    heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
+    shift = np.zeros((n_frames, n_slices, 2))
+    residual = np.full((n_frames, n_slices), np.nan)
+    baseline_offset = np.zeros((n_slices, 2))
+    late_offset = np.zeros((n_slices, 2))
+    phase_offset = np.zeros((n_frames, n_slices, 2))
+    near = near_heart(frames, heart, pixel_mm)  # where the contrast's arrival and settling are read
+    first_enhanced = first_enhanced_from_pixels(near, frame_times_s)
+    settled = contrast_settled_frame(brightest_mean(near), first_enhanced, roi_frame)
+    lv_enhanced = lv_enhanced_frame(frames, blood_pool_mask, first_enhanced, roi_frame)
+    for k in range(n_slices):
+        _report(progress, k / n_slices, "Measuring the motion of slice {} of {}".format(k + 1, n_slices))
+        if not heart[k].any():
+            continue  # no ROI in this slice: nothing to register it on
+        slice_shift, slice_residual, baseline_offset[k], late_offset[k], phase_offset[:, k] = estimate_slice_motion(
+            frames[:, k], heart[k], pixel_mm, first_enhanced=first_enhanced, roi_frame=roi_frame, settled=settled,
+            lv_enhanced=lv_enhanced)
+        shift[:, k] = slice_shift - slice_shift[roi_frame]
+        residual[:, k] = slice_residual / np.median(slice_residual)
+    measured = np.isfinite(residual).all(axis=0)
+    unregistered = _unregistered(shift[:, measured], residual[:, measured], pixel_mm, roi_frame)
+    reliable = np.ones(n_frames, bool)
+    reliable[unregistered] = False
+    # Whether the series moves is judged on the frames the registration could follow: a frame it could not
+    # follow says nothing about motion.
+    applied = mode == "on" or breathing_moved(shift[reliable][:, measured])
+    excluded = unregistered if applied else []
+    warnings = record["warnings"]
+    baseline_left = [f for f in range(first_enhanced) if f not in excluded]
+    kept_baseline = [f for f in excluded if f < first_enhanced] if len(baseline_left) < MIN_BASELINE_KEPT else []
+    if kept_baseline:
+        # The pre-contrast frames set every pixel's baseline: without enough of them no curve can be converted.
+        excluded = [f for f in excluded if f not in kept_baseline]
+        warnings.append("Frame{} {} before the contrast could not be registered but {} kept, as the baseline needs "
+                        "{} pre-contrast frames; the baseline of pixels near edges may be biased.".format(
+                            "s" if len(kept_baseline) > 1 else "", ", ".join(str(f) for f in kept_baseline),
+                            "are" if len(kept_baseline) > 1 else "is", MIN_BASELINE_KEPT))
+    if excluded:
+        warnings.append("{} frame{} could not be registered to the ROI frame and {} left out of the fits (frame{} "
+                        "{}); check the series for through-plane motion or artefacts.".format(
+                            len(excluded), "s" if len(excluded) > 1 else "", "are" if len(excluded) > 1 else "is",
+                            "s" if len(excluded) > 1 else "", ", ".join(str(f) for f in excluded)))
+    if not measured.all():
+        warnings.append("Slice{} {} {} no ROI, so {} not registered.".format(
+            "s" if (~measured).sum() > 1 else "", ", ".join(str(k) for k in np.flatnonzero(~measured)),
+            "have" if (~measured).sum() > 1 else "has", "they were" if (~measured).sum() > 1 else "it was"))
+    _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
+    # Displacements within the registration's precision are not applied: resampling a frame that did not move
+    # only blurs it, and misplaces its edges by the estimate's error.
+    registered = resample_frames(frames, _applied_shift(shift)) if applied else frames
+    return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
+                            baseline_offset_px=baseline_offset, late_start_frame=settled,
+                            late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
+                            applied=applied, seconds=time.perf_counter() - started, **record)
