@@ -95,8 +95,8 @@ def test_the_roi_frame_is_the_registrations_target(moving):
 
 
 @pytest.mark.parametrize("mode, roi_frame, phrase", [("sometimes", 5, "Unknown motion correction"),
-                                                      ("auto", 60, "outside the series"),
-                                                      ("auto", -1, "outside the series")])
+                                                     ("auto", 60, "outside the series"),
+                                                     ("auto", -1, "outside the series")])
 def test_bad_choices_are_one_sentence(still, mode, roi_frame, phrase):
     with pytest.raises(AIAIFInputError, match=phrase):
         _correct(still, mode=mode, roi_frame=roi_frame)

@@ -109,7 +109,7 @@ def _accepted_correction(offset, group, converged, pixel_mm):
 
 
 def group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), smoothing_px=None, keep_starts=False,
-                  anchor=None, checked=False):
+                 anchor=None, checked=False):
     """Correction (row, column), pixels, of a group of frames' common position, by mutual information.
 
     Frames of one contrast (``members``: the pre-contrast frames, the late
@@ -126,8 +126,8 @@ def group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), s
     """
     group, moving, fixed = _group_means(region, shift, members, roi_frame, anchor, smoothing_px)
     offset, converged, gain = mutual_information_offset(fixed, moving, region.weight > 0.5,
-                                                         starts=(group,) + tuple(other_starts),
-                                                         fixed_corner=region.margin, keep_starts=keep_starts)
+                                                        starts=(group,) + tuple(other_starts),
+                                                        fixed_corner=region.margin, keep_starts=keep_starts)
     if checked and np.linalg.norm(offset - group) > PHASE_CHECKED_PX and not gain >= PHASE_MIN_GAIN:
         return np.zeros(2)
     return _accepted_correction(offset, group, converged, pixel_mm)
@@ -151,7 +151,7 @@ def consensus_offset(region, shift, members, roi_frame, pixel_mm):
     corrections = []
     for fixed_image, moving_image in ((fixed, moving), gradients):
         offset, converged, _ = mutual_information_offset(fixed_image, moving_image, region.weight > 0.5,
-                                                          starts=(group, np.zeros(2)), fixed_corner=region.margin)
+                                                         starts=(group, np.zeros(2)), fixed_corner=region.margin)
         corrections.append(_accepted_correction(offset, group, converged, pixel_mm))
     offset = orientation_offset(fixed, moving, region.weight, region.margin, group)
     corrections.append(_accepted_correction(offset, group, True, pixel_mm))
@@ -205,7 +205,7 @@ def phase_offsets(region, shift, roi_frame, pixel_mm, start, lv_enhanced, stop):
             run = np.sort(outward[first:first + PHASE_FRAMES])
             if run.size > 1:
                 correction[run] = group_offset(region, relative, run, roi_frame, pixel_mm, anchor=anchor,
-                                                smoothing_px=LATE_SMOOTHING_PX, keep_starts=True, checked=True)
+                                               smoothing_px=LATE_SMOOTHING_PX, keep_starts=True, checked=True)
 
     before = np.array([t for t in range(lv_enhanced, roi_frame - 1)], dtype=int)
     tie(before[::-1])

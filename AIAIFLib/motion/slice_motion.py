@@ -103,7 +103,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         tied = shift.copy()
         tied[members] += baseline_offset
         baseline_offset = baseline_offset + consensus_offset(region, tied - tied[roi_frame], members, roi_frame,
-                                                              pixel_mm)
+                                                             pixel_mm)
         shift[baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
@@ -111,14 +111,14 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         # sampling at a fractional position blurs it, and mutual information between a blurred and a sharp image of
         # different contrast has its optimum off by tenths of a pixel, which depend on the fraction.
         late_offset = group_offset(region, shift - shift[roi_frame], np.arange(settled, n), roi_frame, pixel_mm,
-                                    smoothing_px=LATE_SMOOTHING_PX, keep_starts=True)
+                                   smoothing_px=LATE_SMOOTHING_PX, keep_starts=True)
         shift += late_weight(n, roi_frame, settled)[:, None] * late_offset[None, :]
     phase_offset = np.zeros((n, 2))
     if roi_frame is not None:
         start = 0 if first_enhanced is None else first_enhanced + 1
         phase_offset = phase_offsets(region, shift, roi_frame, pixel_mm, start,
-                                      start if lv_enhanced is None else max(lv_enhanced, start),
-                                      settled if late_offset.any() else n)
+                                     start if lv_enhanced is None else max(lv_enhanced, start),
+                                     settled if late_offset.any() else n)
         shift += phase_offset
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
