@@ -134,7 +134,8 @@ def group_offset(region, shift, members, roi_frame, pixel_mm, other_starts=(), s
 
 
 def consensus_offset(region, shift, members, roi_frame, pixel_mm):
-    """Correction (row, column), pixels, of a group's position: the median of three similarity measures' ties.
+    """Correction (row, column), pixels, of a group's position: the median of three similarity measures' ties,
+    and their spread.
 
     The group ``members`` is registered to the ROI frame's neighbours
     (``_group_means``, built once) by mutual information of the two means
@@ -144,6 +145,10 @@ def consensus_offset(region, shift, members, roi_frame, pixel_mm):
     each correction is accepted as in ``group_offset``, and the median is
     taken per axis.  ``shift`` is relative to the ROI frame, so that the
     mean around it is sampled at (nearly) whole pixels.
+
+    The spread is the largest range of the three corrections along either
+    axis, pixels: the measures err differently, so where they agree the tie
+    is usually close.
     """
     group, moving, fixed = _group_means(region, shift, members, roi_frame)
     gradients = [ndimage.gaussian_gradient_magnitude(image, GRADIENT_SMOOTHING_PX, mode="nearest")
@@ -155,7 +160,7 @@ def consensus_offset(region, shift, members, roi_frame, pixel_mm):
         corrections.append(_accepted_correction(offset, group, converged, pixel_mm))
     offset = orientation_offset(fixed, moving, region.weight, region.margin, group)
     corrections.append(_accepted_correction(offset, group, True, pixel_mm))
-    return np.median(corrections, axis=0)
+    return np.median(corrections, axis=0), float(np.ptp(corrections, axis=0).max())
 
 
 def register_to_group_mean(region, shift, members):

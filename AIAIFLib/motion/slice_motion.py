@@ -75,6 +75,10 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
     phase_offset_px : numpy.ndarray, shape (n_frames, 2)
         The correction it added to each run of first-pass frames (zeros
         outside the runs).
+    baseline_spread_px : float
+        How far the three similarity measures that refine the pre-contrast
+        frames' tie disagree (``consensus_offset``), pixels; NaN without
+        that tie.
     """
     pixel_mm = np.asarray(pixel_mm, dtype=float)
     region = Region(frames, heart_mask, pixel_mm)
@@ -87,6 +91,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift, residual = gauss_newton(region, smooth, references, shift, max_step)
         shift, residual = second_start(region, smooth, references, shift, residual, max_step)
     baseline_offset = np.zeros(2)
+    baseline_spread = np.nan
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
         # Frames of one contrast are registered to one another directly: with many frames of strong edges moving
         # freely before the contrast, the low-rank references come to model the breathing itself.
@@ -102,8 +107,8 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         # Mutual information finds the group's basin; three measures of the similarity refine it there.
         tied = shift.copy()
         tied[members] += baseline_offset
-        baseline_offset = baseline_offset + consensus_offset(region, tied - tied[roi_frame], members, roi_frame,
-                                                             pixel_mm)
+        refined, baseline_spread = consensus_offset(region, tied - tied[roi_frame], members, roi_frame, pixel_mm)
+        baseline_offset = baseline_offset + refined
         shift[baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
@@ -123,4 +128,4 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
     return tuple(np.round(value, SHIFT_GRID_DECIMALS)
-                 for value in (shift, residual, baseline_offset, late_offset, phase_offset))
+                 for value in (shift, residual, baseline_offset, late_offset, phase_offset, baseline_spread))
