@@ -3,7 +3,7 @@
 A stress perfusion series moves when the breath-hold fails or the patient
 breathes freely.  On unregistered frames a pixel's curve mixes blood pool,
 myocardium and the fat around the heart, the AIF ROI picks up myocardium and
-pixelwise MBF becomes noise.  This module registers each slice's frames, in
+pixelwise MBF becomes noise.  This package registers each slice's frames, in
 plane, to the position of the frame the ROIs belong to (``roi_frame``, by
 default the frame of peak LV enhancement, ``aif.peak_enhancement_frame``).
 

@@ -1,8 +1,9 @@
 """The phases of the contrast's passage read off the series itself: arrival, LV enhancement, settled contrast.
 
-They delimit the groups of frames of one contrast (``groups``).  Motion
-moves the heart but barely changes the level of the brightest blood near it,
-so the curves followed are robust to it.
+They delimit the groups of frames of one contrast (``groups``).  The
+arrival and the settled contrast follow the brightest blood near the heart,
+whose level motion barely changes; the LV's enhancement follows the LV
+blood-pool ROIs.
 """
 
 import numpy as np
@@ -17,10 +18,10 @@ ARRIVAL_BRIGHT_FRACTION = 0.02
 #: When the brightest pixels' level shows no pre-contrast signal, the curve followed instead is their
 #: enhancement over the median of this many first frames (project choice, as ``aif``'s initial baseline).
 ARRIVAL_INITIAL_FRAMES = 3
-#: The late frames, once the contrast has settled after the first pass, are another such group, tied to the ROI
-#: frame's position by mutual information like the pre-contrast frames (``contrast_settled_frame``).  The
-#: contrast has settled at the first frame after the ROI frame and after the peak of the brightest blood's curve
-#: (the curve of ``first_enhanced_frame``) at which that curve has come down from its peak by at least
+#: The late frames, once the contrast has settled after the first pass, are a group of one contrast like the
+#: pre-contrast frames (``groups``), tied to the ROI frame's position by mutual information
+#: (``contrast_settled_frame``).  The contrast has settled at the first frame after the ROI frame and after the
+#: peak of the brightest blood's curve (the curve of ``first_enhanced_frame``) at which that curve has come down from its peak by at least
 #: ``SETTLED_FALL`` of its first-pass enhancement (peak over the pre-contrast baseline), and from which it changes
 #: by less than ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive steps
 #: (project choice: the first pass and the recirculation change the blood's signal by 5-30 % of its peak per
