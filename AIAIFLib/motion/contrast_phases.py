@@ -20,13 +20,13 @@ ARRIVAL_BRIGHT_FRACTION = 0.02
 ARRIVAL_INITIAL_FRAMES = 3
 #: The late frames, once the contrast has settled after the first pass, are a group of one contrast like the
 #: pre-contrast frames (``groups``), tied to the ROI frame's position by mutual information
-#: (``contrast_settled_frame``).  The contrast has settled at the first frame after the ROI frame and after the
-#: peak of the brightest blood's curve (the curve of ``first_enhanced_frame``) at which that curve has come down from its peak by at least
-#: ``SETTLED_FALL`` of its first-pass enhancement (peak over the pre-contrast baseline), and from which it changes
-#: by less than ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive steps
-#: (project choice: the first pass and the recirculation change the blood's signal by 5-30 % of its peak per
-#: heartbeat, the washout by a few per cent; the fall keeps the broad top of the first pass out, a run of
-#: steps a single quiet frame on the downslope).
+#: (``contrast_settled_frame``).  The contrast has settled at the first frame after the ROI frame and after the peak of
+#: the brightest blood's curve (the curve of ``first_enhanced_frame``) at which that curve has come down from its peak
+#: by at least ``SETTLED_FALL`` of its first-pass enhancement (peak over the pre-contrast baseline), and from which it
+#: changes by less than ``SETTLED_CHANGE`` of that enhancement per frame over ``SETTLED_FRAMES`` consecutive steps
+#: (project choice: the first pass and the recirculation change the blood's signal by 5-30 % of its peak per heartbeat,
+#: the washout by a few per cent; the fall keeps the broad top of the first pass out, a run of steps a single quiet
+#: frame on the downslope).
 SETTLED_FALL = 0.3
 SETTLED_CHANGE = 0.05
 SETTLED_FRAMES = 3
