@@ -50,7 +50,8 @@ that correction in proportion.  In between, the first pass's phases (the
 LV's upslope, its downslope, the recirculation) settle at common positions
 of their own too, up to about a pixel off in every slice the same way; each
 run of ``PHASE_FRAMES`` frames outward from the ROI frame is tied to it the
-same way (``phase_offsets``); the frames with contrast in the RV alone,
+same way, and refined by the same three measures by a few tenths of a pixel
+at most (``phase_offsets``); the frames with contrast in the RV alone,
 before the LV blood shows it (``lv_enhanced_frame``), are tied to the
 first frames with LV contrast instead, whose contrast is nearer theirs.
 
