@@ -309,7 +309,8 @@ class AIAIFParameterNode:
     frameInterval - time between frames, s, for series indexed by frame number; 0: from the series.
     computeFitQuality - also make the fit-quality (NRMSE) volume.
     motionCorrection - "auto" (register the frames to the ROI frame when they moved, default), "on" or "off".
-    roiFrameIndex - the frame the ROIs were drawn on; -1: the frame of peak LV enhancement (shown for drawing).
+    roiFrameIndex - the frame the ROIs were drawn on; -1: the frame of peak LV enhancement (Draw ROIs names the one
+                    it shows).
     mbfVolume, segmentsTable, aifChart, bullseyeVolume, fitQualityVolume, registeredSequence - outputs: created on
     the first run (None: "create new on Apply") and updated after; the registered sequence only when frames moved.
     """
@@ -575,7 +576,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- results view ----------------------------------------------------------------------------------------------
 
     def showResults(self, result):
-        """Results layout: MBF over the peak frame, bullseye, AIF chart and segment table."""
+        """Results layout: MBF over the ROI frame, bullseye, AIF chart and segment table."""
         layoutManager = slicer.app.layoutManager()
         layoutNode = layoutManager.layoutLogic().GetLayoutNode()
         if not layoutNode.IsLayoutDescription(RESULTS_LAYOUT_ID):
@@ -755,7 +756,9 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             fits, with a warning.
         roiFrameIndex : int, optional
             The frame the ROIs were drawn on (from 0); None or -1: the frame
-            of peak LV enhancement, the one ``prepareRoiDrawing`` shows.
+            of peak LV enhancement with the blood-pool ROI
+            (``AIAIFLib.aif.peak_enhancement_frame``).  ``prepareRoiDrawing``
+            names the frame it shows in the parameter node.
         registeredSequenceNode : vtkMRMLSequenceNode, optional
             Output node for the registered frames.
 
@@ -915,15 +918,18 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
                 parameterNode.segmentation = segmentation
 
     def showPeakFrame(self, perfusionSequenceNode, result=None):
-        """Show the frame of peak LV blood-pool enhancement of a perfusion sequence (its browser's proxy volume).
+        """Show a result's ROI frame, or a perfusion sequence's frame of peak LV blood-pool enhancement (its browser's
+        proxy volume).
 
         Parameters
         ----------
         perfusionSequenceNode : vtkMRMLSequenceNode
             The perfusion series; a browser is created if it has none.
         result : AIAIFResult, optional
-            A result of this series: its AIF's peak is used; otherwise the
-            peak is found in the images (``AIAIFLib.aif.peak_enhancement_frame``).
+            A result of this series: its ROI frame is shown, the frame every
+            other frame was registered to and so the one its MBF map lies on;
+            otherwise the peak is found in the images
+            (``AIAIFLib.aif.peak_enhancement_frame``).
 
         Returns
         -------
@@ -933,19 +939,22 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         from AIAIFLib import aif, mrml
 
         if result is not None:
-            index = aif.peak_enhancement_frame(result.quantification.aif["saturated"][:, None])
+            index = result.quantification.motion.correction.roi_frame
         else:
             index = aif.peak_enhancement_frame(mrml.sequence_frames(perfusionSequenceNode)[0])
         return mrml.show_sequence_frame(perfusionSequenceNode, index)
 
     def prepareRoiDrawing(self, parameterNode):
-        """Get the segmentation ready for drawing the ROIs on the peak frame.
+        """Get the segmentation ready for drawing the ROIs on the ROI frame.
 
-        Shows the frame of peak blood-pool enhancement, creates the
-        segmentation (on that frame's geometry) if none is selected, and adds
-        the segments ``LV blood pool`` and ``Myocardium`` (with their colours)
-        unless the parameter node or the segment names already point to
-        them.  The segment IDs are stored in the parameter node.
+        Shows the ROI frame: the one the parameter node names
+        (``roiFrameIndex``), else the frame of peak blood-pool enhancement,
+        which it then names, so that the motion correction registers every
+        frame to the one the ROIs are drawn on.  Creates the segmentation (on
+        that frame's geometry) if none is selected, and adds the segments
+        ``LV blood pool`` and ``Myocardium`` (with their colours) unless the
+        parameter node or the segment names already point to them.  The
+        segment IDs are stored in the parameter node.
 
         Parameters
         ----------
@@ -963,7 +972,15 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         if sequence is None:
             raise AIAIFInputError(_("No perfusion sequence is selected; select it first, the ROIs are drawn on its "
                                     "peak frame."))
-        sourceVolume = self.showPeakFrame(sequence)
+        if parameterNode.roiFrameIndex < 0:
+            sourceVolume = self.showPeakFrame(sequence)
+            parameterNode.roiFrameIndex = mrml.sequence_browser_node(sequence).GetSelectedItemNumber()
+        elif parameterNode.roiFrameIndex < sequence.GetNumberOfDataNodes():
+            sourceVolume = mrml.show_sequence_frame(sequence, parameterNode.roiFrameIndex)
+        else:
+            raise AIAIFInputError(_("The ROI frame {index} is beyond the series' last frame {last}; set the ROI frame "
+                                    "(Advanced) to -1 to draw on the peak frame.").format(
+                                        index=parameterNode.roiFrameIndex, last=sequence.GetNumberOfDataNodes() - 1))
         segmentation = parameterNode.segmentation
         if segmentation is None:
             segmentation = mrml.roi_segmentation_node(slicer.mrmlScene, sourceVolume,

@@ -192,11 +192,30 @@ def test_roi_drawing_shows_the_peak_frame_and_creates_the_two_segments_once(AIAI
     assert source is browser.GetProxyNode(nodes.sequence)
     blood = phantom.frames[:, phantom.lv_blood_mask].mean(axis=1)
     assert blood[browser.GetSelectedItemNumber()] > 0.95 * blood.max()  # the LV peak, not the RV's
+    assert parameters.roiFrameIndex == browser.GetSelectedItemNumber()  # named: the ROIs are drawn on it
 
     count = slicer.mrmlScene.GetNumberOfNodes()
     again, _ = logic.prepareRoiDrawing(parameters)
     assert again is segmentation and slicer.mrmlScene.GetNumberOfNodes() == count
     assert len(_segment_names(segmentation)) == 2
+
+
+def test_roi_drawing_shows_the_named_roi_frame(AIAIF):
+    from AIAIFLib.errors import AIAIFInputError
+
+    logic = AIAIF.AIAIFLogic()
+    nodes = mrml.phantom_nodes(slicer.mrmlScene, demo_phantom(), name="study")
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence, parameters.segmentation = nodes.sequence, nodes.segmentation
+    parameters.roiFrameIndex = 7
+    _, source = logic.prepareRoiDrawing(parameters)
+    assert mrml.sequence_browser_node(nodes.sequence).GetSelectedItemNumber() == 7
+    assert parameters.roiFrameIndex == 7
+    np.testing.assert_array_equal(mrml.volume_node_array(source)[0],
+                                  mrml.volume_node_array(nodes.sequence.GetNthDataNode(7))[0])
+    parameters.roiFrameIndex = nodes.sequence.GetNumberOfDataNodes()
+    with pytest.raises(AIAIFInputError, match="beyond the series' last frame"):
+        logic.prepareRoiDrawing(parameters)
 
 
 def test_roi_drawing_completes_an_existing_segmentation_by_name(AIAIF):
@@ -229,16 +248,20 @@ def test_rv_point_list_is_made_once(AIAIF):
     assert logic.prepareRvInsertionPoints(parameters) is points
 
 
-def test_peak_frame_of_a_result_is_its_aif_peak(AIAIF):
+def test_peak_frame_of_a_result_is_its_roi_frame(AIAIF):
     logic = AIAIF.AIAIFLogic()
     sequence, segmentation, points = logic.loadSamplePhantom()
-    result = logic.process(sequence, segmentation, points, aifMode="saturated")
+    result = logic.process(sequence, segmentation, points, aifMode="saturated", roiFrameIndex=9)
     proxy = logic.showPeakFrame(sequence, result)
     index = mrml.sequence_browser_node(sequence).GetSelectedItemNumber()
-    saturated = result.quantification.aif["saturated"]
-    assert saturated[index] > 0.95 * np.max(saturated)
+    assert index == 9 == result.quantification.summary["motion"]["roi_frame"]  # the frame the map lies on
     np.testing.assert_array_equal(mrml.volume_node_array(proxy)[0],
                                   mrml.volume_node_array(sequence.GetNthDataNode(index))[0])
+    result = logic.process(sequence, segmentation, points, aifMode="saturated")
+    logic.showPeakFrame(sequence, result)
+    index = mrml.sequence_browser_node(sequence).GetSelectedItemNumber()
+    saturated = result.quantification.aif["saturated"]
+    assert saturated[index] > 0.95 * np.max(saturated)  # by default the frame of peak LV enhancement
 
 
 # --- errors reach the user as sentences, never as tracebacks -----------------------------------------------------
