@@ -425,7 +425,8 @@ def test_runs_before_the_roi_frame_start_once_the_lv_blood_shows_contrast():
     assert motion.lv_enhanced_frame(frames, blood, first, 2) == 2  # a ROI frame before the contrast: no run before it
     result = motion.correct_motion(frames, times, blood, myocardium, (2.0, 2.0), roi, mode="on")
     assert result.lv_enhanced_frame == lv
-    assert np.all(result.phase_offset_px[:lv] == 0.0)
+    assert np.all(result.phase_offset_px[:first + 1] == 0.0)
+    assert np.abs(result.phase_offset_px[:lv]).max() < 0.25  # the RV frames' tie to the pre-contrast frames: still
     summary = json.loads(json.dumps(result.summary(), allow_nan=False))
     assert summary["lv_enhanced_frame"] == lv and len(summary["phase_offset_px"]) == frames.shape[0]
 
@@ -449,10 +450,28 @@ def test_frames_before_the_lv_contrast_are_tied_to_the_first_whole_run_from_it_o
     assert np.abs(correction[early, 0] - 1.0).max() < 0.25 and np.abs(correction[early, 1]).max() < 0.25
     assert np.abs(correction[lv_from:roi - 1]).max() < 0.25
     assert np.all(correction[:early[0]] == 0.0)
-    # With fewer frames from ``lv_enhanced`` on than a whole run, the frames before it are left as they are.
+    # With fewer frames from ``lv_enhanced`` on than a whole run, the frames before it are left as they are ...
     short = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
                                         early[0], roi - 4, roi + 2)
     assert np.all(short[:roi - 4] == 0.0)
+
+
+def test_frames_with_contrast_in_the_rv_alone_are_tied_to_the_pre_contrast_frames_without_a_whole_run_before():
+    # ... unless the pre-contrast frames are given: until the contrast reaches the LV, the LV looks as it did before.
+    from scipy import ndimage
+
+    frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)  # RV from 8 s, LV from 11 s
+    roi = peak_enhancement_frame(frames, blood)
+    rv_alone = np.arange(8, 11)
+    assert roi - 2 - rv_alone[-1] - 1 < motion.groups.PHASE_FRAMES  # the case: no whole run with LV contrast
+    moved = frames.copy()
+    for t in rv_alone:  # these frames' anatomy sits 1 pixel lower, while their shifts say they did not move
+        moved[t, 0] = ndimage.shift(frames[t, 0], (1.0, 0.0), order=3, mode="nearest")
+    region = motion.region.Region(moved[:, 0], (blood | myocardium)[0], np.array([2.0, 2.0]))
+    correction = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
+                                             rv_alone[0], rv_alone[-1] + 1, roi + 2, baseline=np.arange(8))
+    assert np.abs(correction[rv_alone, 0] - 1.0).max() < 0.25 and np.abs(correction[rv_alone, 1]).max() < 0.25
+    assert np.all(correction[:8] == 0.0)
 
 
 def test_a_run_tie_the_mutual_information_barely_prefers_is_not_applied():
@@ -468,10 +487,10 @@ def test_a_run_tie_the_mutual_information_barely_prefers_is_not_applied():
     assert np.linalg.norm(result.shift_px[run] - truth[run], axis=-1).max() < 0.5
 
 
-def test_frames_with_contrast_in_the_rv_alone_need_a_whole_run_with_lv_contrast_to_be_tied_to():
+def test_frames_with_contrast_in_the_rv_alone_need_a_whole_run_with_lv_contrast_to_be_tied_to_it():
     # Our seed 4 at 3 T, still: only two frames with LV contrast come before the ROI frame's neighbours, and tied to
     # their mean the run of RV frames before them was moved 2.0-2.5 pixels in every slice, so ``auto`` resampled a
-    # still series.
+    # still series.  They are tied to the pre-contrast frames instead.
     phantom = simulate_phantom(seed=4, field_strength_t=3.0)
     corrected = _correct(phantom)
     assert 0 < corrected.roi_frame - 2 - corrected.lv_enhanced_frame < motion.groups.PHASE_FRAMES  # the case
@@ -480,7 +499,6 @@ def test_frames_with_contrast_in_the_rv_alone_need_a_whole_run_with_lv_contrast_
                                         phantom.lv_blood_mask | phantom.myocardium_mask, PIXEL_MM)
     rv_alone = slice(first, corrected.lv_enhanced_frame)
     assert np.linalg.norm(corrected.shift_px[rv_alone], axis=-1).max() < 1.0
-    assert np.all(corrected.phase_offset_px[:corrected.lv_enhanced_frame] == 0.0)
 
 
 def test_normalised_gradient_fields_align_edges_whichever_side_is_brighter():

@@ -56,7 +56,8 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         ``lv_enhanced_frame``: before the ROI frame, the runs of first-pass
         frames tied to it (``phase_offsets``) start there; the runs of the
         frames before it, after ``first_enhanced``, are tied to the first
-        frames from it on.
+        frames from it on, or, when too few of those come before the ROI
+        frame, to the pre-contrast frames.
 
     Returns
     -------
@@ -92,6 +93,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         shift, residual = second_start(region, smooth, references, shift, residual, max_step)
     baseline_offset = np.zeros(2)
     baseline_spread = np.nan
+    baseline_members = None
     if first_enhanced is not None and first_enhanced >= MIN_BASELINE_FRAMES:
         # Frames of one contrast are registered to one another directly: with many frames of strong edges moving
         # freely before the contrast, the low-rank references come to model the breathing itself.
@@ -109,7 +111,8 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         tied[members] += baseline_offset
         refined, baseline_spread = consensus_offset(region, tied - tied[roi_frame], members, roi_frame, pixel_mm)
         baseline_offset = baseline_offset + refined
-        shift[baseline_group(shift, first_enhanced, roi_frame)] += baseline_offset
+        baseline_members = baseline_group(shift, first_enhanced, roi_frame)
+        shift[baseline_members] += baseline_offset
     late_offset = np.zeros(2)
     if settled is not None and roi_frame is not None and roi_frame < settled <= n - MIN_LATE_FRAMES:
         # Relative to the ROI frame, so that the mean around it is sampled at (nearly) whole pixels: bilinear
@@ -123,7 +126,7 @@ def estimate_slice_motion(frames, heart_mask, pixel_mm, first_enhanced=None, roi
         start = 0 if first_enhanced is None else first_enhanced + 1
         phase_offset = phase_offsets(region, shift, roi_frame, pixel_mm, start,
                                      start if lv_enhanced is None else max(lv_enhanced, start),
-                                     settled if late_offset.any() else n)
+                                     settled if late_offset.any() else n, baseline=baseline_members)
         shift += phase_offset
     # Threaded BLAS rounds the last bits differently from run to run; a grid far finer than any displacement that
     # matters (1e-6 pixel) makes the shifts, and every decision and resampling after them, the same in every run.
