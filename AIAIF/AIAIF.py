@@ -936,13 +936,31 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         vtkMRMLScalarVolumeNode
             The proxy volume, now showing that frame.
         """
+        from AIAIFLib import mrml
+
+        return mrml.show_sequence_frame(perfusionSequenceNode, self.peakFrameIndex(perfusionSequenceNode, result))
+
+    @staticmethod
+    def peakFrameIndex(perfusionSequenceNode, result=None):
+        """The frame ``showPeakFrame`` shows: a result's ROI frame, or the series' frame of peak LV enhancement.
+
+        Parameters
+        ----------
+        perfusionSequenceNode : vtkMRMLSequenceNode
+            The perfusion series.
+        result : AIAIFResult, optional
+            A result of this series.
+
+        Returns
+        -------
+        int
+            Frame index, 0-based.
+        """
         from AIAIFLib import aif, mrml
 
         if result is not None:
-            index = result.quantification.motion.correction.roi_frame
-        else:
-            index = aif.peak_enhancement_frame(mrml.sequence_frames(perfusionSequenceNode)[0])
-        return mrml.show_sequence_frame(perfusionSequenceNode, index)
+            return int(result.quantification.motion.correction.roi_frame)
+        return int(aif.peak_enhancement_frame(mrml.sequence_frames(perfusionSequenceNode)[0]))
 
     def prepareRoiDrawing(self, parameterNode):
         """Get the segmentation ready for drawing the ROIs on the ROI frame.
@@ -972,15 +990,13 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         if sequence is None:
             raise AIAIFInputError(_("No perfusion sequence is selected; select it first, the ROIs are drawn on its "
                                     "peak frame."))
-        if parameterNode.roiFrameIndex < 0:
-            sourceVolume = self.showPeakFrame(sequence)
-            parameterNode.roiFrameIndex = mrml.sequence_browser_node(sequence).GetSelectedItemNumber()
-        elif parameterNode.roiFrameIndex < sequence.GetNumberOfDataNodes():
-            sourceVolume = mrml.show_sequence_frame(sequence, parameterNode.roiFrameIndex)
-        else:
+        index = self.peakFrameIndex(sequence) if parameterNode.roiFrameIndex < 0 else parameterNode.roiFrameIndex
+        if index >= sequence.GetNumberOfDataNodes():
             raise AIAIFInputError(_("The ROI frame {index} is beyond the series' last frame {last}; set the ROI frame "
                                     "(Advanced) to -1 to draw on the peak frame.").format(
-                                        index=parameterNode.roiFrameIndex, last=sequence.GetNumberOfDataNodes() - 1))
+                                        index=index, last=sequence.GetNumberOfDataNodes() - 1))
+        sourceVolume = mrml.show_sequence_frame(sequence, index)
+        parameterNode.roiFrameIndex = index
         segmentation = parameterNode.segmentation
         if segmentation is None:
             segmentation = mrml.roi_segmentation_node(slicer.mrmlScene, sourceVolume,
