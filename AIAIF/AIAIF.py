@@ -949,7 +949,8 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         perfusionSequenceNode : vtkMRMLSequenceNode
             The perfusion series.
         result : AIAIFResult, optional
-            A result of this series.
+            A result of this series (its ROI frame is taken when it has a
+            motion step, as every result of ``process`` has).
 
         Returns
         -------
@@ -958,8 +959,9 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
         """
         from AIAIFLib import aif, mrml
 
-        if result is not None:
-            return int(result.quantification.motion.correction.roi_frame)
+        motion = None if result is None else result.quantification.motion
+        if motion is not None:
+            return int(motion.correction.roi_frame)
         return int(aif.peak_enhancement_frame(mrml.sequence_frames(perfusionSequenceNode)[0]))
 
     def prepareRoiDrawing(self, parameterNode):
