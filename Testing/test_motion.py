@@ -450,14 +450,16 @@ def test_frames_before_the_lv_contrast_are_tied_to_the_first_whole_run_from_it_o
     assert np.abs(correction[early, 0] - 1.0).max() < 0.25 and np.abs(correction[early, 1]).max() < 0.25
     assert np.abs(correction[lv_from:roi - 1]).max() < 0.25
     assert np.all(correction[:early[0]] == 0.0)
-    # With fewer frames from ``lv_enhanced`` on than a whole run, the frames before it are left as they are ...
+    # With fewer frames from ``lv_enhanced`` on than a whole run, and no pre-contrast frames given, the frames before
+    # it are left as they are.
     short = motion.groups.phase_offsets(region, np.zeros((frames.shape[0], 2)), roi, np.array([2.0, 2.0]),
                                         early[0], roi - 4, roi + 2)
     assert np.all(short[:roi - 4] == 0.0)
 
 
 def test_frames_with_contrast_in_the_rv_alone_are_tied_to_the_pre_contrast_frames_without_a_whole_run_before():
-    # ... unless the pre-contrast frames are given: until the contrast reaches the LV, the LV looks as it did before.
+    # With fewer frames from ``lv_enhanced`` on than a whole run, the frames with contrast in the RV alone are tied to
+    # the pre-contrast frames: until the contrast reaches the LV, the LV looks as it did before.
     from scipy import ndimage
 
     frames, times, blood, myocardium = _late_offset_series(late_shift_px=0.0)  # RV from 8 s, LV from 11 s
