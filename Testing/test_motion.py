@@ -544,3 +544,15 @@ def test_the_pre_contrast_groups_tie_is_the_median_of_three_similarity_measures(
     group_error = (corrected.shift_px[:first] - truth[:first]).mean(axis=0)
     assert first >= motion.slice_motion.MIN_BASELINE_FRAMES
     assert np.linalg.norm(group_error, axis=-1).max() < 0.2
+
+
+def test_the_late_groups_tie_is_refined_by_the_three_similarity_measures():
+    # Our seed 32 at 1.5 T, moving in plane: mutual information of the intensities alone tied the frames of settled
+    # contrast 0.16 pixel off in the middle slice, the same offset for the whole group.
+    phantom = simulate_phantom(seed=32, field_strength_t=1.5, ischemic="LAD", motion="in-plane")
+    corrected = _correct(phantom, mode="on")
+    late = corrected.late_start_frame
+    truth = phantom.truth["motion_shift_px"] - phantom.truth["motion_shift_px"][corrected.roi_frame]
+    group_error = (corrected.shift_px[late:] - truth[late:]).mean(axis=0)
+    assert late is not None and phantom.frames.shape[0] - late >= motion.slice_motion.MIN_LATE_FRAMES
+    assert np.linalg.norm(group_error, axis=-1).max() < 0.08
