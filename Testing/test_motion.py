@@ -56,11 +56,32 @@ def test_registered_frames_are_moved_back_onto_the_roi_frame(moving, still, corr
     assert after < 0.6 * before  # what remains is mostly the noise, resampled
 
 
-def test_frames_within_the_precision_are_left_exactly_as_they_were(moving, corrected):
+def test_frames_of_the_breath_hold_within_the_precision_are_left_exactly_as_they_were(moving, corrected):
     small = np.linalg.norm(corrected.shift_px, axis=-1) < motion.correction.MIN_APPLIED_SHIFT_PX
-    assert small.any()
-    frames, slices = np.nonzero(small)
+    held = small & corrected.still[:, None]
+    assert held.sum() >= 10 and corrected.still[corrected.roi_frame]
+    frames, slices = np.nonzero(held)
     np.testing.assert_array_equal(corrected.frames[frames, slices], moving.frames[frames, slices])
+    # Outside the breath-hold the heart breathes: a short displacement there is applied like a long one.
+    frames, slices = np.nonzero(small & ~corrected.still[:, None] & np.any(corrected.shift_px != 0.0, axis=-1))
+    assert frames.size and not np.any([np.array_equal(corrected.frames[f, k], moving.frames[f, k])
+                                       for f, k in zip(frames, slices)])
+    truth = moving.truth["motion_shift_px"]  # the run is the breath-hold and the slow moves into and out of it
+    held_truth = np.linalg.norm(truth[corrected.still] - truth[corrected.roi_frame], axis=-1)
+    assert held_truth.max() < motion.correction.MIN_APPLIED_SHIFT_PX and np.median(held_truth) == 0.0
+
+
+def test_the_still_run_grows_from_the_roi_frame_while_the_median_slice_stays_put():
+    shift = np.zeros((12, 3, 2))
+    shift[:3, :, 0] = [[2.0], [0.5], [1.5]]  # breathing before the hold; frame 1 crosses the held position
+    shift[9:, :, 1] = [[1.0], [0.4], [2.0]]  # and after it
+    shift[5, 0] = (0.0, 3.0)  # one slice's estimate astray: the median slice did not move
+    shift[7] = 5.0  # a frame that could not be registered, passed over
+    still = motion.correction.still_frames(shift, roi_frame=4, passed_over=[7])
+    assert still.tolist() == [False] * 3 + [True] * 4 + [False] + [True] + [False] * 3
+    applied = motion.correction._applied_shift(shift, still)
+    assert np.array_equal(applied[1], shift[1]) and np.array_equal(applied[10], shift[10])  # short, but breathing
+    assert np.array_equal(applied[5, 0], shift[5, 0]) and not applied[3:7, 1:].any()
 
 
 def test_auto_leaves_a_still_series_untouched(still):

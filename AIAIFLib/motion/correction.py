@@ -27,10 +27,16 @@ OUTLIER_MIN_RATIO = 3.0
 #: kept (with a warning) rather than leave fewer (project choice: a baseline of fewer frames is noisier than a
 #: slightly misregistered one).
 MIN_BASELINE_KEPT = 3
-#: Displacements shorter than this, pixels, are measured and reported but not applied (project choice: the
-#: registration's estimates of frames that did not move reach about half a pixel, see the benchmark; a
-#: sub-pixel resampling at the blood pool's edge moves enough blood signal into the myocardium's edge
-#: pixels to change their MBF by several per cent).
+#: Within the still run around the ROI frame (``still_frames``), displacements shorter than this, pixels, are
+#: measured and reported but not applied (project choice: the registration's estimates of frames that did not
+#: move reach about half a pixel, see the benchmark; a sub-pixel resampling at the blood pool's edge moves enough
+#: blood signal into the myocardium's edge pixels to change their MBF by several per cent).  Outside that run the
+#: heart breathes, and every displacement is applied, however short: a frame there is off by the registration's
+#: error if it is resampled and by its whole displacement if not, and free breathing of 3-4 mm crosses the
+#: breath-held position often (project choice, measured on two samples of 20 held-out moving studies: with the
+#: true displacements, segments within 5 % of the still study read 91 and 87 % with every displacement under
+#: this left alone, 98 and 93 % with all applied; with the measured ones, 82.5 and 81.6 % to 85.0 and 84.4 %,
+#: residual displacement 95th percentile 0.60 and 0.66 to 0.29 and 0.28 pixel; ours unchanged).
 MIN_APPLIED_SHIFT_PX = 0.75
 
 
@@ -55,6 +61,10 @@ class MotionCorrection(object):
         The ``MOTION_CORRECTION_MODES`` value asked for.
     applied : bool
         Whether the frames were resampled.
+    still : numpy.ndarray of bool, shape (n_frames,)
+        The still run around the ROI frame (``still_frames``), where
+        displacements under ``MIN_APPLIED_SHIFT_PX`` are not applied; all
+        False when not measured.
     roi_frame : int
         The frame the ROIs belong to, the registration's target.
     roi_frame_rule : str
@@ -104,10 +114,11 @@ class MotionCorrection(object):
 
     def applied_shift_px(self):
         """The displacements the frames were resampled by, (n_frames, n_slices, 2) pixels: ``shift_px`` without those
-        under ``MIN_APPLIED_SHIFT_PX``, all zeros when the frames were not resampled."""
+        under ``MIN_APPLIED_SHIFT_PX`` in the still run (``still``), all zeros when the frames were not
+        resampled."""
         if not self.applied:
             return np.zeros_like(self.shift_px)
-        return _applied_shift(self.shift_px)
+        return _applied_shift(self.shift_px, self.still)
 
     def displacement_mm(self):
         """Length of each frame's in-plane displacement from the ROI frame, mm, shape (n_frames, n_slices)."""
@@ -141,13 +152,50 @@ class MotionCorrection(object):
             "phase_offset_px": (np.round(self.phase_offset_px, 3).tolist() if measured else None),
             "pre_contrast_tie_spread_px": [None if not np.isfinite(v) else round(float(v), 3)
                                            for v in self.baseline_spread_px],
+            "still_frames": ([int(f) for f in np.flatnonzero(self.still)] if measured else None),
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
 
 
-def _applied_shift(shift_px):
-    """``shift_px`` with the displacements shorter than ``MIN_APPLIED_SHIFT_PX`` set to zero."""
-    return np.where(np.linalg.norm(shift_px, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX, 0.0, shift_px)
+def still_frames(shift_px, roi_frame, passed_over=()):
+    """The still run around the ROI frame: where the heart did not move, usually the breath-hold.
+
+    The ROIs are drawn in the breath-hold, at the first pass, so the run
+    grows from the ROI frame outward, frame by frame, while the displacement
+    in the median slice stays under ``MIN_APPLIED_SHIFT_PX``; it ends at the
+    first frame beyond, on either side.  Breathing moves every slice of a
+    frame, hence the median slice: an error of one slice's estimate does
+    not end the run.
+
+    Parameters
+    ----------
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        Displacement relative to the ROI frame, pixels.
+    roi_frame : int
+    passed_over : iterable of int
+        Frames that neither extend nor end the run (frames that could not be
+        registered: their estimate says nothing of the heart's position).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_frames,)
+    """
+    moved = np.median(np.linalg.norm(shift_px, axis=-1), axis=1) >= MIN_APPLIED_SHIFT_PX
+    skipped = set(int(f) for f in passed_over)
+    still = np.zeros(shift_px.shape[0], dtype=bool)
+    still[roi_frame] = True
+    for step in (-1, 1):
+        frame = roi_frame + step
+        while 0 <= frame < shift_px.shape[0] and (frame in skipped or not moved[frame]):
+            still[frame] = frame not in skipped
+            frame += step
+    return still
+
+
+def _applied_shift(shift_px, still):
+    """``shift_px`` with the displacements shorter than ``MIN_APPLIED_SHIFT_PX`` in the still frames set to zero."""
+    short = np.linalg.norm(shift_px, axis=-1, keepdims=True) < MIN_APPLIED_SHIFT_PX
+    return np.where(short & np.asarray(still, dtype=bool)[:, None, None], 0.0, shift_px)
 
 
 def _report(progress, fraction, message):
@@ -251,7 +299,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                                 baseline_offset_px=np.full((n_slices, 2), np.nan), late_start_frame=None,
                                 late_offset_px=np.full((n_slices, 2), np.nan), lv_enhanced_frame=None,
                                 phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
-                                baseline_spread_px=np.full(n_slices, np.nan),
+                                baseline_spread_px=np.full(n_slices, np.nan), still=np.zeros(n_frames, dtype=bool),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -301,11 +349,12 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
             "s" if (~measured).sum() > 1 else "", ", ".join(str(k) for k in np.flatnonzero(~measured)),
             "have" if (~measured).sum() > 1 else "has", "they were" if (~measured).sum() > 1 else "it was"))
     _report(progress, 0.9, "Registering the frames" if applied else "No motion to correct")
-    # Displacements within the registration's precision are not applied: resampling a frame that did not move
-    # only blurs it, and misplaces its edges by the estimate's error.
-    registered = resample_frames(frames, _applied_shift(shift)) if applied else frames
+    # In the still run, displacements within the registration's precision are not applied: resampling a frame that
+    # did not move only blurs it, and misplaces its edges by the estimate's error.  Outside it the heart breathes.
+    still = still_frames(shift[:, measured] if measured.any() else shift, roi_frame, passed_over=unregistered)
+    registered = resample_frames(frames, _applied_shift(shift, still)) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
-                            baseline_spread_px=baseline_spread, applied=applied,
+                            baseline_spread_px=baseline_spread, applied=applied, still=still,
                             seconds=time.perf_counter() - started, **record)
