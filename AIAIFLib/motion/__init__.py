@@ -55,10 +55,11 @@ at most (``phase_offsets``); the frames with contrast in the RV alone,
 before the LV blood shows it (``lv_enhanced_frame``), are tied to the
 first frames with LV contrast instead, whose contrast is nearer theirs.
 
-The displacements are then made relative to the ROI frame.  Those under
+The displacements are then made relative to the ROI frame.  In the still
+run around the ROI frame (``still_frames``: the breath-hold), those under
 ``MIN_APPLIED_SHIFT_PX`` are reported but not applied: a frame that did not
-move is left exactly as it was.  The others are resampled once (cubic
-spline).
+move is left exactly as it was.  Outside it the heart breathes, and every
+displacement is applied.  The frames are resampled once (cubic spline).
 
 Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or
