@@ -9,6 +9,7 @@ Logic's output nodes are checked in that scene.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -97,11 +98,15 @@ def test_module_finds_its_library_and_resources_from_a_source_checkout(AIAIF):
     assert os.path.isfile(AIAIF.resourcePath("Models/aiaif_unet.npz"))
 
 
+def _copy_module_folder(destination):
+    """The module file and its subpackages (``AIAIF/`` but for the CMake list), as installed into ``destination``."""
+    shutil.copytree(MODULE_DIRECTORY, destination, ignore=shutil.ignore_patterns("__pycache__", "CMakeLists.txt"))
+
+
 def test_module_finds_resources_beside_itself_when_installed(tmp_path, monkeypatch):
     """The installed layout: AIAIF.py, AIAIFLib/ and Resources/ side by side in qt-scripted-modules."""
     installed = tmp_path / "qt-scripted-modules"
-    installed.mkdir()
-    (installed / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
+    _copy_module_folder(installed)
     (installed / "AIAIFLib").symlink_to(os.path.join(REPOSITORY, "AIAIFLib"))
     (installed / "Resources").symlink_to(os.path.join(REPOSITORY, "Resources"))
     module = slicer_doubles.import_module_file(monkeypatch, installed)
@@ -111,8 +116,7 @@ def test_module_finds_resources_beside_itself_when_installed(tmp_path, monkeypat
 
 def test_module_without_library_beside_it_says_how_to_fix(tmp_path, monkeypatch):
     lonely = tmp_path / "lonely"
-    lonely.mkdir()
-    (lonely / "AIAIF.py").write_text(open(os.path.join(MODULE_DIRECTORY, "AIAIF.py")).read())
+    _copy_module_folder(lonely)
     with pytest.raises(ImportError, match="reinstall the extension"):
         slicer_doubles.import_module_file(monkeypatch, lonely)
 

@@ -20,6 +20,7 @@ import slicer_doubles
 from AIAIFLib import constants as K
 from AIAIFLib import mrml
 from AIAIFLib.studies import demo_phantom
+from module_source import module_source as read_module_source
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_FILE = os.path.join(REPOSITORY, "AIAIF", "AIAIF.py")
@@ -36,8 +37,8 @@ def ui_tree():
 
 @pytest.fixture(scope="module")
 def module_source():
-    with open(MODULE_FILE) as handle:
-        return handle.read()
+    """The module file and its subpackage's files, one after the other."""
+    return read_module_source()
 
 
 @pytest.fixture

@@ -377,14 +377,14 @@ def read_cmake_project(repository=REPOSITORY, overrides=None):
 def runtime_files(repository=REPOSITORY):
     """Files the extension uses at run time, from the working tree, relative to the repository.
 
-    The module files (``AIAIF/*.py``), the whole ``AIAIFLib`` package (every file
-    but caches and build files), the network weights of every ensemble member
+    The module files (``AIAIF/*.py`` and the Python files of its subpackages), the whole ``AIAIFLib``
+    package (every file but caches and build files), the network weights of every ensemble member
     with checksum and training record, the model card (its input ranges feed the training-range warnings),
     the icons, the sample data recipe and the panel files.
     """
     repository = Path(repository)
     files = {"AIAIF/AIAIF.py"}
-    files.update(path.relative_to(repository).as_posix() for path in (repository / "AIAIF").glob("*.py"))
+    files.update(path.relative_to(repository).as_posix() for path in (repository / "AIAIF").rglob("*.py"))
     for path in (repository / "AIAIFLib").rglob("*"):
         if (path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
                 and path.name != "CMakeLists.txt"):

@@ -1,8 +1,9 @@
 """The module uses no Slicer, CTK or PythonQt name that Testing/SLICER_API.md does not list.
 
 SLICER_API.md lists each name with the Slicer (or CTK, PythonQt, Qt) source
-that defines it, checked at the releases it names.  These tests read
-``AIAIF/AIAIF.py`` and ``Resources/UI/AIAIF.ui`` and fail when
+that defines it, checked at the releases it names.  These tests read the
+module's Python files (``AIAIF/AIAIF.py`` and the subpackage beside it, which
+Slicer runs as part of it) and ``Resources/UI/AIAIF.ui`` and fail when
 
 * the module reaches a name that is neither listed nor explained otherwise
   (defined by the module itself or by ``AIAIFLib``, or a name of the Python
@@ -38,8 +39,9 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 import vtk
 
+from module_source import module_source, module_tree
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE_FILE = os.path.join(REPOSITORY, "AIAIF", "AIAIF.py")
 UI_FILE = os.path.join(REPOSITORY, "Resources", "UI", "AIAIF.ui")
 API_FILE = os.path.join(REPOSITORY, "Testing", "SLICER_API.md")
 LIBRARY = os.path.join(REPOSITORY, "AIAIFLib")
@@ -95,8 +97,8 @@ def _standard_names():
 
 
 def module_names(tree=None):
-    """Every name the module file reaches, as described in this file's docstring."""
-    tree = tree or _parse(MODULE_FILE)
+    """Every name the module's files reach, as described in this file's docstring."""
+    tree = tree or module_tree()
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -149,7 +151,7 @@ def _ui_widget_names(path=UI_FILE):
 
 def unexplained_names():
     """Names of the module that are not defined by it, its .ui file, AIAIFLib, Python or VTK."""
-    tree = _parse(MODULE_FILE)
+    tree = module_tree()
     explained = _defined_names(tree) | _ui_widget_names() | _library_names() | _standard_names()
     return (module_names(tree) - explained) | ui_names()
 
@@ -180,7 +182,7 @@ def test_each_listed_name_says_where_it_is_defined():
 
 
 def test_the_check_catches_a_new_call():
-    source = open(MODULE_FILE).read() + "\nslicer.util.someNewHelper()\nslicer.app.connect('aboutToQuit()', print)\n"
+    source = module_source() + "\nslicer.util.someNewHelper()\nslicer.app.connect('aboutToQuit()', print)\n"
     tree = ast.parse(source)
     names = module_names(tree) - _defined_names(tree) - _library_names() - _standard_names()
     assert {"someNewHelper", "aboutToQuit()"} <= names - listed_names()
