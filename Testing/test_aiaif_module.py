@@ -80,7 +80,7 @@ def _mbf_array(node):
 # Module file: imports, resources, metadata, sample data
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("folder", ["AIAIF", "AIAIFLib"])
+@pytest.mark.parametrize("folder", ["AIAIF", "AIAIF/AIAIFModuleLib", "AIAIFLib"])
 def test_code_for_slicers_python_parses_as_python_3_9(folder):
     """Older Slicer releases bundle Python 3.9: no match statements, no parenthesised context managers there."""
     import ast
@@ -104,7 +104,7 @@ def _copy_module_folder(destination):
 
 
 def test_module_finds_resources_beside_itself_when_installed(tmp_path, monkeypatch):
-    """The installed layout: AIAIF.py, AIAIFLib/ and Resources/ side by side in qt-scripted-modules."""
+    """The installed layout: AIAIF.py, AIAIFModuleLib/, AIAIFLib/ and Resources/ side by side in qt-scripted-modules."""
     installed = tmp_path / "qt-scripted-modules"
     _copy_module_folder(installed)
     (installed / "AIAIFLib").symlink_to(os.path.join(REPOSITORY, "AIAIFLib"))
@@ -118,6 +118,14 @@ def test_module_without_library_beside_it_says_how_to_fix(tmp_path, monkeypatch)
     lonely = tmp_path / "lonely"
     _copy_module_folder(lonely)
     with pytest.raises(ImportError, match="reinstall the extension"):
+        slicer_doubles.import_module_file(monkeypatch, lonely)
+
+
+def test_module_without_its_subpackage_beside_it_says_how_to_fix(tmp_path, monkeypatch):
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(os.path.join(MODULE_DIRECTORY, "AIAIF.py"), lonely)
+    with pytest.raises(ImportError, match="cannot find its AIAIFModuleLib package .*reinstall the extension"):
         slicer_doubles.import_module_file(monkeypatch, lonely)
 
 
