@@ -108,6 +108,67 @@ def test_a_frame_that_cannot_be_registered_is_excluded_with_a_warning(still):
     assert any("could not be registered" in warning and "40" in warning for warning in result.warnings)
 
 
+def _slice_estimates_changed(monkeypatch, change, n_slices=3):
+    """Let ``change(k, shift, residual)`` alter slice k's registration result, in place, after the real one (every
+    slice has ROIs, so the slices are registered in turn, series after series)."""
+    real = motion.correction.estimate_slice_motion
+    calls = iter(range(1000))
+
+    def changed(*args, **kwargs):
+        result = [np.array(value, copy=True) for value in real(*args, **kwargs)]
+        change(next(calls) % n_slices, result[0], result[1])
+        return tuple(result)
+
+    monkeypatch.setattr(motion.correction, "estimate_slice_motion", changed)
+
+
+def test_a_slice_carried_off_alone_is_given_the_median_of_the_frames_slices(moving, corrected, monkeypatch):
+    """A false minimum can settle a run of one slice's frames far off with a good fit; breathing moves the slices
+    together, so the other slices outvote it, and the frames stay in the fits."""
+    run = np.arange(40, 44)  # breathing, after the hold
+    carried = 1.5 * motion.correction.ASTRAY_MM / PIXEL_MM[0]
+
+    def carry_off(k, shift, residual):
+        if k == 1:
+            shift[run, 1] += carried
+
+    _slice_estimates_changed(monkeypatch, carry_off)
+    result = _correct(moving)
+    assert np.flatnonzero(result.astray.any(axis=1)).tolist() == run.tolist() and result.astray[run, 1].all()
+    assert result.excluded_frames == corrected.excluded_frames
+    truth = moving.truth["motion_shift_px"] - moving.truth["motion_shift_px"][result.roi_frame]
+    assert np.linalg.norm(result.shift_px[run, 1] - truth[run, 1], axis=-1).max() < 1.0
+    others = np.ones(result.astray.shape, dtype=bool)
+    others[run, 1] = False
+    np.testing.assert_array_equal(result.shift_px[others], corrected.shift_px[others])
+    assert result.summary()["astray_slices"] == [[int(f), 1] for f in run]
+    assert any("frame 40 slice 1" in warning and "median of the frame's slices" in warning
+               for warning in result.warnings)
+    # One slice of two cannot be outvoted.
+    assert not motion.correction.astray_slices(np.array([[[0.0, 0.0], [carried, 0.0]]]), PIXEL_MM).any()
+
+
+def test_a_poor_fit_alone_does_not_leave_a_frame_out_but_with_a_doubtful_displacement_it_does(
+        moving, corrected, monkeypatch):
+    """A fast change of contrast can fit the synthetic references badly in one slice though the frame is registered
+    well; a poor fit leaves the frame out only where its displacement is in doubt too (here, a jump of that slice
+    alone away from its neighbours)."""
+    frames = [30, 31]
+    assert not set(frames) & set(corrected.excluded_frames)
+    jump = {"px": 0.0}
+
+    def poor_fit(k, shift, residual):
+        if k == 1:
+            residual[frames] *= 50.0
+            shift[frames, 0] += jump["px"]
+
+    _slice_estimates_changed(monkeypatch, poor_fit)
+    assert _correct(moving).excluded_frames == corrected.excluded_frames
+    jump["px"] = 2.0 * motion.gauss_newton.JUMP_PX
+    assert jump["px"] * PIXEL_MM[0] < motion.correction.ASTRAY_MM  # in doubt by the jump, not carried off
+    assert set(frames) <= set(_correct(moving).excluded_frames)
+
+
 def test_the_roi_frame_is_the_registrations_target(moving):
     roi = 2  # a free-breathing frame before the contrast
     result = _correct(moving, mode="on", roi_frame=roi)

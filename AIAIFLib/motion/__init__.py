@@ -71,10 +71,19 @@ the ROI frame) is corrected on average only; a series whose contrast has
 not settled a few frames before it ends (e.g. a saturated blood signal at
 3 T) keeps that blind spot.
 
+Breathing moves every slice of a frame together, which cross-checks each
+slice's registration against the others'.  A slice carried off alone, more
+than ``ASTRAY_MM`` from the median of the frame's slices, slid into a false
+minimum, and is given that median (``astray_slices``, with a warning).
 Frames that cannot be registered (``_unregistered``: a residual far above
-the series' others, a jump away from the neighbours' positions with a poor
-fit, or a displacement beyond ``MAX_DISPLACEMENT_MM``) are listed, with a
-warning, and left out of the fits (``pipeline.correct_study_motion``).
+the series' others in every slice, or in a slice whose displacement is in
+doubt too, astray or jumped away from the neighbours' positions unlike the
+other slices; a doubtful displacement with a poor fit; or a displacement
+beyond ``MAX_DISPLACEMENT_MM``) are listed, with a warning, and left out of
+the fits (``pipeline.correct_study_motion``).  A poor fit alone does not
+leave a frame out: the synthetic references follow a fast change of
+contrast poorly, and a frame can fit them badly in one slice though it is
+registered well.
 
 ``mode`` (``MOTION_CORRECTION_MODES``): ``"on"`` always resamples, ``"off"``
 leaves the frames as they are (and measures nothing), ``"auto"`` (default)

@@ -13,14 +13,31 @@ from .contrast_phases import (brightest_mean, contrast_settled_frame, first_enha
 from .gauss_newton import JUMP_PX, neighbour_median
 from .slice_motion import estimate_slice_motion
 
-#: A frame further than ``gauss_newton.JUMP_PX`` from its neighbours' median is taken as not registered when its
-#: residual also exceeds the median's this many times.
+#: A frame whose displacement is in doubt in a slice (``_doubtful``) is taken as not registered when its residual
+#: there also exceeds the median's this many times.
 JUMP_RESIDUAL_RATIO = 1.5
+#: Breathing moves every slice of a frame together: the slices of one heartbeat are acquired within a few hundred
+#: milliseconds, and their true displacements lay at most 4.7 mm from the frame's median slice on 40 held-out moving
+#: studies (breathing of 3-10 mm), 7.1 mm on 20 with breathing of 10-16 mm, 1.8 mm on 24 of ours.  A slice further
+#: than this from the median of the frame's slices, mm, was carried off alone by a false minimum of its
+#: registration (11-20 mm on those studies), and is given the median instead (``astray_slices``); a median outvotes
+#: one slice only from ``ASTRAY_MIN_SLICES`` measured slices on (project choice).
+ASTRAY_MM = 10.0
+ASTRAY_MIN_SLICES = 3
 #: A frame displaced further than this from the ROI frame, mm, is taken as not registered.
 MAX_DISPLACEMENT_MM = 20.0
-#: A frame whose registration residual exceeds the median of the series' frames by more than this many
-#: robust SDs (1.4826 MAD), and is at least ``OUTLIER_MIN_RATIO`` times the median, is taken as not registered
-#: (project choice: measured residuals of registered frames stay within a few SDs; see the benchmark).
+#: A registration residual that exceeds the median of the series' frames by more than this many robust SDs
+#: (1.4826 MAD), and is at least ``OUTLIER_MIN_RATIO`` times the median, is an outlier: the frame is taken as not
+#: registered when its residual is an outlier in every slice (a frame unlike the series), or in a slice where its
+#: displacement is also in doubt (``_doubtful``).  An outlier alone is not enough: the synthetic references follow
+#: a fast change of contrast poorly, and the frames of the contrast's arrival in one slice can fit them badly
+#: though registered well (project choice: measured residuals of registered frames stay within a few SDs, see the
+#: benchmark.  Left out on the outlier alone, frames registered to 0.1 pixel cost segments: the arrival frame of our
+#: seed 37 moved one by 6 % in plane and 9 % through plane, 7 first-pass frames of a held-out study breathing 10-16 mm
+#: moved 10 of 16 by over 5 %.  With this rule and ``ASTRAY_MM``, segments within 5 % of the still study went from
+#: 91.4 and 87.5 % to 100 % on our 8 seeds from 31 in and through plane, from 85.0 and 84.4 % to 86.2 and 84.4 % on
+#: two samples of 20 held-out studies, from 86.6 to 89.7 % on 20 breathing 10-16 mm, with 3, 2 and 2 frames left
+#: out where 10, 2 and 15 were).
 OUTLIER_RESIDUAL_SD = 8.0
 OUTLIER_MIN_RATIO = 3.0
 #: Fewest pre-contrast frames left in the fits: frames before the contrast that could not be registered are
@@ -65,6 +82,9 @@ class MotionCorrection(object):
         The still run around the ROI frame (``still_frames``), where
         displacements under ``MIN_APPLIED_SHIFT_PX`` are not applied; all
         False when not measured.
+    astray : numpy.ndarray of bool, shape (n_frames, n_slices)
+        Slices carried off alone by their registration (``astray_slices``),
+        given the median of the frame's slices; all False when not measured.
     roi_frame : int
         The frame the ROIs belong to, the registration's target.
     roi_frame_rule : str
@@ -153,6 +173,7 @@ class MotionCorrection(object):
             "pre_contrast_tie_spread_px": [None if not np.isfinite(v) else round(float(v), 3)
                                            for v in self.baseline_spread_px],
             "still_frames": ([int(f) for f in np.flatnonzero(self.still)] if measured else None),
+            "astray_slices": [[int(f), int(k)] for f, k in zip(*np.nonzero(self.astray))],
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
 
@@ -226,24 +247,57 @@ def resample_frames(frames, shift_px):
     return out
 
 
-def _unregistered(shift_px, residual, pixel_mm, roi_frame):
+def astray_slices(shift_px, pixel_mm):
+    """Slices carried off alone: further than ``ASTRAY_MM`` from the median of the frame's slices.
+
+    Parameters
+    ----------
+    shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
+        Displacement relative to the ROI frame, pixels (measured slices only).
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_frames, n_slices)
+        All False with fewer than ``ASTRAY_MIN_SLICES`` slices.
+    """
+    if shift_px.shape[1] < ASTRAY_MIN_SLICES:
+        return np.zeros(shift_px.shape[:2], dtype=bool)
+    median = np.median(shift_px, axis=1, keepdims=True)
+    return np.linalg.norm((shift_px - median) * np.asarray(pixel_mm, dtype=float), axis=-1) > ASTRAY_MM
+
+
+def _doubtful(shift_px, astray):
+    """Where a slice's displacement is in doubt, (n_frames, n_slices) bool: the slice was astray
+    (``astray_slices``), or it lies more than ``JUMP_PX`` from its neighbours' median beyond the jump the frame's
+    slices share (with ``ASTRAY_MIN_SLICES`` slices; breathing moves them together, a false minimum one alone)."""
+    jump = np.stack([shift_px[:, k] - neighbour_median(shift_px[:, k]) for k in range(shift_px.shape[1])], axis=1)
+    if shift_px.shape[1] >= ASTRAY_MIN_SLICES:
+        jump = jump - np.median(jump, axis=1, keepdims=True)
+    return astray | (np.linalg.norm(jump, axis=-1) > JUMP_PX)
+
+
+def _unregistered(shift_px, residual, pixel_mm, roi_frame, astray):
     """Frames (any slice) that could not be registered.
 
     A frame is not registered when it lies further than
-    ``MAX_DISPLACEMENT_MM`` from the ROI frame; when its residual exceeds the
-    series' median by ``OUTLIER_RESIDUAL_SD`` robust SDs and
-    ``OUTLIER_MIN_RATIO`` times; or when it lies more than ``JUMP_PX`` from
-    its neighbours' median with a residual above ``JUMP_RESIDUAL_RATIO``
-    times the median (a false minimum).
+    ``MAX_DISPLACEMENT_MM`` from the ROI frame; when its residual is an
+    outlier (``OUTLIER_RESIDUAL_SD``, ``OUTLIER_MIN_RATIO``) in every slice,
+    or in a slice where its displacement is in doubt (``_doubtful``); or
+    when its displacement is in doubt with a residual above
+    ``JUMP_RESIDUAL_RATIO`` times the median (a false minimum).  ``shift_px``
+    holds the displacements the slices were given, ``astray`` the slices
+    that were carried off alone (both measured slices only).
     """
     length_mm = np.linalg.norm(shift_px * pixel_mm, axis=-1)
     bad = length_mm > MAX_DISPLACEMENT_MM
     median = np.median(residual, axis=0)
     spread = 1.4826 * np.median(np.abs(residual - median), axis=0)
-    bad |= (residual > median + OUTLIER_RESIDUAL_SD * spread) & (residual > OUTLIER_MIN_RATIO * median)
-    for k in range(shift_px.shape[1]):
-        jump = np.linalg.norm(shift_px[:, k] - neighbour_median(shift_px[:, k]), axis=-1)
-        bad[:, k] |= (jump > JUMP_PX) & (residual[:, k] > JUMP_RESIDUAL_RATIO * median[k])
+    outlier = (residual > median + OUTLIER_RESIDUAL_SD * spread) & (residual > OUTLIER_MIN_RATIO * median)
+    doubtful = _doubtful(shift_px, astray)
+    bad |= outlier & (doubtful | outlier.all(axis=1, keepdims=True))
+    bad |= doubtful & (residual > JUMP_RESIDUAL_RATIO * median)
     bad[roi_frame] = False
     return [int(f) for f in np.flatnonzero(bad.any(axis=1))]
 
@@ -300,6 +354,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                                 late_offset_px=np.full((n_slices, 2), np.nan), lv_enhanced_frame=None,
                                 phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
                                 baseline_spread_px=np.full(n_slices, np.nan), still=np.zeros(n_frames, dtype=bool),
+                                astray=np.zeros((n_frames, n_slices), dtype=bool),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -322,7 +377,12 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
         shift[:, k] = slice_shift - slice_shift[roi_frame]
         residual[:, k] = slice_residual / np.median(slice_residual)
     measured = np.isfinite(residual).all(axis=0)
-    unregistered = _unregistered(shift[:, measured], residual[:, measured], pixel_mm, roi_frame)
+    # Breathing moves the slices together: a slice carried off alone is given the median of the frame's slices.
+    astray = np.zeros((n_frames, n_slices), dtype=bool)
+    astray[:, measured] = astray_slices(shift[:, measured], pixel_mm)
+    if astray.any():
+        shift = np.where(astray[..., None], np.median(shift[:, measured], axis=1)[:, None, :], shift)
+    unregistered = _unregistered(shift[:, measured], residual[:, measured], pixel_mm, roi_frame, astray[:, measured])
     reliable = np.ones(n_frames, bool)
     reliable[unregistered] = False
     # Whether the series moves is judged on the frames the registration could follow: a frame it could not
@@ -344,6 +404,13 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                         "{}); check the series for through-plane motion or artefacts.".format(
                             len(excluded), "s" if len(excluded) > 1 else "", "are" if len(excluded) > 1 else "is",
                             "s" if len(excluded) > 1 else "", ", ".join(str(f) for f in excluded)))
+    replaced = [(int(f), int(k)) for f, k in zip(*np.nonzero(astray)) if f not in excluded]
+    if applied and replaced:
+        warnings.append("In {} frame{} a slice's displacement lay more than {:g} mm from the other slices' ({}); "
+                        "breathing moves the slices together, so {} given the median of the frame's slices.".format(
+                            len(set(f for f, _ in replaced)), "s" if len(set(f for f, _ in replaced)) > 1 else "",
+                            ASTRAY_MM, ", ".join("frame {} slice {}".format(f, k) for f, k in replaced),
+                            "they were" if len(replaced) > 1 else "it was"))
     if not measured.all():
         warnings.append("Slice{} {} {} no ROI, so {} not registered.".format(
             "s" if (~measured).sum() > 1 else "", ", ".join(str(k) for k in np.flatnonzero(~measured)),
@@ -356,5 +423,5 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
-                            baseline_spread_px=baseline_spread, applied=applied, still=still,
+                            baseline_spread_px=baseline_spread, applied=applied, still=still, astray=astray,
                             seconds=time.perf_counter() - started, **record)
