@@ -77,8 +77,9 @@ than ``ASTRAY_MM`` from the median of the frame's slices, slid into a false
 minimum, and is given that median (``astray_slices``, with a warning).
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others in every slice, or in a slice whose displacement is in
-doubt too, astray or jumped away from the neighbours' positions unlike the
-other slices; a doubtful displacement with a poor fit; or a displacement
+doubt too, astray, a few mm apart from the other slices
+(``OUTLIER_APART_MM``) or jumped away from the neighbours' positions unlike
+them; a doubtful displacement with a poor fit; or a displacement
 beyond ``MAX_DISPLACEMENT_MM``) are listed, with a warning, and left out of
 the fits (``pipeline.correct_study_motion``).  A poor fit alone does not
 leave a frame out: the synthetic references follow a fast change of
