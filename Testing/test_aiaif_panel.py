@@ -383,6 +383,39 @@ def test_segment_ids_of_another_segmentation_are_reset_but_not_while_importing(A
     assert logic.clearUnknownSegmentIds(parameters) == []
 
 
+def test_the_roi_frame_of_another_series_is_forgotten_but_not_while_importing(AIAIF):
+    logic = AIAIF.AIAIFLogic()
+    first, _, _ = logic.loadSamplePhantom()
+    second = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "another series")
+    parameters = logic.getParameterNode()
+    parameters.perfusionSequence, parameters.roiFrameIndex = first, 12
+    assert not logic.forgetRoiFrameOfAnotherSeries(parameters, None)  # nothing was selected before
+    assert not logic.forgetRoiFrameOfAnotherSeries(parameters, first.GetID()) and parameters.roiFrameIndex == 12
+    parameters.perfusionSequence = second
+    slicer.mrmlScene.StartState(slicer.vtkMRMLScene.ImportState)  # a loaded scene sets its series after the node
+    assert not logic.forgetRoiFrameOfAnotherSeries(parameters, first.GetID()) and parameters.roiFrameIndex == 12
+    slicer.mrmlScene.EndState(slicer.vtkMRMLScene.ImportState)
+    assert logic.forgetRoiFrameOfAnotherSeries(parameters, first.GetID()) and parameters.roiFrameIndex == -1
+    parameters.roiFrameIndex = 12
+    parameters.perfusionSequence = None
+    assert logic.forgetRoiFrameOfAnotherSeries(parameters, second.GetID()) and parameters.roiFrameIndex == -1
+
+
+def test_the_panel_forgets_the_roi_frame_when_another_series_is_selected(AIAIF, panel):
+    """The ROI frame Draw ROIs named belongs to its series: after switching series the motion correction would
+    register every frame of the new one to a frame of the old one."""
+    logic = AIAIF.AIAIFLogic()
+    first, _, _ = logic.loadSamplePhantom()
+    panel.enter()
+    parameters = logic.getParameterNode()
+    assert parameters.perfusionSequence is first
+    parameters.roiFrameIndex = 12  # as Draw ROIs sets it
+    parameters.roiFrameIndex = 14  # or the user, on the same series
+    assert parameters.roiFrameIndex == 14
+    parameters.perfusionSequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "another series")
+    assert parameters.roiFrameIndex == -1
+
+
 # --- the .ui file in real Qt (PyQt5's loader, offscreen) ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -304,6 +304,37 @@ class AIAIFLogic(ScriptedLoadableModuleLogic):
             setattr(parameterNode, name, "")
         return unknown
 
+    def forgetRoiFrameOfAnotherSeries(self, parameterNode, previousSequenceId):
+        """Reset the ROI frame to -1 (the new series' peak frame) when the perfusion series changed.
+
+        ``roiFrameIndex`` names a frame of the series the ROIs were drawn on;
+        after another series is selected it would name a frame of that one,
+        and the motion correction would register every frame to it.  Nothing
+        is reset when no series was selected before, when the ROI frame is
+        -1 already, or while the scene is importing (a loaded scene sets the
+        series after the parameter node).
+
+        Parameters
+        ----------
+        parameterNode : AIAIFParameterNode
+        previousSequenceId : str or None
+            ID of the series selected before this change.
+
+        Returns
+        -------
+        bool
+            Whether the ROI frame was reset.
+        """
+        sequence = parameterNode.perfusionSequence
+        if not previousSequenceId or parameterNode.roiFrameIndex < 0 or (
+                sequence is not None and sequence.GetID() == previousSequenceId):
+            return False
+        scene = parameterNode.parameterNode.GetScene()
+        if scene is not None and scene.IsImporting():
+            return False
+        parameterNode.roiFrameIndex = -1
+        return True
+
     def selectDefaultInputs(self, parameterNode):
         """Pick the scene's first perfusion sequence and segmentation when none is selected yet."""
         scene = parameterNode.parameterNode.GetScene()

@@ -81,7 +81,7 @@ class AIAIFParameterNode:
     computeFitQuality - also make the fit-quality (NRMSE) volume.
     motionCorrection - "auto" (register the frames to the ROI frame when they moved, default), "on" or "off".
     roiFrameIndex - the frame the ROIs were drawn on; -1: the frame of peak LV enhancement (Draw ROIs names the one
-                    it shows).
+                    it shows; the panel sets it back to -1 when another perfusion series is selected).
     mbfVolume, segmentsTable, aifChart, bullseyeVolume, fitQualityVolume, registeredSequence - outputs: created on
     the first run (None: "create new on Apply") and updated after; the registered sequence only when frames moved.
     """

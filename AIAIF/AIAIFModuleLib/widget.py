@@ -74,6 +74,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._running = False
+        self._shownSequenceId = None  # ID of the perfusion series the parameter node held when last shown
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -131,6 +132,7 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        self._shownSequenceId = None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
@@ -145,6 +147,10 @@ class AIAIFWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # development head): such an ID is cleared first.  Clearing modifies the parameter node, which
         # runs this method again, nested; the rest below is idempotent.
         self.logic.clearUnknownSegmentIds(parameters)
+        # The ROI frame belongs to the series the ROIs were drawn on (nested as above).
+        sequence = parameters.perfusionSequence
+        previousSequenceId, self._shownSequenceId = self._shownSequenceId, sequence.GetID() if sequence else None
+        self.logic.forgetRoiFrameOfAnotherSeries(parameters, previousSequenceId)
         for name, selectorName in SEGMENT_PARAMETERS.items():
             selector = getattr(self.ui, selectorName)
             wasBlocked = selector.blockSignals(True)
