@@ -148,6 +148,23 @@ def test_a_slice_carried_off_alone_is_given_the_median_of_the_frames_slices(movi
     assert not motion.correction.astray_slices(np.array([[[0.0, 0.0], [carried, 0.0]]]), PIXEL_MM).any()
 
 
+def test_a_frame_whose_slices_disagree_is_left_out_when_their_median_leaves_the_breathing(
+        moving, corrected, monkeypatch):
+    """Two slices carried off together in one frame make their error the frame's median; off the course of the
+    neighbouring frames it is not trusted for the third slice, and the frame is left out."""
+    frame = 41
+    carried = 1.5 * motion.correction.ASTRAY_MM / PIXEL_MM[0]
+
+    def carry_off_two(k, shift, residual):
+        if k in (0, 1):
+            shift[frame, 0] += carried
+
+    _slice_estimates_changed(monkeypatch, carry_off_two)
+    result = _correct(moving)
+    assert result.astray[frame].tolist() == [False, False, True]
+    assert set(result.excluded_frames) == set(corrected.excluded_frames) | {frame}
+
+
 def test_a_poor_fit_alone_does_not_leave_a_frame_out_but_with_a_doubtful_displacement_it_does(
         moving, corrected, monkeypatch):
     """A fast change of contrast can fit the synthetic references badly in one slice though the frame is registered

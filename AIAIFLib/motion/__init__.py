@@ -74,7 +74,9 @@ not settled a few frames before it ends (e.g. a saturated blood signal at
 Breathing moves every slice of a frame together, which cross-checks each
 slice's registration against the others'.  A slice carried off alone, more
 than ``ASTRAY_MM`` from the median of the frame's slices, slid into a false
-minimum, and is given that median (``astray_slices``, with a warning).
+minimum, and is given that median (``astray_slices``, with a warning),
+unless the median itself leaves the course of the neighbouring frames (two
+slices slid off together): the frame is then left out.
 Frames that cannot be registered (``_unregistered``: a residual far above
 the series' others in every slice, or in a slice whose displacement is in
 doubt too, astray, a few mm apart from the other slices
