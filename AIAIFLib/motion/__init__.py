@@ -56,10 +56,14 @@ before the LV blood shows it (``lv_enhanced_frame``), are tied to the
 first frames with LV contrast instead, whose contrast is nearer theirs.
 
 The displacements are then made relative to the ROI frame.  In the still
-run around the ROI frame (``still_frames``: the breath-hold), those under
-``MIN_APPLIED_SHIFT_PX`` are reported but not applied: a frame that did not
-move is left exactly as it was.  Outside it the heart breathes, and every
-displacement is applied.  The frames are resampled once (cubic spline).
+run around the ROI frame (``still_frames``: the breath-hold), they are
+reported but not applied: a frame that did not move is left exactly as it
+was.  Only in the run's ``STILL_EDGE_FRAMES`` outermost frames is a slice's
+displacement of ``MIN_APPLIED_SHIFT_PX`` or more applied: the hold begins
+and ends between the slices of one heartbeat, so there one slice can have
+moved while the others were held; further in, a slice that moved alone was
+misregistered.  Outside the run the heart breathes, and every displacement
+is applied.  The frames are resampled once (cubic spline).
 
 Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or
