@@ -34,7 +34,9 @@ phase ramp moving the heart and its surroundings inside a still chest wall,
 sinusoidal breathing of 3-10 mm, abrupt breath-hold edges; see
 ``heldout.phantoms.MOTION``).  ``--heldout-breathing-mm LOW,HIGH`` draws that
 model's breathing amplitude (peak to peak) from another range, e.g. 10,16 for
-the deep breathing beyond the issue's 4-8 mm.
+the deep breathing beyond the issue's 4-8 mm, and
+``--heldout-breathing-period-s LOW,HIGH`` its period, e.g. 2,3 for breathing
+faster than its 3-6 s.
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -182,14 +184,17 @@ def run(title, cases):
     return rows
 
 
-def _mm_range(text):
-    try:
-        low, high = (float(value) for value in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("give two numbers, LOW,HIGH in mm, e.g. 10,16")
-    if not 0.0 <= low <= high:
-        raise argparse.ArgumentTypeError("give 0 <= LOW <= HIGH, e.g. 10,16")
-    return (low, high)
+def _range(unit, example):
+    """An argparse type: two numbers LOW,HIGH with 0 <= LOW <= HIGH, in ``unit``."""
+    def parse(text):
+        try:
+            low, high = (float(value) for value in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError("give two numbers, LOW,HIGH in {}, e.g. {}".format(unit, example))
+        if not 0.0 <= low <= high:
+            raise argparse.ArgumentTypeError("give 0 <= LOW <= HIGH, e.g. {}".format(example))
+        return (low, high)
+    return parse
 
 
 def main(argv=None):
@@ -197,18 +202,24 @@ def main(argv=None):
     parser.add_argument("--phantoms", type=int, default=8, help="phantoms of the project's simulator")
     parser.add_argument("--seed", type=int, default=31, help="first seed")
     parser.add_argument("--heldout", type=int, default=4, help="studies of the held-out forward model")
-    parser.add_argument("--heldout-breathing-mm", type=_mm_range, default=heldout.phantoms.MOTION["amplitude_mm"],
-                        metavar="LOW,HIGH", help="the held-out model's breathing amplitude, mm peak to peak "
-                        "(default: {:g},{:g})".format(*heldout.phantoms.MOTION["amplitude_mm"]))
+    parser.add_argument("--heldout-breathing-mm", type=_range("mm", "10,16"),
+                        default=heldout.phantoms.MOTION["amplitude_mm"], metavar="LOW,HIGH",
+                        help="the held-out model's breathing amplitude, mm peak to peak (default: {:g},{:g})".format(
+                            *heldout.phantoms.MOTION["amplitude_mm"]))
+    parser.add_argument("--heldout-breathing-period-s", type=_range("s", "2,3"),
+                        default=heldout.phantoms.MOTION["period_s"], metavar="LOW,HIGH",
+                        help="the held-out model's breathing period, s (default: {:g},{:g})".format(
+                            *heldout.phantoms.MOTION["period_s"]))
     args = parser.parse_args(argv)
     heldout.phantoms.MOTION["amplitude_mm"] = args.heldout_breathing_mm
+    heldout.phantoms.MOTION["period_s"] = args.heldout_breathing_period_s
     started = time.perf_counter()
     if args.phantoms > 0:
         run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
             _our_cases(args.phantoms, args.seed))
     if args.heldout > 0:
-        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm)".format(
-            args.heldout, *args.heldout_breathing_mm),
+        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s)".format(
+            args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s)),
             _heldout_cases(args.heldout, args.seed))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
