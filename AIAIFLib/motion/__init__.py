@@ -63,17 +63,31 @@ displacement of ``MIN_APPLIED_SHIFT_PX`` or more applied: the hold begins
 and ends between the slices of one heartbeat, so there one slice can have
 moved while the others were held; further in, a slice that moved alone was
 misregistered.  Outside the run the heart breathes, and every displacement
-is applied.  The frames are resampled once (cubic spline).
+is applied.
+
+The breath-hold also gives the remedy for the low-rank references' blind
+spot, once the series moved: the held frames lie at the ROI frame's
+position by definition, no moving frame has shaped them, and their contrast
+runs from before the arrival through the first pass.  Every frame outside
+the run is moved to where it lies nearest the span of the held frames (their
+leading principal components and a constant; ``held_span``), within
+``HELD_SPAN_MAX_CORRECTION_PX`` of where the steps above put it; the
+pre-contrast frames, registered to one another already, share the median of
+their corrections.  The groups' ties leave common offsets of a tenth of a
+pixel or more, which move segments' MBF by several per cent; the span
+removes most of them.  A series without a breath-hold of
+``MIN_HELD_FRAMES`` frames (besides the run's edges) keeps the steps above
+alone, with a warning.  The frames are resampled once (cubic spline).
 
 Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or
 affine step would follow only in part; the benchmark
 (``Testing/benchmarks/motion_correction.py``) measures what translation
-leaves.  Known limits: one correction for the whole late group, so a drift
-within it (the low-rank references' error growing with the distance from
-the ROI frame) is corrected on average only; a series whose contrast has
-not settled a few frames before it ends (e.g. a saturated blood signal at
-3 T) keeps that blind spot.
+leaves.  Known limits: the held frames' span holds the contrast of the
+breath-hold only, so frames long after the first pass, of a contrast it
+holds less well, are registered to it less precisely; a series without a
+breath-hold around the ROI frame keeps the groups' ties alone, and among
+them one correction for the whole late group.
 
 Breathing moves every slice of a frame together, which cross-checks each
 slice's registration against the others'.  A slice carried off alone, more
@@ -114,13 +128,14 @@ slices x 60 frames x 4 rounds, over the 5 s budget; the vectorised solver
 here takes a fraction of that.
 
 The package, top to bottom: ``correction`` (the whole series: ``correct_motion``,
-the frames that cannot be registered, resampling) calls ``contrast_phases``
-(the arrival, LV enhancement and settled contrast read off the series) and
-``slice_motion`` (one slice), which uses ``region`` (the registration
-region), ``low_rank`` (the synthetic references), ``gauss_newton`` (the
-translation solver) and ``groups`` (groups of frames of one contrast tied to
-the ROI frame by the measures of ``similarity``); ``auto`` decides whether
-the whole heart moved.
+the frames that cannot be registered, the still run, resampling) calls
+``contrast_phases`` (the arrival, LV enhancement and settled contrast read
+off the series), ``slice_motion`` (one slice: ``region``, the registration
+region; ``low_rank``, the synthetic references; ``gauss_newton``, the
+translation solver; ``groups``, groups of frames of one contrast tied to the
+ROI frame by the measures of ``similarity``), ``held_span`` (the frames
+outside the breath-hold, against the held frames' span) and ``auto``
+(whether the whole heart moved).
 """
 
 from .contrast_phases import contrast_settled_frame, first_enhanced_frame, lv_enhanced_frame

@@ -11,7 +11,8 @@ from .auto import AUTO_MIN_FRAMES, AUTO_MIN_STEPS, AUTO_STEP_PX, AUTO_THRESHOLD_
 from .contrast_phases import (brightest_mean, contrast_settled_frame, first_enhanced_from_pixels, lv_enhanced_frame,
                               near_heart)
 from .gauss_newton import JUMP_PX, neighbour_median
-from .slice_motion import estimate_slice_motion
+from . import held_span
+from .slice_motion import SHIFT_GRID_DECIMALS, estimate_slice_motion
 
 #: A frame whose displacement is in doubt in a slice (``_doubtful``) is taken as not registered when its residual
 #: there also exceeds the median's this many times.
@@ -102,6 +103,10 @@ class MotionCorrection(object):
     astray : numpy.ndarray of bool, shape (n_frames, n_slices)
         Slices carried off alone by their registration (``astray_slices``),
         given the median of the frame's slices; all False when not measured.
+    held_span_frames : list of int
+        The breath-held frames whose span the frames outside the still run
+        were registered to (``held_span.held_frames``); empty when the
+        frames were not resampled or no such breath-hold was found.
     roi_frame : int
         The frame the ROIs belong to, the registration's target.
     roi_frame_rule : str
@@ -171,7 +176,8 @@ class MotionCorrection(object):
             "roi_frame": int(self.roi_frame),
             "roi_frame_rule": self.roi_frame_rule,
             "measured": measured,
-            "method": "translation per frame and slice to progressive low-rank references",
+            "method": ("translation per frame and slice to progressive low-rank references, then of the frames "
+                       "outside the breath-hold to the span of the held frames"),
             "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median "
                           "over the slices), or at least {} steps between frames move every slice more than {:g} "
                           "pixel the same way").format(
@@ -191,6 +197,7 @@ class MotionCorrection(object):
                                            for v in self.baseline_spread_px],
             "still_frames": ([int(f) for f in np.flatnonzero(self.still)] if measured else None),
             "astray_slices": [[int(f), int(k)] for f, k in zip(*np.nonzero(self.astray))],
+            "held_span_frames": list(self.held_span_frames),
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
 
@@ -408,7 +415,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                                 late_offset_px=np.full((n_slices, 2), np.nan), lv_enhanced_frame=None,
                                 phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
                                 baseline_spread_px=np.full(n_slices, np.nan), still=np.zeros(n_frames, dtype=bool),
-                                astray=np.zeros((n_frames, n_slices), dtype=bool),
+                                astray=np.zeros((n_frames, n_slices), dtype=bool), held_span_frames=[],
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -475,9 +482,23 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     # slices): resampling a frame that did not move only blurs it, and misplaces its edges by the estimate's error.
     # Outside it the heart breathes.
     still = still_frames(shift[:, measured] if measured.any() else shift, roi_frame, passed_over=unregistered)
+    held = held_span.held_frames(still) if applied else []
+    if len(held):
+        # The held frames lie at the ROI frame's position, and no moving frame shaped them: the frames outside the
+        # run are refined against their span, which the groups' common offsets do not reach.
+        for k in np.flatnonzero(measured):
+            shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still,
+                                                          one_contrast=np.arange(first_enhanced))
+        shift = np.round(shift, SHIFT_GRID_DECIMALS)
+    elif applied:
+        warnings.append("No breath-hold of {} frames or more was found around the ROI frame, so the frames were "
+                        "registered to the series' own low-rank references only, which can leave frames of one "
+                        "contrast a fraction of a pixel off together; check the registered series.".format(
+                            held_span.MIN_HELD_FRAMES + 2 * held_span.HELD_SPAN_EDGE_FRAMES))
     registered = resample_frames(frames, _applied_shift(shift, still)) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
                             baseline_spread_px=baseline_spread, applied=applied, still=still, astray=astray,
+                            held_span_frames=[int(f) for f in held],
                             seconds=time.perf_counter() - started, **record)

@@ -1,0 +1,180 @@
+"""Frames outside the breath-hold registered to the span of the breath-held frames.
+
+The low-rank references have a blind spot: frames of one contrast share
+components and settle at a common position of their own, and the groups'
+ties to the ROI frame (``groups``) correct that position only as well as
+two means of different contrast can be compared.  A common error of a tenth
+of a pixel over the free-breathing frames moves a segment's MBF by several
+per cent.  Once the still run around the ROI frame is known
+(``correction.still_frames``: the breath-hold), a reference that no moving
+frame has shaped is at hand: the held frames lie at the ROI frame's position
+by definition, and their contrast runs from before the arrival (the hold
+begins before the bolus) through the first pass.  Each frame outside the run
+is moved to where it lies nearest the span of the held frames: the leading
+principal components of the held frames and a constant, fitted by weighted
+least squares inside the registration region (``region``).  The span holds
+the contrast of the breath-hold: frames long after the first pass, of a
+contrast it holds less well, are registered to it less precisely (on 40
+held-out moving studies the late frames' median error fell in most, but rose
+to 0.15-0.8 pixel in 5, none of which had a segment more off for it), and a
+correction longer than ``HELD_SPAN_MAX_CORRECTION_PX`` is not applied.
+
+Measured (project choice; two samples of 20 held-out moving studies, true
+AIF, ``auto``): segments within 5 % of the still study went from 88.4 and
+84.4 % to 95.9 and 90.3 % (ideal: 98.1 and 92.8 %), our 8 moving phantoms in
+and through plane stayed at 100 %.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+from .gauss_newton import CONVERGED_STEP_PX, SMOOTHING_SCHEDULE_PX, _solve_2x2
+from .low_rank import _leading_eigenvectors
+from .region import Region
+
+#: Principal components of the held frames that span the reference, besides a constant (project choice: the
+#: compartments whose contrast changes independently, RV and LV blood, myocardium, the tissue around them, with
+#: room for their partial volumes; on 40 held-out moving studies 8 did as well as 5 or better, 90th percentile of
+#: the frames' error 0.47 to 0.27 pixel in seed 40, 0.31 to 0.18 in seed 57; 3 left some frames pixels off).
+HELD_SPAN_RANK = 8
+#: Fewest held frames for the span (project choice: fewer than this cannot span the contrast of the first pass,
+#: and a series without such a breath-hold keeps the low-rank registration's displacements).
+MIN_HELD_FRAMES = 8
+#: Frames at either end of the still run left out of the span: the breath-hold begins and ends between the slices
+#: of a heartbeat, and there a slice may not yet be held (``correction.STILL_EDGE_FRAMES``).
+HELD_SPAN_EDGE_FRAMES = 2
+#: Gauss-Newton steps of the registration to the span, at most, and the longest step, pixels.
+HELD_SPAN_ITERATIONS = 15
+HELD_SPAN_MAX_STEP_PX = 0.25
+#: Longest correction of the low-rank registration's displacement applied, pixels (project choice: the groups'
+#: common errors that the span corrects are tenths of a pixel; a longer correction is that of a frame whose
+#: contrast the span does not hold, and the low-rank registration's displacement is kept).
+HELD_SPAN_MAX_CORRECTION_PX = 1.0
+
+
+def _orthonormal_span(held, weight_root, rank):
+    """Orthonormal rows (k, p) spanning a constant and the ``rank`` leading principal components of ``held`` (m, p),
+    in plain numpy sums (no BLAS: the same result on every machine)."""
+    gram = np.einsum("ip,jp->ij", held, held)
+    components = np.einsum("ir,ip->rp", _leading_eigenvectors(gram, min(rank, held.shape[0])), held)
+    basis = []
+    for vector in np.vstack([weight_root[None, :], components]):
+        length = np.sqrt((vector * vector).sum())
+        for other in basis:
+            vector = vector - (other * vector).sum() * other
+        norm = np.sqrt((vector * vector).sum())
+        if norm > 1e-9 * length:  # not already in the span of the others
+            basis.append(vector / norm)
+    return np.array(basis)
+
+
+def _off_span(vectors, basis):
+    """The part (n, p) of each of ``vectors`` (n, p) orthogonal to the rows of ``basis`` (k, p)."""
+    return vectors - np.einsum("nk,kp->np", np.einsum("np,kp->nk", vectors, basis), basis)
+
+
+def _fit_to_span(region, stack, basis, shift):
+    """Each frame of ``stack`` moved to where it lies nearest the span (weighted least squares), from ``shift``
+    (n, 2): Gauss-Newton steps of at most ``HELD_SPAN_MAX_STEP_PX``, a step that made the fit worse halved back.
+
+    Returns the shifts (n, 2).
+    """
+    inside = region.weight > 0
+    weight_root = np.sqrt(region.weight[inside])
+
+    def off_span(images):
+        gradient_rows, gradient_columns = np.gradient(images, axis=(1, 2))
+        return tuple(_off_span(image[:, inside] * weight_root, basis)
+                     for image in (images, gradient_rows, gradient_columns))
+
+    shift = np.array(shift, dtype=float)
+    previous = np.full(shift.shape[0], np.inf)
+    last_step = np.zeros_like(shift)
+    active = np.arange(shift.shape[0])
+    for _ in range(HELD_SPAN_ITERATIONS):
+        residual, g_r, g_c = off_span(region.sample(stack[active], shift[active]))
+        cost = (residual ** 2).sum(axis=1)
+        worse = cost > previous[active]
+        shift[active[worse]] -= 0.5 * last_step[active[worse]]
+        last_step[active[worse]] *= 0.5
+        previous[active[~worse]] = cost[~worse]
+        step = -_solve_2x2((g_r * g_r).sum(axis=1), (g_r * g_c).sum(axis=1), (g_c * g_c).sum(axis=1),
+                           (g_r * residual).sum(axis=1), (g_c * residual).sum(axis=1))
+        step = np.where(worse[:, None], 0.0, np.clip(np.nan_to_num(step), -HELD_SPAN_MAX_STEP_PX,
+                                                         HELD_SPAN_MAX_STEP_PX))
+        shift[active] += step
+        last_step[active[~worse]] = step[~worse]
+        stepping = np.max(np.abs(np.where(worse[:, None], last_step[active], step)), axis=1) >= CONVERGED_STEP_PX
+        active = active[stepping]
+        if active.size == 0:
+            break
+    return shift
+
+
+def held_frames(still):
+    """The frames whose span the others are registered to: the still run without ``HELD_SPAN_EDGE_FRAMES`` at
+    either end; none when fewer than ``MIN_HELD_FRAMES`` are left.
+
+    Parameters
+    ----------
+    still : numpy.ndarray of bool, shape (n_frames,)
+        The still run (``correction.still_frames``).
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
+    run = np.flatnonzero(still)[HELD_SPAN_EDGE_FRAMES:-HELD_SPAN_EDGE_FRAMES]
+    return run if run.size >= MIN_HELD_FRAMES else run[:0]
+
+
+def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, one_contrast=()):
+    """Displacements of one slice's frames outside the still run, refined against the span of its held frames.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n_frames, rows, columns)
+        The slice's frames (signal units).
+    heart_mask : numpy.ndarray of bool, shape (rows, columns)
+        The heart in the ROI frame: the centre of the registration region.
+    pixel_mm : array_like, shape (2,)
+        Pixel size (row, column), mm.
+    shift_px : numpy.ndarray, shape (n_frames, 2)
+        Displacement of each frame relative to the ROI frame, pixels (the
+        low-rank registration's and the groups' ties).
+    still : numpy.ndarray of bool, shape (n_frames,)
+        The still run (``correction.still_frames``).
+    one_contrast : sequence of int, optional
+        Frames of one contrast registered to one another already (the
+        pre-contrast frames, ``groups.register_to_group_mean``): their
+        registration to each other is more precise than any one frame's to
+        the span, which has little to hold on to before the contrast, so
+        those outside the run are given the median of their corrections.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_frames, 2)
+        ``shift_px`` with the frames outside the run moved to their
+        position nearest the held frames' span, where that is within
+        ``HELD_SPAN_MAX_CORRECTION_PX``; unchanged without ``held_frames``.
+    """
+    shift_px = np.asarray(shift_px, dtype=float)
+    run = held_frames(still)
+    moving = np.flatnonzero(~np.asarray(still, dtype=bool))
+    if run.size == 0 or moving.size == 0:
+        return shift_px.copy()
+    region = Region(frames, heart_mask, np.asarray(pixel_mm, dtype=float))
+    smooth = ndimage.gaussian_filter(region.frames, (0.0,) + (SMOOTHING_SCHEDULE_PX[-1],) * 2, mode="nearest")
+    inside = region.weight > 0
+    weight_root = np.sqrt(region.weight[inside])
+    held = region.sample(smooth[run], np.zeros((run.size, 2)))[:, inside] * weight_root
+    found = _fit_to_span(region, smooth[moving], _orthonormal_span(held, weight_root, HELD_SPAN_RANK),
+                         shift_px[moving])
+    correction = found - shift_px[moving]
+    group = np.isin(moving, np.asarray(one_contrast, dtype=int))
+    if group.any():
+        correction[group] = np.median(correction[group], axis=0)
+    out = shift_px.copy()
+    near = np.linalg.norm(correction, axis=1) <= HELD_SPAN_MAX_CORRECTION_PX
+    out[moving[near]] += correction[near]
+    return out
