@@ -91,8 +91,7 @@ def test_in_the_still_runs_edge_frames_a_slice_that_moved_alone_is_moved_back():
     shift[:2] = 2.0  # breathing before the hold
     shift[12:] = -2.0  # and after it
     shift[2, 0] = (1.2, 0.0)  # the hold began after slice 0 of frame 2 was acquired
-    shift[12, 2] = (0.0, 0.0)  # and ended after slice 2 of frame 12: the run ends at frame 11
-    shift[11, 2] = (-1.0, -0.5)  # slice 2 of frame 11, the run's last frame, on its way out
+    shift[11, 2] = (-1.0, -0.5)  # and ended before slice 2 of frame 11, the run's last frame
     shift[7, 1] = (0.0, 1.1)  # one slice inside the hold, alone
     still = motion.correction.still_frames(shift, roi_frame=6)
     assert np.flatnonzero(still).tolist() == list(range(2, 12))
