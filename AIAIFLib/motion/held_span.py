@@ -125,7 +125,8 @@ def held_frames(still):
     -------
     numpy.ndarray of int
     """
-    run = np.flatnonzero(still)[HELD_SPAN_EDGE_FRAMES:-HELD_SPAN_EDGE_FRAMES]
+    run = np.flatnonzero(still)
+    run = run[HELD_SPAN_EDGE_FRAMES:max(run.size - HELD_SPAN_EDGE_FRAMES, 0)]
     return run if run.size >= MIN_HELD_FRAMES else run[:0]
 
 
