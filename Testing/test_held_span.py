@@ -106,3 +106,34 @@ def test_the_held_frames_are_recorded_and_a_series_without_a_breath_hold_says_wh
     assert any("No breath-hold of {} frames".format(len(run) + 4) in warning for warning in without.warnings)
     outside = ~result.still
     assert np.any(without.shift_px[outside] != result.shift_px[outside])  # the span moved them
+
+
+def test_a_holds_drift_is_the_length_of_the_line_fitted_to_the_held_frames():
+    shift = np.zeros((30, 2))
+    held = np.arange(5, 25)
+    shift[held] = np.outer(np.linspace(-0.4, 0.4, held.size), (0.6, 0.8))  # 0.8 px along a slant
+    shift[held, 0] += np.random.default_rng(1).normal(0.0, 0.05, held.size)
+    assert abs(held_span.hold_drift_px(shift, held) - 0.8) < 0.1
+    shift[:5] = 3.0  # breathing outside the hold does not count
+    assert abs(held_span.hold_drift_px(shift, held) - 0.8) < 0.1
+    assert held_span.hold_drift_px(shift, held[:1]) == 0.0
+
+
+def test_a_drifting_breath_hold_keeps_the_low_rank_displacements_with_a_warning():
+    # The span has no position of its own: frames outside the hold come to lie where its frames of the nearest
+    # contrast lie, so a hold that drifted 1.5 pixels would carry its drift into them.
+    moving = simulate_phantom(seed=6, motion="in-plane", ischemic="RCA")
+    roi = peak_enhancement_frame(moving.frames, moving.lv_blood_mask)
+    truth = moving.truth["motion_shift_px"]
+    hold = np.flatnonzero(np.all(np.linalg.norm(truth - truth[roi], axis=-1) < 1e-9, axis=1))
+    drift = np.zeros_like(truth)
+    drift[hold] = np.linspace(-0.75, 0.75, hold.size)[:, None, None] * np.array([0.6, 0.8])
+    frames = motion.resample_frames(moving.frames, -drift)  # the heart moved by the drift
+    result = motion.correct_motion(frames, moving.frame_times_s, moving.lv_blood_mask, moving.myocardium_mask,
+                                   PIXEL_MM, roi, mode="on")
+    assert result.hold_drift_px > held_span.HELD_SPAN_MAX_DRIFT_PX
+    assert result.held_span_frames == [] and result.summary()["hold_drift_px"] == round(result.hold_drift_px, 3)
+    assert any("breath-hold drifted by about" in warning for warning in result.warnings)
+    still = motion.correct_motion(moving.frames, moving.frame_times_s, moving.lv_blood_mask, moving.myocardium_mask,
+                                  PIXEL_MM, roi, mode="on")
+    assert still.hold_drift_px < held_span.HELD_SPAN_MAX_DRIFT_PX and still.held_span_frames

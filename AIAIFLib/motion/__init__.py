@@ -77,7 +77,11 @@ their corrections.  The groups' ties leave common offsets of a tenth of a
 pixel or more, which move segments' MBF by several per cent; the span
 removes most of them.  A series without a breath-hold of
 ``MIN_HELD_FRAMES`` frames (besides the run's edges) keeps the steps above
-alone, with a warning.  The frames are resampled once (cubic spline).
+alone, with a warning, and so does one whose hold drifted further than
+``HELD_SPAN_MAX_DRIFT_PX`` (``hold_drift_px``): the span has no position of
+its own, and each frame outside the hold comes to lie where the hold's
+frames of the nearest contrast lie, drift and all.  The frames are
+resampled once (cubic spline).
 
 Translation only: respiration moves the heart in plane mostly by translation.
 Through-plane motion changes the section's size and signal, which a rigid or

@@ -106,7 +106,11 @@ class MotionCorrection(object):
     held_span_frames : list of int
         The breath-held frames whose span the frames outside the still run
         were registered to (``held_span.held_frames``); empty when the
-        frames were not resampled or no such breath-hold was found.
+        frames were not resampled, no such breath-hold was found, or it
+        drifted further than ``held_span.HELD_SPAN_MAX_DRIFT_PX``.
+    hold_drift_px : float
+        How far the held frames drifted (``held_span.hold_drift_px``),
+        pixels; 0 without held frames, NaN when not measured.
     roi_frame : int
         The frame the ROIs belong to, the registration's target.
     roi_frame_rule : str
@@ -198,6 +202,7 @@ class MotionCorrection(object):
             "still_frames": ([int(f) for f in np.flatnonzero(self.still)] if measured else None),
             "astray_slices": [[int(f), int(k)] for f, k in zip(*np.nonzero(self.astray))],
             "held_span_frames": list(self.held_span_frames),
+            "hold_drift_px": None if not np.isfinite(self.hold_drift_px) else round(float(self.hold_drift_px), 3),
             "excluded_frames": [int(f) for f in self.excluded_frames],
         }
 
@@ -416,6 +421,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                                 phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
                                 baseline_spread_px=np.full(n_slices, np.nan), still=np.zeros(n_frames, dtype=bool),
                                 astray=np.zeros((n_frames, n_slices), dtype=bool), held_span_frames=[],
+                                hold_drift_px=float("nan"),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -482,7 +488,15 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     # slices): resampling a frame that did not move only blurs it, and misplaces its edges by the estimate's error.
     # Outside it the heart breathes.
     still = still_frames(shift[:, measured] if measured.any() else shift, roi_frame, passed_over=unregistered)
-    held = held_span.held_frames(still) if applied else []
+    held = held_span.held_frames(still) if applied and measured.any() else []
+    # A hold drifts with the whole heart: the median slice's displacements tell how far.
+    drift = held_span.hold_drift_px(np.median(shift[:, measured], axis=1), held) if len(held) else 0.0
+    if drift > held_span.HELD_SPAN_MAX_DRIFT_PX:
+        warnings.append("The breath-hold drifted by about {:.1f} pixel (frames {}-{}), so the frames outside it were "
+                        "registered to the series' own low-rank references only, which can leave frames of one "
+                        "contrast a fraction of a pixel off together; check the registered series.".format(
+                            drift, held[0], held[-1]))
+        held = []
     if len(held):
         # The held frames lie at the ROI frame's position, and no moving frame shaped them: the frames outside the
         # run are refined against their span, which the groups' common offsets do not reach.
@@ -490,7 +504,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
             shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still,
                                                           one_contrast=np.arange(first_enhanced))
         shift = np.round(shift, SHIFT_GRID_DECIMALS)
-    elif applied:
+    elif applied and drift <= held_span.HELD_SPAN_MAX_DRIFT_PX:
         warnings.append("No breath-hold of {} frames or more was found around the ROI frame, so the frames were "
                         "registered to the series' own low-rank references only, which can leave frames of one "
                         "contrast a fraction of a pixel off together; check the registered series.".format(
@@ -500,5 +514,5 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
                             baseline_spread_px=baseline_spread, applied=applied, still=still, astray=astray,
-                            held_span_frames=[int(f) for f in held],
+                            held_span_frames=[int(f) for f in held], hold_drift_px=drift,
                             seconds=time.perf_counter() - started, **record)
