@@ -491,12 +491,17 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     held = held_span.held_frames(still) if applied and measured.any() else []
     # A hold drifts with the whole heart: the median slice's displacements tell how far.
     drift = held_span.hold_drift_px(np.median(shift[:, measured], axis=1), held) if len(held) else 0.0
-    if drift > held_span.HELD_SPAN_MAX_DRIFT_PX:
-        warnings.append("The breath-hold drifted by about {:.1f} pixel (frames {}-{}), so the frames outside it were "
-                        "registered to the series' own low-rank references only, which can leave frames of one "
-                        "contrast a fraction of a pixel off together; check the registered series.".format(
-                            drift, held[0], held[-1]))
+    without_span = None
+    if applied and not len(held):
+        without_span = "No breath-hold of {} frames or more was found around the ROI frame".format(
+            held_span.MIN_HELD_FRAMES + 2 * held_span.HELD_SPAN_EDGE_FRAMES)
+    elif drift > held_span.HELD_SPAN_MAX_DRIFT_PX:
+        without_span = "The breath-hold drifted by about {:.1f} pixel (frames {}-{})".format(drift, held[0], held[-1])
         held = []
+    if without_span:
+        warnings.append(without_span + ", so the frames were registered to the series' own low-rank references only, "
+                        "which can leave frames of one contrast a fraction of a pixel off together; check the "
+                        "registered series.")
     if len(held):
         # The held frames lie at the ROI frame's position, and no moving frame shaped them: the frames outside the
         # run are refined against their span, which the groups' common offsets do not reach.
@@ -504,11 +509,6 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
             shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still,
                                                           one_contrast=np.arange(first_enhanced))
         shift = np.round(shift, SHIFT_GRID_DECIMALS)
-    elif applied and drift <= held_span.HELD_SPAN_MAX_DRIFT_PX:
-        warnings.append("No breath-hold of {} frames or more was found around the ROI frame, so the frames were "
-                        "registered to the series' own low-rank references only, which can leave frames of one "
-                        "contrast a fraction of a pixel off together; check the registered series.".format(
-                            held_span.MIN_HELD_FRAMES + 2 * held_span.HELD_SPAN_EDGE_FRAMES))
     registered = resample_frames(frames, _applied_shift(shift, still)) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
