@@ -84,6 +84,34 @@ def test_the_still_run_grows_from_the_roi_frame_while_the_median_slice_stays_put
     assert not applied[3:7].any()  # inside the run, one slice's long displacement alone is an estimate's error
 
 
+def test_the_still_run_drops_breathing_frames_that_lay_near_the_held_position_at_its_ends():
+    # Free breathing crosses the held position: the frames next to the hold may lie within the 0.75 px the run grows
+    # by, but they moved, and are registered like the other breathing frames.
+    shift = np.zeros((14, 3, 2))
+    shift[:2, :, 0] = 2.0  # breathing before the hold
+    shift[2, :, 0] = 0.5  # then near the held position, before the breath was held
+    shift[3, :, 0] = 0.1  # held: the estimate's noise
+    shift[10, :, 1] = -0.6  # the breath let go, near the held position
+    shift[11, :, 1] = 0.35
+    shift[12:, :, 1] = -2.0
+    shift[4, :, 0] = 0.45  # inside the run such an estimate does not end it
+    still = motion.correction.still_frames(shift, roi_frame=6)
+    assert np.flatnonzero(still).tolist() == list(range(3, 10))
+    applied = motion.correction._applied_shift(shift, still)
+    assert np.array_equal(applied[[2, 10, 11]], shift[[2, 10, 11]]) and not applied[3:10].any()
+    # Frames left off together by their group's tie, all by one displacement, did not breathe: they stay in the run.
+    grouped = np.zeros((10, 3, 2))
+    grouped[:6, :, 1] = 0.4
+    assert motion.correction.still_frames(grouped, roi_frame=8).all()
+    # At most STILL_END_FRAMES frames are dropped at either end, and never the ROI frame.
+    zigzag = np.zeros((12, 3, 2))
+    zigzag[:, :, 0] = 0.5 * (-1.0) ** np.arange(12)[:, None]
+    zigzag[7] = 0.0
+    still = motion.correction.still_frames(zigzag, roi_frame=7)
+    assert np.flatnonzero(still).tolist() == list(range(3, 9))
+    assert motion.correction.still_frames(zigzag, roi_frame=1)[1]
+
+
 def test_in_the_still_runs_edge_frames_a_slice_that_moved_alone_is_moved_back():
     # The breath-hold begins and ends between the slices of one heartbeat: in the run's first or last frames one
     # slice can have moved while the others were held.  Further in, such a slice was misregistered.

@@ -58,7 +58,11 @@ first frames with LV contrast instead, whose contrast is nearer theirs.
 The displacements are then made relative to the ROI frame.  In the still
 run around the ROI frame (``still_frames``: the breath-hold), they are
 reported but not applied: a frame that did not move is left exactly as it
-was.  Only in the run's ``STILL_EDGE_FRAMES`` outermost frames is a slice's
+was.  The run grows while the median slice stays within
+``MIN_APPLIED_SHIFT_PX``, so it can take in breathing frames next to the
+hold that lie near the held position; a few such end frames, displaced by
+``STILL_END_PX`` or more and moved from the next frame inward, are dropped
+from it again.  Only in the run's ``STILL_EDGE_FRAMES`` outermost frames is a slice's
 displacement of ``MIN_APPLIED_SHIFT_PX`` or more applied: the hold begins
 and ends between the slices of one heartbeat, so there one slice can have
 moved while the others were held; further in, a slice that moved alone was

@@ -36,7 +36,10 @@ sinusoidal breathing of 3-10 mm, abrupt breath-hold edges; see
 model's breathing amplitude (peak to peak) from another range, e.g. 10,16 for
 the deep breathing beyond the issue's 4-8 mm, and
 ``--heldout-breathing-period-s LOW,HIGH`` its period, e.g. 2,3 for breathing
-faster than its 3-6 s.
+faster than its 3-6 s.  ``--heldout-hold-s LOW,HIGH``,
+``--heldout-hold-before-arrival-s LOW,HIGH`` and ``--heldout-hold-after-peak-s
+S`` set its breath-hold: e.g. ``6,10``, ``0.3,1.5`` and ``0.7`` for short
+holds that begin with the contrast's arrival and end soon after the LV's peak.
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -197,29 +200,54 @@ def _range(unit, example):
     return parse
 
 
+def _seconds(text):
+    """An argparse type: a duration of 0 s or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError("give a number of seconds, 0 or more, e.g. 0.7")
+    return value
+
+
+#: Options that draw one of the held-out motion model's parameters (``heldout.phantoms.MOTION``) from another range:
+#: option, key, unit, example, what it is.
+HELDOUT_RANGES = (
+    ("--heldout-breathing-mm", "amplitude_mm", "mm", "10,16", "breathing amplitude, mm peak to peak"),
+    ("--heldout-breathing-period-s", "period_s", "s", "2,3", "breathing period, s"),
+    ("--heldout-hold-s", "hold_s", "s", "6,10", "breath-hold length, s"),
+    ("--heldout-hold-before-arrival-s", "hold_before_arrival_s", "s", "0.3,1.5",
+     "breath-hold start before the LV's contrast arrival, s"),
+)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phantoms", type=int, default=8, help="phantoms of the project's simulator")
     parser.add_argument("--seed", type=int, default=31, help="first seed")
     parser.add_argument("--heldout", type=int, default=4, help="studies of the held-out forward model")
-    parser.add_argument("--heldout-breathing-mm", type=_range("mm", "10,16"),
-                        default=heldout.phantoms.MOTION["amplitude_mm"], metavar="LOW,HIGH",
-                        help="the held-out model's breathing amplitude, mm peak to peak (default: {:g},{:g})".format(
-                            *heldout.phantoms.MOTION["amplitude_mm"]))
-    parser.add_argument("--heldout-breathing-period-s", type=_range("s", "2,3"),
-                        default=heldout.phantoms.MOTION["period_s"], metavar="LOW,HIGH",
-                        help="the held-out model's breathing period, s (default: {:g},{:g})".format(
-                            *heldout.phantoms.MOTION["period_s"]))
+    for option, key, unit, example, what in HELDOUT_RANGES:
+        parser.add_argument(option, type=_range(unit, example), default=heldout.phantoms.MOTION[key],
+                            metavar="LOW,HIGH", help="the held-out model's {} (default: {:g},{:g})".format(
+                                what, *heldout.phantoms.MOTION[key]))
+    parser.add_argument("--heldout-hold-after-peak-s", type=_seconds, metavar="S",
+                        default=heldout.phantoms.MOTION["hold_after_peak_s"],
+                        help="the held-out model's breath-hold lasts at least this long after the LV's peak, s "
+                             "(default: {:g})".format(heldout.phantoms.MOTION["hold_after_peak_s"]))
     args = parser.parse_args(argv)
-    heldout.phantoms.MOTION["amplitude_mm"] = args.heldout_breathing_mm
-    heldout.phantoms.MOTION["period_s"] = args.heldout_breathing_period_s
+    for option, key, _, _, _ in HELDOUT_RANGES:
+        heldout.phantoms.MOTION[key] = getattr(args, option[2:].replace("-", "_"))
+    heldout.phantoms.MOTION["hold_after_peak_s"] = args.heldout_hold_after_peak_s
     started = time.perf_counter()
     if args.phantoms > 0:
         run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
             _our_cases(args.phantoms, args.seed))
     if args.heldout > 0:
-        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s)".format(
-            args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s)),
+        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s, "
+            "breath-hold of {:g}-{:g} s from {:g}-{:g} s before the arrival to {:g} s after the peak or later)".format(
+                args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s + args.heldout_hold_s
+                                + args.heldout_hold_before_arrival_s + (args.heldout_hold_after_peak_s,))),
             _heldout_cases(args.heldout, args.seed))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
