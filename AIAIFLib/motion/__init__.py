@@ -62,11 +62,11 @@ was.  The run grows while the median slice stays within
 ``MIN_APPLIED_SHIFT_PX``, so it can take in breathing frames next to the
 hold that lie near the held position; a few such end frames, displaced by
 ``STILL_END_PX`` or more and moved from the next frame inward, are dropped
-from it again.  Only in the run's ``STILL_EDGE_FRAMES`` outermost frames is a slice's
-displacement of ``MIN_APPLIED_SHIFT_PX`` or more applied: the hold begins
-and ends between the slices of one heartbeat, so there one slice can have
-moved while the others were held; further in, a slice that moved alone was
-misregistered.  Outside the run the heart breathes, and every displacement
+from it again.  Only in the run's ``STILL_EDGE_FRAMES`` outermost frames is
+a slice's displacement of ``MIN_APPLIED_SHIFT_PX`` or more applied: the hold
+begins and ends between the slices of one heartbeat, so there one slice can
+have moved while the others were held; further in, a slice that moved alone
+was misregistered.  Outside the run the heart breathes, and every displacement
 is applied.
 
 The breath-hold also gives the remedy for the low-rank references' blind

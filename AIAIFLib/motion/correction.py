@@ -76,8 +76,8 @@ STILL_EDGE_FRAMES = 2
 #: The still run grows while the median slice stays within ``MIN_APPLIED_SHIFT_PX`` of the ROI frame, so it can take
 #: in a few frames of free breathing next to the hold that happened to lie near the held position.  At either end up
 #: to ``STILL_END_FRAMES`` frames are then dropped from it, one by one from the outside, while the median slice's
-#: displacement is at least ``STILL_END_PX`` and differs by at least ``STILL_END_STEP_PX`` from the next frame's
-#: inward (``still_frames``): breathing moves the heart from one heartbeat to the next, while frames that the tie of
+#: displacement is at least ``STILL_END_PX`` and differs by at least ``STILL_END_STEP_PX`` from that of the next
+#: frame inward (``still_frames``): breathing moves the heart from one heartbeat to the next, while frames that the tie of
 #: their group of one contrast left off together (the pre-contrast frames of a hold that began before the contrast)
 #: share one displacement and stay.  A dropped frame is registered like the other breathing frames.  Project
 #: choice, measured on 40 held-out moving studies, 20 with short breath-holds (6-10 s, from 0.3-1.5 s before the
