@@ -73,21 +73,20 @@ MIN_APPLIED_SHIFT_PX = 0.75
 #: its two outermost frames right in 50 of 57; held-out segments within 5 % of the still study went from 86.9 and
 #: 84.4 % to 88.4 and 84.4 % in the two samples of 20, ours unchanged (100 %).
 STILL_EDGE_FRAMES = 2
-#: The still run grows while the median slice stays within ``MIN_APPLIED_SHIFT_PX`` of the ROI frame, so it can take
-#: in a few frames of free breathing next to the hold that happened to lie near the held position.  At either end up
-#: to ``STILL_END_FRAMES`` frames are then dropped from it, one by one from the outside, while the median slice's
-#: displacement is at least ``STILL_END_PX`` and differs by at least ``STILL_END_STEP_PX`` from that of the next
-#: frame inward (``still_frames``): breathing moves the heart from one heartbeat to the next, while frames that the tie of
+#: The still run grows while the median slice stays within ``MIN_APPLIED_SHIFT_PX`` of the ROI frame, so it can take in
+#: a few frames of free breathing next to the hold that happened to lie near the held position.  At either end up to
+#: ``STILL_END_FRAMES`` frames are then dropped from it, one by one from the outside, while the median slice's
+#: displacement is at least ``STILL_END_PX`` and differs by at least ``STILL_END_STEP_PX`` from that of the next frame
+#: inward (``still_frames``): breathing moves the heart from one heartbeat to the next, while frames that the tie of
 #: their group of one contrast left off together (the pre-contrast frames of a hold that began before the contrast)
-#: share one displacement and stay.  A dropped frame is registered like the other breathing frames.  Project
-#: choice, measured on 40 held-out moving studies, 20 with short breath-holds (6-10 s, from 0.3-1.5 s before the
-#: LV's contrast arrival to 0.7 s after its peak) and 8 of ours in and through plane: on the frames the hold held,
-#: the median slice's estimate reads 0.06-0.09 pixel (median), 0.18-0.26 (90th percentile), 0.40-0.51 (99th); the
-#: breathing frames the run took in were displaced by 0.2-0.8 pixel and measured to about 0.1 pixel.  The rule cut
-#: the run's frame-slices more than half a pixel off from 43, 25 and 15 to 13, 9 and 8, and dropped 5 of the 1633
-#: frames the hold held (those are registered to the held frames' span, ``held_span``).  Without the step test, 0.3
-#: pixel alone dropped the eight held pre-contrast frames of held-out seed 65 (sample from 51), 0.4 pixel off together,
-#: and with them the span.
+#: share one displacement and stay.  A dropped frame is registered like the other breathing frames.  Project choice,
+#: measured on 40 held-out moving studies, 20 with short breath-holds (6-10 s, from 0.3-1.5 s before the LV's contrast
+#: arrival to 0.7 s after its peak) and 8 of ours in and through plane: on the frames the hold held, the median slice's
+#: estimate reads 0.06-0.09 pixel (median), 0.18-0.26 (90th percentile), 0.40-0.51 (99th); the breathing frames the run
+#: took in were displaced by 0.2-0.8 pixel and measured to about 0.1 pixel.  The rule cut the run's frame-slices more
+#: than half a pixel off from 43, 25 and 15 to 13, 9 and 8, and dropped 5 of the 1633 frames the hold held (those are
+#: registered to the held frames' span, ``held_span``).  Without the step test, 0.3 pixel alone dropped the eight held
+#: pre-contrast frames of held-out seed 65 (sample from 51), 0.4 pixel off together, and with them the span.
 STILL_END_PX = 0.3
 STILL_END_STEP_PX = 0.1
 STILL_END_FRAMES = 3
