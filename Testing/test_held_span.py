@@ -7,6 +7,7 @@ from scipy import ndimage
 from AIAIFLib import motion
 from AIAIFLib.aif import peak_enhancement_frame
 from AIAIFLib.motion import held_span
+from AIAIFLib.motion.correction import held_frames
 from AIAIFLib.simulation import PHANTOM_PIXEL_MM, simulate_phantom
 
 PIXEL_MM = np.array([PHANTOM_PIXEL_MM, PHANTOM_PIXEL_MM])
@@ -35,7 +36,8 @@ def test_a_common_offset_of_the_frames_outside_the_hold_is_removed(slice_series)
     start = truth + np.array([0.3, -0.3]) + np.random.default_rng(3).normal(0.0, 0.05, truth.shape)
     start[still] = 0.0
     before = np.flatnonzero(~still & (np.arange(still.size) < np.flatnonzero(still)[0]))
-    found = held_span.register_to_held_span(frames, heart, PIXEL_MM, start, still, one_contrast=before)
+    found = held_span.register_to_held_span(frames, heart, PIXEL_MM, start, still, held_frames(still),
+                                            one_contrast=before)
     after = np.flatnonzero(~still)[before.size:]
     error = np.linalg.norm(found - truth, axis=1)[after]
     assert after.size >= 20 and np.median(np.linalg.norm(start - truth, axis=1)[after]) > 0.4
@@ -52,7 +54,7 @@ def test_a_correction_longer_than_the_limit_keeps_the_displacement_it_started_fr
     start = truth.copy()
     far = np.flatnonzero(~still)[[-12, -5]]
     start[far] += 2.0  # beyond HELD_SPAN_MAX_CORRECTION_PX from where the span puts them
-    found = held_span.register_to_held_span(frames, heart, PIXEL_MM, start, still)
+    found = held_span.register_to_held_span(frames, heart, PIXEL_MM, start, still, held_frames(still))
     np.testing.assert_array_equal(found[far], start[far])
     after = np.setdiff1d(np.flatnonzero(~still)[8:], far)
     assert np.linalg.norm(found[after] - truth[after], axis=1).max() < 0.15
@@ -62,9 +64,11 @@ def test_without_a_breath_hold_of_enough_frames_the_displacements_are_kept(slice
     frames, heart, still, truth = slice_series
     short = np.zeros_like(still)
     held = np.flatnonzero(still)
-    short[held[:held_span.MIN_HELD_FRAMES + 2 * held_span.HELD_SPAN_EDGE_FRAMES - 1]] = True
+    short[held[:held_span.MIN_HELD_FRAMES + 2 * motion.correction.STILL_EDGE_FRAMES - 1]] = True
     start = truth + 0.3
-    np.testing.assert_array_equal(held_span.register_to_held_span(frames, heart, PIXEL_MM, start, short), start)
+    assert held_frames(short).size == 0
+    np.testing.assert_array_equal(
+        held_span.register_to_held_span(frames, heart, PIXEL_MM, start, short, held_frames(short)), start)
 
 
 def test_a_held_out_studys_frames_outside_the_hold_are_registered_to_a_tenth_of_a_pixel():

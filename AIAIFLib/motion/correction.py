@@ -122,7 +122,7 @@ class MotionCorrection(object):
         given the median of the frame's slices; all False when not measured.
     held_span_frames : list of int
         The breath-held frames whose span the frames outside the still run
-        were registered to (``held_span.held_frames``); empty when the
+        were registered to (``held_frames``); empty when the
         frames were not resampled, no such breath-hold was found, or it
         drifted further than ``held_span.HELD_SPAN_MAX_DRIFT_PX``.
     hold_drift_px : float
@@ -292,6 +292,24 @@ def still_run_edges(still):
         edges[run[:STILL_EDGE_FRAMES]] = True
         edges[run[-STILL_EDGE_FRAMES:]] = True
     return edges
+
+
+def held_frames(still):
+    """The frames whose span the others are registered to (``held_span``): the still run without its edge frames
+    (``still_run_edges``, where a slice may not yet be held); none when fewer than ``held_span.MIN_HELD_FRAMES`` are
+    left.
+
+    Parameters
+    ----------
+    still : numpy.ndarray of bool, shape (n_frames,)
+        The still run (``still_frames``).
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
+    held = np.flatnonzero(np.asarray(still, dtype=bool) & ~still_run_edges(still))
+    return held if held.size >= held_span.MIN_HELD_FRAMES else held[:0]
 
 
 def _applied_shift(shift_px, still):
@@ -519,13 +537,13 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
     # slices): resampling a frame that did not move only blurs it, and misplaces its edges by the estimate's error.
     # Outside it the heart breathes.
     still = still_frames(shift[:, measured] if measured.any() else shift, roi_frame, passed_over=unregistered)
-    held = held_span.held_frames(still) if applied and measured.any() else []
+    held = held_frames(still) if applied and measured.any() else []
     # A hold drifts with the whole heart: the median slice's displacements tell how far.
     drift = held_span.hold_drift_px(np.median(shift[:, measured], axis=1), held) if len(held) else 0.0
     without_span = None
     if applied and not len(held):
         without_span = "No breath-hold of {} frames or more was found around the ROI frame".format(
-            held_span.MIN_HELD_FRAMES + 2 * held_span.HELD_SPAN_EDGE_FRAMES)
+            held_span.MIN_HELD_FRAMES + 2 * STILL_EDGE_FRAMES)
     elif drift > held_span.HELD_SPAN_MAX_DRIFT_PX:
         without_span = "The breath-hold drifted by about {:.1f} pixel (frames {}-{})".format(drift, held[0], held[-1])
         held = []
@@ -537,7 +555,7 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
         # The held frames lie at the ROI frame's position, and no moving frame shaped them: the frames outside the
         # run are refined against their span, which the groups' common offsets do not reach.
         for k in np.flatnonzero(measured):
-            shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still,
+            shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still, held,
                                                           one_contrast=np.arange(first_enhanced))
         shift = np.round(shift, SHIFT_GRID_DECIMALS)
     registered = resample_frames(frames, _applied_shift(shift, still)) if applied else frames

@@ -44,9 +44,6 @@ HELD_SPAN_RANK = 8
 #: Fewest held frames for the span (project choice: fewer than this cannot span the contrast of the first pass,
 #: and a series without such a breath-hold keeps the low-rank registration's displacements).
 MIN_HELD_FRAMES = 8
-#: Frames at either end of the still run left out of the span: the breath-hold begins and ends between the slices
-#: of a heartbeat, and there a slice may not yet be held (``correction.STILL_EDGE_FRAMES``).
-HELD_SPAN_EDGE_FRAMES = 2
 #: Longest drift of the held frames, pixels, for which their span is used (``hold_drift_px``).  The span has no
 #: position of its own: each frame outside the run comes to lie where the held frames of the nearest contrast lie,
 #: the hold's first frames for the frames before it, its last for those after it, so a hold that drifts carries
@@ -123,24 +120,6 @@ def _fit_to_span(region, stack, basis, shift):
     return shift
 
 
-def held_frames(still):
-    """The frames whose span the others are registered to: the still run without ``HELD_SPAN_EDGE_FRAMES`` at
-    either end; none when fewer than ``MIN_HELD_FRAMES`` are left.
-
-    Parameters
-    ----------
-    still : numpy.ndarray of bool, shape (n_frames,)
-        The still run (``correction.still_frames``).
-
-    Returns
-    -------
-    numpy.ndarray of int
-    """
-    run = np.flatnonzero(still)
-    run = run[HELD_SPAN_EDGE_FRAMES:max(run.size - HELD_SPAN_EDGE_FRAMES, 0)]
-    return run if run.size >= MIN_HELD_FRAMES else run[:0]
-
-
 def hold_drift_px(shift_px, held):
     """How far the held frames drifted, pixels: the length of the straight line fitted to their displacements.
 
@@ -150,7 +129,7 @@ def hold_drift_px(shift_px, held):
         Displacement of each frame relative to the ROI frame, pixels (the
         median over the slices: a hold drifts with the whole heart).
     held : numpy.ndarray of int
-        The held frames (``held_frames``).
+        The held frames (``correction.held_frames``).
 
     Returns
     -------
@@ -167,7 +146,7 @@ def hold_drift_px(shift_px, held):
     return float(np.sqrt((slope * slope).sum()) * (held[-1] - held[0]))
 
 
-def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, one_contrast=()):
+def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, held, one_contrast=()):
     """Displacements of one slice's frames outside the still run, refined against the span of its held frames.
 
     Parameters
@@ -183,6 +162,8 @@ def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, one_con
         low-rank registration's and the groups' ties).
     still : numpy.ndarray of bool, shape (n_frames,)
         The still run (``correction.still_frames``).
+    held : sequence of int
+        The held frames, whose span is the reference (``correction.held_frames``).
     one_contrast : sequence of int, optional
         Frames of one contrast registered to one another already (the
         pre-contrast frames, ``groups.register_to_group_mean``): their
@@ -195,10 +176,10 @@ def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, one_con
     numpy.ndarray, shape (n_frames, 2)
         ``shift_px`` with the frames outside the run moved to their
         position nearest the held frames' span, where that is within
-        ``HELD_SPAN_MAX_CORRECTION_PX``; unchanged without ``held_frames``.
+        ``HELD_SPAN_MAX_CORRECTION_PX``; unchanged without held frames.
     """
     shift_px = np.asarray(shift_px, dtype=float)
-    run = held_frames(still)
+    run = np.asarray(held, dtype=int)
     moving = np.flatnonzero(~np.asarray(still, dtype=bool))
     if run.size == 0 or moving.size == 0:
         return shift_px.copy()
