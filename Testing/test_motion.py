@@ -666,6 +666,24 @@ def test_normalised_gradient_fields_align_edges_whichever_side_is_brighter():
         assert np.abs(again - offset).max() < 0.03
 
 
+def test_the_gradient_fields_candidates_are_the_fourier_shifted_field_on_the_fixed_images_pixels():
+    # The search evaluates each grid's 5 x 5 candidates by two matrix products; each must be the Fourier shift of the
+    # whole field, transformed back and cut to the fixed image's pixels (grids of odd and even size, a fractional,
+    # a whole and a negative offset, and the Nyquist frequency of the even grid).
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    for size in ((31, 40), (36, 33)):
+        spectrum = np.fft.fft2(rng.normal(size=size) + 1j * rng.normal(size=size))
+        row_offsets, column_offsets = np.array([-1.3, 0.0, 2.0]), np.array([0.25, -3.0])
+        moved = motion.similarity.moved_fields(spectrum, 4, (20, 22), row_offsets, column_offsets)
+        assert moved.shape == (3, 2, 20, 22)
+        for i, row in enumerate(row_offsets):
+            for j, column in enumerate(column_offsets):
+                expected = np.fft.ifft2(ndimage.fourier_shift(spectrum, (-row, -column)))[4:24, 4:26]
+                np.testing.assert_allclose(moved[i, j], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
 def test_normalised_gradient_fields_follow_the_edges_not_the_noise():
     # One disc on a flat, noisy background: weighed against the noise alone (the median squared gradient), the
     # noise's field outweighed the disc's edge and the search ended 0.45 pixel off here.

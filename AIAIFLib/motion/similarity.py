@@ -83,6 +83,33 @@ def _normalised(rows, columns, edge_squared):
     return rows / length, columns / length
 
 
+def _phases(size, offsets):
+    """Phase ramps (len(offsets), size) that move a spectrum of length ``size`` by each of ``offsets``, pixels:
+    the spectrum times a ramp, transformed back, is the signal at u + offset (FFT frequency order)."""
+    return np.exp(2j * np.pi * np.outer(offsets, np.fft.fftfreq(size)))
+
+
+def moved_fields(spectrum, corner, shape, row_offsets, column_offsets):
+    """The signal whose 2-D spectrum is ``spectrum`` at u + (row offset, column offset), on the ``shape`` pixels
+    from ``corner`` on, for every pair of ``row_offsets`` and ``column_offsets`` (pixels, fractional allowed):
+    complex, (len(row_offsets), len(column_offsets)) + ``shape``.
+
+    The same as ``numpy.fft.ifft2(scipy.ndimage.fourier_shift(spectrum,
+    -offset))`` cut to those pixels, but as a Fourier shift is separable,
+    the inverse DFT is evaluated along rows at every row offset, then along
+    columns at every column offset, and only over the pixels wanted: two
+    small matrix products instead of a transform of the whole grid per
+    pair.
+    """
+    height, width = shape
+    to_rows = _phases(spectrum.shape[0], corner + np.arange(height)) / spectrum.shape[0]  # (height, rows)
+    to_columns = (_phases(spectrum.shape[1], corner + np.arange(width)) / spectrum.shape[1]).T  # (columns, width)
+    by_rows = to_rows @ (_phases(spectrum.shape[0], row_offsets)[:, :, None] * spectrum)  # (rows', height, columns)
+    by_columns = _phases(spectrum.shape[1], column_offsets)[:, :, None] * to_columns  # (columns', columns, width)
+    moved = by_rows.reshape(-1, spectrum.shape[1]) @ np.concatenate(by_columns, axis=1)
+    return moved.reshape(len(row_offsets), height, len(column_offsets), width).transpose(0, 2, 1, 3)
+
+
 def orientation_offset(fixed, moving, weight, fixed_corner, start):
     """Translation (row, column), pixels, with moving(u + offset) ~ fixed(u) by normalised gradient fields.
 
@@ -93,7 +120,8 @@ def orientation_offset(fixed, moving, weight, fixed_corner, start):
     that only one image has.  ``fixed`` (with ``weight``) covers the pixels
     ``fixed_corner`` onwards of ``moving``'s grid, as in
     ``mutual_information_offset``.  The moving image's gradient is moved
-    by Fourier shifts, which keep its noise as it is at every offset, and
+    by Fourier shifts (``moved_fields``, each grid's 5 x 5 candidates at
+    once), which keep its noise as it is at every offset, and
     normalised after each shift: an interpolating spline smooths the noise
     at fractional offsets and not at whole ones, and so does moving the
     normalised field itself (an average of unit vectors is shorter); the
@@ -105,16 +133,13 @@ def orientation_offset(fixed, moving, weight, fixed_corner, start):
     rows, columns = _gradient(moving, NGF_SMOOTHING_PX)
     edge_squared = np.mean(rows ** 2 + columns ** 2)
     spectrum = np.fft.fft2(rows + 1j * columns)  # both (linear) derivatives moved by one transform
-    inside = (slice(fixed_corner, fixed_corner + fixed.shape[0]), slice(fixed_corner, fixed_corner + fixed.shape[1]))
-
-    def alignment(offset):
-        moved = np.fft.ifft2(ndimage.fourier_shift(spectrum, -offset))[inside]
-        moved_rows, moved_columns = _normalised(moved.real, moved.imag, edge_squared)
-        return float((weight * (moved_rows * fixed_rows + moved_columns * fixed_columns) ** 2).sum())
-
+    steps = np.arange(-2, 3, dtype=float)
     best = np.asarray(start, dtype=float)
-    steps = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3)], dtype=float)
     for step in NGF_STEPS_PX:
-        candidates = best + step * steps
-        best = candidates[int(np.argmax([alignment(c) for c in candidates]))]
+        row_offsets, column_offsets = best[0] + step * steps, best[1] + step * steps
+        moved = moved_fields(spectrum, fixed_corner, fixed.shape, row_offsets, column_offsets)
+        moved_rows, moved_columns = _normalised(moved.real, moved.imag, edge_squared)
+        alignment = (weight * (moved_rows * fixed_rows + moved_columns * fixed_columns) ** 2).sum(axis=(2, 3))
+        row, column = np.unravel_index(int(np.argmax(alignment)), alignment.shape)
+        best = np.array([row_offsets[row], column_offsets[column]])
     return best
