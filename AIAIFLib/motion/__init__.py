@@ -77,7 +77,10 @@ the run is moved to where it lies nearest the span of the held frames (their
 leading principal components and a constant; ``held_span``), within
 ``HELD_SPAN_MAX_CORRECTION_PX`` of where the steps above put it; the
 pre-contrast frames, registered to one another already, share the median of
-their corrections.  The groups' ties leave common offsets of a tenth of a
+their corrections.  After the hold the contrast moves on to what the held
+frames never showed, and there a correction that removes less than
+``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span is not
+applied: it trades one mismatch for another.  The groups' ties leave common offsets of a tenth of a
 pixel or more, which move segments' MBF by several per cent; the span
 removes most of them.  A series without a breath-hold of
 ``MIN_HELD_FRAMES`` frames (besides the run's edges) keeps the steps above
