@@ -40,6 +40,11 @@ faster than its 3-6 s.  ``--heldout-hold-s LOW,HIGH``,
 ``--heldout-hold-before-arrival-s LOW,HIGH`` and ``--heldout-hold-after-peak-s
 S`` set its breath-hold: e.g. ``6,10``, ``0.3,1.5`` and ``0.7`` for short
 holds that begin with the contrast's arrival and end soon after the LV's peak.
+``--heldout-hold-fails`` ends the hold when its drawn length runs out, even
+before the LV's peak (with e.g. ``--heldout-hold-s 5,8
+--heldout-hold-before-arrival-s 2,4``: a hold that fails during the first
+pass), and the ROIs, which stay at the held position, are taken as drawn on
+the held frame of the brightest LV blood (``--roi-frame``).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -65,9 +70,9 @@ KINDS = ("in-plane", "through-plane")
 ISCHAEMIC = ("none", "LAD", "RCA", "LCX")
 
 
-def _quantify(study, reference_signal, field, mode):
+def _quantify(study, reference_signal, field, mode, roi_frame=None):
     parameters = pipeline.QuantificationParameters(
-        field_strength_t=field, tissue_conversion="model", aif_mode="external",
+        field_strength_t=field, tissue_conversion="model", aif_mode="external", roi_frame=roi_frame,
         external_aif_times_s=study.frame_times_s, external_aif_signal=reference_signal, motion_correction=mode)
     return pipeline.quantify_study(study, parameters)
 
@@ -85,11 +90,12 @@ def _residual_px(result, true_shift_px):
             np.linalg.norm(truth - correction.shift_px, axis=-1)[kept].ravel())
 
 
-def _case(still_study, moving_study, reference_signal, field, true_shift_px, still_off):
-    """Measurements of one moving study against its still twin."""
+def _case(still_study, moving_study, reference_signal, field, true_shift_px, still_off, roi_frame=None):
+    """Measurements of one moving study against its still twin (ROIs drawn on ``roi_frame``, by default the
+    pipeline's)."""
     row = {}
     for mode in ("auto", "off"):
-        result = _quantify(moving_study, reference_signal, field, mode)
+        result = _quantify(moving_study, reference_signal, field, mode, roi_frame)
         mbf = np.asarray(result.segments["mbf_mean"], dtype=float)
         reference = np.asarray(still_off.segments["mbf_mean"], dtype=float)
         row[mode + "_relative"] = mbf / reference - 1.0
@@ -120,17 +126,27 @@ def _our_cases(n_phantoms, seed):
         still = simulate_phantom(**options)
         moving = {kind: simulate_phantom(motion=kind, **options) for kind in KINDS}
         yield (options, studies.phantom_study(still), still.truth["lv_blood_reference_signal"],
-               {kind: (studies.phantom_study(phantom), phantom.truth["motion_shift_px"])
+               {kind: (studies.phantom_study(phantom), phantom.truth["motion_shift_px"], None)
                 for kind, phantom in moving.items()})
 
 
-def _heldout_cases(n_studies, seed):
+def _brightest_held_frame(study, true_shift_px):
+    """The frame, among those no slice of which moved, whose LV blood is brightest."""
+    held = np.flatnonzero(~np.any(true_shift_px != 0.0, axis=(1, 2)))
+    if held.size == 0:
+        raise SystemExit("A held-out study has no held frame; lengthen --heldout-hold-s.")
+    return int(held[np.argmax(study.frames[held][:, study.blood_pool_mask].mean(axis=1))])
+
+
+def _heldout_cases(n_studies, seed, roi_on_held_frame=False):
     for index in range(n_studies):
         options = dict(field_strength_t=3.0 if index % 2 == 0 else 1.5, ischemic=ISCHAEMIC[index % 4])
         still = heldout.phantom(seed + index, **options)
         moving = heldout.phantom(seed + index, motion=True, **options)
+        study, shift = moving.perfusion_study(), moving.truth["motion_shift_px"]
+        roi_frame = _brightest_held_frame(study, shift) if roi_on_held_frame else None
         yield (dict(options, seed=seed + index), still.perfusion_study(), still.truth["aif_reference_signal"],
-               {"held-out motion": (moving.perfusion_study(), moving.truth["motion_shift_px"])})
+               {"held-out motion": (study, shift, roi_frame)})
 
 
 def run(title, cases):
@@ -147,8 +163,8 @@ def run(title, cases):
         line = "  seed {:>3} {:>3} T {:<4}  still: auto changes <= {:.2f} %, measured max {:.2f} px".format(
             options["seed"], field, options["ischemic"], 100 * change,
             float(np.max(np.linalg.norm(still_auto.motion.correction.shift_px, axis=-1))))
-        for kind, (study, shift) in moving.items():
-            row = _case(still_study, study, reference, field, shift, still_off)
+        for kind, (study, shift, roi_frame) in moving.items():
+            row = _case(still_study, study, reference, field, shift, still_off, roi_frame)
             rows.setdefault(kind, []).append(row)
             times.append((row["motion_s"], row["fit_s"]))
             line += " | {}: worst segment {:+.1f} % (uncorrected {:+.1f} %), excluded {}".format(
@@ -235,20 +251,26 @@ def main(argv=None):
                         default=heldout.phantoms.MOTION["hold_after_peak_s"],
                         help="the held-out model's breath-hold lasts at least this long after the LV's peak, s "
                              "(default: {:g})".format(heldout.phantoms.MOTION["hold_after_peak_s"]))
+    parser.add_argument("--heldout-hold-fails", action="store_true",
+                        help="the held-out model's breath-hold ends when its length runs out, even before the LV's "
+                             "peak, and the ROIs are drawn on the held frame of the brightest LV blood")
     args = parser.parse_args(argv)
     for option, key, _, _, _ in HELDOUT_RANGES:
         heldout.phantoms.MOTION[key] = getattr(args, option[2:].replace("-", "_"))
-    heldout.phantoms.MOTION["hold_after_peak_s"] = args.heldout_hold_after_peak_s
+    heldout.phantoms.MOTION["hold_after_peak_s"] = (-np.inf if args.heldout_hold_fails
+                                                    else args.heldout_hold_after_peak_s)
     started = time.perf_counter()
     if args.phantoms > 0:
         run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
             _our_cases(args.phantoms, args.seed))
     if args.heldout > 0:
+        ending = ("; it may fail before the peak, ROIs on the brightest held frame" if args.heldout_hold_fails else
+                  " to {:g} s after the peak or later".format(args.heldout_hold_after_peak_s))
         run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s, "
-            "breath-hold of {:g}-{:g} s from {:g}-{:g} s before the arrival to {:g} s after the peak or later)".format(
+            "breath-hold of {:g}-{:g} s from {:g}-{:g} s before the arrival{})".format(
                 args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s + args.heldout_hold_s
-                                + args.heldout_hold_before_arrival_s + (args.heldout_hold_after_peak_s,))),
-            _heldout_cases(args.heldout, args.seed))
+                                + args.heldout_hold_before_arrival_s + (ending,))),
+            _heldout_cases(args.heldout, args.seed, args.heldout_hold_fails))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
 
