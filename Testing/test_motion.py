@@ -667,9 +667,9 @@ def test_normalised_gradient_fields_align_edges_whichever_side_is_brighter():
 
 
 def test_the_gradient_fields_candidates_are_the_fourier_shifted_field_on_the_fixed_images_pixels():
-    # The search evaluates each grid's 5 x 5 candidates by two matrix products; each must be the Fourier shift of the
-    # whole field, transformed back and cut to the fixed image's pixels (grids of odd and even size, a fractional,
-    # a whole and a negative offset, and the Nyquist frequency of the even grid).
+    # The search moves each grid's 5 x 5 candidates in one batch, each by the product of a row and a column phase
+    # ramp; each must be the Fourier shift of the whole field, transformed back and cut to the fixed image's pixels
+    # (grids of odd and even size, a fractional, a whole and a negative offset, and the even grid's Nyquist frequency).
     from scipy import ndimage
 
     rng = np.random.default_rng(5)

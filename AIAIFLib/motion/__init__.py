@@ -80,9 +80,9 @@ pre-contrast frames, registered to one another already, share the median of
 their corrections.  After the hold the contrast moves on to what the held
 frames never showed, and there a correction that removes less than
 ``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span is not
-applied: it trades one mismatch for another.  The groups' ties leave common offsets of a tenth of a
-pixel or more, which move segments' MBF by several per cent; the span
-removes most of them.  A series without a breath-hold of
+applied: it trades one mismatch for another.  The groups' ties leave
+common offsets of a tenth of a pixel or more, which move segments' MBF by
+several per cent; the span removes most of them.  A series without a breath-hold of
 ``MIN_HELD_FRAMES`` frames (besides the run's edges) keeps the steps above
 alone, with a warning, and so does one whose hold drifted further than
 ``HELD_SPAN_MAX_DRIFT_PX`` (``hold_drift_px``): the span has no position of

@@ -20,10 +20,10 @@ to 0.14-0.8 pixel in 8, which had 8 segments off by over 5 % instead of 15
 all the same), and a correction longer than ``HELD_SPAN_MAX_CORRECTION_PX``
 is not applied, nor, after the hold, one that removes less than
 ``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span (a frame of a
-contrast the span does not hold).  The span has no position of its own: a frame outside the
-run comes to lie where the held frames of the nearest contrast lie, so a
-hold that drifted (``hold_drift_px``) further than ``HELD_SPAN_MAX_DRIFT_PX``
-is not used.
+contrast the span does not hold).  The span has no position of its own: a
+frame outside the run comes to lie where the held frames of the nearest
+contrast lie, so a hold that drifted (``hold_drift_px``) further than
+``HELD_SPAN_MAX_DRIFT_PX`` is not used.
 
 Measured (project choice; two samples of 20 held-out moving studies, true
 AIF, ``auto``): segments within 5 % of the still study went from 88.4 and

@@ -94,20 +94,16 @@ def moved_fields(spectrum, corner, shape, row_offsets, column_offsets):
     from ``corner`` on, for every pair of ``row_offsets`` and ``column_offsets`` (pixels, fractional allowed):
     complex, (len(row_offsets), len(column_offsets)) + ``shape``.
 
-    The same as ``numpy.fft.ifft2(scipy.ndimage.fourier_shift(spectrum,
-    -offset))`` cut to those pixels, but as a Fourier shift is separable,
-    the inverse DFT is evaluated along rows at every row offset, then along
-    columns at every column offset, and only over the pixels wanted: two
-    small matrix products instead of a transform of the whole grid per
-    pair.
+    ``numpy.fft.ifft2(scipy.ndimage.fourier_shift(spectrum, -offset))`` cut
+    to those pixels, for all pairs in one batch of transforms: a Fourier
+    shift is separable, so each pair's phase ramp is the product of a row
+    ramp and a column ramp (``_phases``).  No BLAS: the same result on every
+    machine.
     """
-    height, width = shape
-    to_rows = _phases(spectrum.shape[0], corner + np.arange(height)) / spectrum.shape[0]  # (height, rows)
-    to_columns = (_phases(spectrum.shape[1], corner + np.arange(width)) / spectrum.shape[1]).T  # (columns, width)
-    by_rows = to_rows @ (_phases(spectrum.shape[0], row_offsets)[:, :, None] * spectrum)  # (rows', height, columns)
-    by_columns = _phases(spectrum.shape[1], column_offsets)[:, :, None] * to_columns  # (columns', columns, width)
-    moved = by_rows.reshape(-1, spectrum.shape[1]) @ np.concatenate(by_columns, axis=1)
-    return moved.reshape(len(row_offsets), height, len(column_offsets), width).transpose(0, 2, 1, 3)
+    rows = _phases(spectrum.shape[0], row_offsets)[:, None, :, None]
+    columns = _phases(spectrum.shape[1], column_offsets)[None, :, None, :]
+    moved = np.fft.ifft2(spectrum * rows * columns)
+    return moved[..., corner:corner + shape[0], corner:corner + shape[1]]
 
 
 def orientation_offset(fixed, moving, weight, fixed_corner, start):
