@@ -108,12 +108,17 @@ def _off_span(vectors, basis):
     return vectors - np.einsum("nk,kp->np", np.einsum("np,kp->nk", vectors, basis), basis)
 
 
+def _weighted(region, images):
+    """``images`` (n, rows, columns) on the region's grid as vectors (n, p) over the region, each pixel weighed by
+    the root of its weight (so that squared sums are the weighted least-squares costs)."""
+    inside = region.weight > 0
+    return images[:, inside] * np.sqrt(region.weight[inside])
+
+
 def _removed_share(region, stack, basis, start, found):
     """Share (n,) of each frame's weighted energy off the span at ``start`` (n, 2) that moving it to ``found``
     removes."""
-    inside = region.weight > 0
-    weight_root = np.sqrt(region.weight[inside])
-    energy = [(_off_span(region.sample(stack, shift)[:, inside] * weight_root, basis) ** 2).sum(axis=1)
+    energy = [(_off_span(_weighted(region, region.sample(stack, shift)), basis) ** 2).sum(axis=1)
               for shift in (start, found)]
     return 1.0 - energy[1] / np.maximum(energy[0], np.finfo(float).tiny)
 
@@ -124,13 +129,9 @@ def _fit_to_span(region, stack, basis, shift):
 
     Returns the shifts (n, 2).
     """
-    inside = region.weight > 0
-    weight_root = np.sqrt(region.weight[inside])
-
     def off_span(images):
         gradient_rows, gradient_columns = np.gradient(images, axis=(1, 2))
-        return tuple(_off_span(image[:, inside] * weight_root, basis)
-                     for image in (images, gradient_rows, gradient_columns))
+        return tuple(_off_span(_weighted(region, image), basis) for image in (images, gradient_rows, gradient_columns))
 
     shift = np.array(shift, dtype=float)
     previous = np.full(shift.shape[0], np.inf)
@@ -223,10 +224,8 @@ def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, held, o
         return shift_px.copy()
     region = Region(frames, heart_mask, np.asarray(pixel_mm, dtype=float))
     smooth = ndimage.gaussian_filter(region.frames, (0.0,) + (SMOOTHING_SCHEDULE_PX[-1],) * 2, mode="nearest")
-    inside = region.weight > 0
-    weight_root = np.sqrt(region.weight[inside])
-    held = region.sample(smooth[run], np.zeros((run.size, 2)))[:, inside] * weight_root
-    basis = _orthonormal_span(held, weight_root, HELD_SPAN_RANK)
+    held = _weighted(region, region.sample(smooth[run], np.zeros((run.size, 2))))
+    basis = _orthonormal_span(held, np.sqrt(region.weight[region.weight > 0]), HELD_SPAN_RANK)
     found = _fit_to_span(region, smooth[moving], basis, shift_px[moving])
     correction = found - shift_px[moving]
     group = np.isin(moving, np.asarray(one_contrast, dtype=int))
