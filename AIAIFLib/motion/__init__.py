@@ -79,7 +79,8 @@ leading principal components and a constant; ``held_span``), within
 pre-contrast frames, registered to one another already, share the median of
 their corrections.  After the hold the contrast moves on to what the held
 frames never showed, and there a correction that removes less than
-``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span is not
+``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span, or that
+leaves more than ``HELD_SPAN_MAX_OFF_SPAN`` of it off the span, is not
 applied: it trades one mismatch for another.  The groups' ties leave
 common offsets of a tenth of a pixel or more, which move segments' MBF by
 several per cent; the span removes most of them.  A series without a breath-hold of
