@@ -422,3 +422,15 @@ def test_motion_moves_the_free_breathing_frames_of_the_same_study(study):
     np.testing.assert_array_equal(moving.myocardium_mask, study.myocardium_mask)
     assert np.abs(shift).max() * moving.acquisition["pixel_mm"] <= 0.5 * heldout.phantoms.MOTION["amplitude_mm"][1] + \
         heldout.phantoms.MOTION["drift_mm"][1]
+
+
+def test_free_breathing_has_no_hold_and_meets_the_truth_only_at_the_peak(study, monkeypatch):
+    monkeypatch.setitem(heldout.phantoms.MOTION, "free_breathing", True)
+    moving = heldout.phantom(11, 3.0, "LAD", n_frames=40, motion=True)
+    shift = moving.truth["motion_shift_px"]
+    at_truth = np.flatnonzero(np.all(shift == 0.0, axis=(1, 2)))
+    peak = np.argmax(moving.truth["aif_mM"])  # the ROI frame
+    assert at_truth.tolist() == [peak]
+    assert np.all(np.isnan(moving.truth["motion_breath_hold_s"]))
+    np.testing.assert_array_equal(moving.frames[peak], study.frames[peak])
+    assert np.all(np.linalg.norm(shift, axis=-1)[np.arange(40) != peak].max(axis=1) > 0.0)

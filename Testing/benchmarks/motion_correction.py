@@ -45,6 +45,11 @@ before the LV's peak (with e.g. ``--heldout-hold-s 5,8
 --heldout-hold-before-arrival-s 2,4``: a hold that fails during the first
 pass), and the ROIs, which stay at the held position, are taken as drawn on
 the held frame of the brightest LV blood (``--roi-frame``).
+``--heldout-free-breathing`` leaves out the breath-hold: the patient breathes
+throughout, and the heart lies at the still study's position, where the ROIs
+are, only in the frame of the LV's peak concentration, which is then the ROI
+frame (``--roi-frame``; every slice has a displacement of its own in the
+frames around it).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -251,26 +256,33 @@ def main(argv=None):
                         default=heldout.phantoms.MOTION["hold_after_peak_s"],
                         help="the held-out model's breath-hold lasts at least this long after the LV's peak, s "
                              "(default: {:g})".format(heldout.phantoms.MOTION["hold_after_peak_s"]))
-    parser.add_argument("--heldout-hold-fails", action="store_true",
+    ending = parser.add_mutually_exclusive_group()
+    ending.add_argument("--heldout-hold-fails", action="store_true",
                         help="the held-out model's breath-hold ends when its length runs out, even before the LV's "
                              "peak, and the ROIs are drawn on the held frame of the brightest LV blood")
+    ending.add_argument("--heldout-free-breathing", action="store_true",
+                        help="the held-out model's patient breathes throughout, with no breath-hold; the ROIs are "
+                             "drawn on the frame of the LV's peak concentration, where the heart lies at the still "
+                             "study's position")
     args = parser.parse_args(argv)
     for option, key, _, _, _ in HELDOUT_RANGES:
         heldout.phantoms.MOTION[key] = getattr(args, option[2:].replace("-", "_"))
     heldout.phantoms.MOTION["hold_after_peak_s"] = (-np.inf if args.heldout_hold_fails
                                                     else args.heldout_hold_after_peak_s)
+    heldout.phantoms.MOTION["free_breathing"] = args.heldout_free_breathing
     started = time.perf_counter()
     if args.phantoms > 0:
         run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
             _our_cases(args.phantoms, args.seed))
     if args.heldout > 0:
-        ending = ("; it may fail before the peak, ROIs on the brightest held frame" if args.heldout_hold_fails else
-                  " to {:g} s after the peak or later".format(args.heldout_hold_after_peak_s))
+        hold = ("breath-hold of {:g}-{:g} s from {:g}-{:g} s before the arrival{}".format(
+            *(args.heldout_hold_s + args.heldout_hold_before_arrival_s),
+            "; it may fail before the peak, ROIs on the brightest held frame" if args.heldout_hold_fails else
+            " to {:g} s after the peak or later".format(args.heldout_hold_after_peak_s))
+            if not args.heldout_free_breathing else "no breath-hold, ROIs on the frame of peak concentration")
         run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s, "
-            "breath-hold of {:g}-{:g} s from {:g}-{:g} s before the arrival{})".format(
-                args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s + args.heldout_hold_s
-                                + args.heldout_hold_before_arrival_s + (ending,))),
-            _heldout_cases(args.heldout, args.seed, args.heldout_hold_fails))
+            "{})".format(args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s + (hold,))),
+            _heldout_cases(args.heldout, args.seed, args.heldout_hold_fails or args.heldout_free_breathing))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
 

@@ -423,10 +423,12 @@ def _true_maps(per_slice, myo_mask, heart, stack):
 #: a sinusoidal breathing of 3-10 mm peak to peak with a 3-6 s period along a random in-plane direction, a
 #: linear drift of up to 2 mm, a breath-hold from 3-8 s before the LV's contrast arrival lasting 12-25 s (at
 #: least until 2 s after the LV peak) with abrupt starts and ends, applied as a k-space phase ramp to the heart
-#: and its surroundings (a disc 35 mm beyond the LV's blood pool, tapered over 15 mm); the chest wall stays.
+#: and its surroundings (a disc 35 mm beyond the LV's blood pool, tapered over 15 mm); the chest wall stays.  With
+#: ``free_breathing`` there is no breath-hold, and the breathing is offset so that the heart lies at the truth's
+#: position, in every slice, in the frame of the LV's peak concentration alone.
 MOTION = {"amplitude_mm": (3.0, 10.0), "period_s": (3.0, 6.0), "drift_mm": (0.0, 2.0),
           "hold_before_arrival_s": (3.0, 8.0), "hold_s": (12.0, 25.0), "hold_after_peak_s": 2.0,
-          "margin_mm": 35.0, "taper_mm": 15.0}
+          "margin_mm": 35.0, "taper_mm": 15.0, "free_breathing": False}
 
 
 def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
@@ -445,7 +447,13 @@ def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
     slow = drift * (t - t.min()) / max(np.ptp(t), 1e-9)
     shift = (breathing[..., None] * np.array([np.sin(angle), np.cos(angle)])
              + slow[..., None] * np.array([np.sin(drift_angle), np.cos(drift_angle)]))
-    shift[(t >= start) & (t <= end)] = 0.0
+    if MOTION["free_breathing"]:
+        # No breath-hold: the heart lies at the truth's position in every slice only at the frame of the LV's peak
+        # concentration, where the ROIs are drawn.
+        shift = shift - shift[int(np.argmax(aif_mM))]
+        start = end = float("nan")
+    else:
+        shift[(t >= start) & (t <= end)] = 0.0
     frequencies = np.stack(np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(columns), indexing="ij"))
     yy, xx = np.mgrid[0:rows, 0:columns]
     out = clean.copy()
@@ -493,7 +501,9 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         Breathing outside a breath-held first pass (``MOTION``), from its own
         stream of the seed: the same study otherwise, noise included.  The
         truth stays at the held position; ``truth["motion_shift_px"]`` (n_frames,
-        3, 2) is the (row, column) displacement of the heart in every frame.
+        3, 2) is the (row, column) displacement of the heart in every frame,
+        ``truth["motion_breath_hold_s"]`` the hold's start and end, s (NaN
+        with ``MOTION["free_breathing"]``: breathing throughout).
 
     Returns
     -------
