@@ -75,9 +75,11 @@ position by definition, no moving frame has shaped them, and their contrast
 runs from before the arrival through the first pass.  Every frame outside
 the run is moved to where it lies nearest the span of the held frames (their
 leading principal components and a constant; ``held_span``), within
-``HELD_SPAN_MAX_CORRECTION_PX`` of where the steps above put it; the
-pre-contrast frames, registered to one another already, share the median of
-their corrections.  After the hold the contrast moves on to what the held
+``HELD_SPAN_MAX_CORRECTION_PX`` of where the steps above put it, or within
+``HELD_SPAN_MAX_HELD_CORRECTION_PX`` where the span holds all but
+``HELD_SPAN_MAX_OFF_SPAN`` of the frame's energy there; the pre-contrast
+frames, registered to one another already, share the median of their
+corrections.  After the hold the contrast moves on to what the held
 frames never showed, and there a correction that removes less than
 ``HELD_SPAN_MIN_REDUCTION`` of the frame's energy off the span, or that
 leaves more than ``HELD_SPAN_MAX_OFF_SPAN`` of it off the span, is not
