@@ -202,3 +202,22 @@ def test_a_drifting_breath_hold_keeps_the_low_rank_displacements_with_a_warning(
     still = motion.correct_motion(moving.frames, moving.frame_times_s, moving.lv_blood_mask, moving.myocardium_mask,
                                   PIXEL_MM, roi, mode="on")
     assert still.hold_drift_px < held_span.HELD_SPAN_MAX_DRIFT_PX and still.held_span_frames
+
+
+def test_a_series_breathing_throughout_is_registered_with_a_warning_that_no_hold_was_found(monkeypatch):
+    # Held-out seed 38 (1.5 T, LCX) breathing throughout: the heart lies at the ROIs' position only in the frame of
+    # the LV's peak concentration, the ROI frame.  No held frames, no span: the groups' ties alone, and a warning.
+    import heldout
+
+    monkeypatch.setitem(heldout.phantoms.MOTION, "free_breathing", True)
+    phantom = heldout.phantom(38, field_strength_t=1.5, ischemic="LCX", motion=True)
+    study, truth = phantom.perfusion_study(), phantom.truth["motion_shift_px"]
+    roi = int(np.argmax(phantom.truth["aif_mM"]))
+    result = motion.correct_motion(study.frames, study.frame_times_s, study.blood_pool_mask, study.myocardium_mask,
+                                   study.pixel_spacing_mm, roi, mode="auto")
+    assert result.applied and result.held_span_frames == [] and result.still.sum() <= 3
+    assert any("No breath-hold of" in warning for warning in result.warnings)
+    length = np.linalg.norm(truth, axis=-1)
+    assert np.mean(length > 1.0) > 0.5 and length.max() > 3.0  # it breathes, most frames more than a pixel away
+    error = np.linalg.norm(result.shift_px - truth, axis=-1)
+    assert np.median(error) < 0.1 and np.percentile(error, 95) < 0.3
