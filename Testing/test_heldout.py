@@ -434,3 +434,19 @@ def test_free_breathing_has_no_hold_and_meets_the_truth_only_at_the_peak(study, 
     assert np.all(np.isnan(moving.truth["motion_breath_hold_s"]))
     np.testing.assert_array_equal(moving.frames[peak], study.frames[peak])
     assert np.all(np.linalg.norm(shift, axis=-1)[np.arange(40) != peak].max(axis=1) > 0.0)
+
+
+def test_the_heart_turns_with_the_breathing_only_when_asked(study, monkeypatch):
+    still_turn = heldout.phantom(11, 3.0, "LAD", n_frames=40, motion=True)
+    assert np.all(still_turn.truth["motion_rotation_deg"] == 0.0)
+    monkeypatch.setitem(heldout.phantoms.MOTION, "rotation_deg", 4.0)
+    turning = heldout.phantom(11, 3.0, "LAD", n_frames=40, motion=True)
+    turn, shift = turning.truth["motion_rotation_deg"], turning.truth["motion_shift_px"]
+    held = np.all(shift == 0.0, axis=(1, 2))
+    np.testing.assert_array_equal(shift, still_turn.truth["motion_shift_px"])  # the same breathing
+    assert np.all(turn[held] == 0.0) and 2.0 < np.abs(turn).max() <= 4.0
+    np.testing.assert_array_equal(turning.frames[held], study.frames[held])
+    # Beyond the moving disc around the heart the chest wall stays, turned or not.
+    corner = (slice(None), slice(None), slice(0, 8), slice(0, 8))
+    np.testing.assert_array_equal(turning.frames[corner], still_turn.frames[corner])
+    assert not np.array_equal(turning.frames[~held], still_turn.frames[~held])

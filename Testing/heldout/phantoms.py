@@ -45,7 +45,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
+from scipy import ndimage, sparse
 
 from . import anatomy, circulation, kspace, ranges, tissue
 from .pairs import _pre_contrast_level
@@ -425,14 +425,26 @@ def _true_maps(per_slice, myo_mask, heart, stack):
 #: least until 2 s after the LV peak) with abrupt starts and ends, applied as a k-space phase ramp to the heart
 #: and its surroundings (a disc 35 mm beyond the LV's blood pool, tapered over 15 mm); the chest wall stays.  With
 #: ``free_breathing`` there is no breath-hold, and the breathing is offset so that the heart lies at the truth's
-#: position, in every slice, in the frame of the LV's peak concentration alone.
+#: position, in every slice, in the frame of the LV's peak concentration alone.  With ``rotation_deg`` the heart
+#: also turns about the LV's centre, in phase with the breathing, by up to that many degrees either way at the
+#: breathing's extremes (the drift does not turn it; the truth's displacement stays the LV centre's).
 MOTION = {"amplitude_mm": (3.0, 10.0), "period_s": (3.0, 6.0), "drift_mm": (0.0, 2.0),
           "hold_before_arrival_s": (3.0, 8.0), "hold_s": (12.0, 25.0), "hold_after_peak_s": 2.0,
-          "margin_mm": 35.0, "taper_mm": 15.0, "free_breathing": False}
+          "margin_mm": 35.0, "taper_mm": 15.0, "free_breathing": False, "rotation_deg": 0.0}
+
+
+def _turned(image, centre, angle_rad):
+    """A complex image turned by ``angle_rad`` about ``centre`` (row, column), cubic spline, edges repeated."""
+    cos, sin = np.cos(angle_rad), np.sin(angle_rad)
+    turn = np.array([[cos, -sin], [sin, cos]])  # output (row, column) -> input, about the centre
+    offset = centre - turn @ centre
+    return (ndimage.affine_transform(image.real, turn, offset=offset, order=3, mode="nearest")
+            + 1j * ndimage.affine_transform(image.imag, turn, offset=offset, order=3, mode="nearest"))
 
 
 def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
-    """The complex images with the heart moved by breathing outside a breath-hold, and the shift (pixels)."""
+    """The complex images with the heart moved by breathing outside a breath-hold, the shift (pixels), the hold
+    (s) and the rotation (degrees)."""
     n_frames, n_slices, rows, columns = clean.shape
     amplitude = rng.uniform(*MOTION["amplitude_mm"]) / pixel_mm
     period = rng.uniform(*MOTION["period_s"])
@@ -447,13 +459,16 @@ def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
     slow = drift * (t - t.min()) / max(np.ptp(t), 1e-9)
     shift = (breathing[..., None] * np.array([np.sin(angle), np.cos(angle)])
              + slow[..., None] * np.array([np.sin(drift_angle), np.cos(drift_angle)]))
+    turn_deg = MOTION["rotation_deg"] * breathing / max(0.5 * amplitude, 1e-9)
     if MOTION["free_breathing"]:
         # No breath-hold: the heart lies at the truth's position in every slice only at the frame of the LV's peak
         # concentration, where the ROIs are drawn.
         shift = shift - shift[int(np.argmax(aif_mM))]
+        turn_deg = turn_deg - turn_deg[int(np.argmax(aif_mM))]
         start = end = float("nan")
     else:
         shift[(t >= start) & (t <= end)] = 0.0
+        turn_deg[(t >= start) & (t <= end)] = 0.0
     frequencies = np.stack(np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(columns), indexing="ij"))
     yy, xx = np.mgrid[0:rows, 0:columns]
     out = clean.copy()
@@ -463,12 +478,14 @@ def _moved(clean, lv_mask, pixel_mm, slice_times, aif_mM, frame_times, rng):
         distance = np.hypot(yy - cy, xx - cx) * pixel_mm - radius - MOTION["margin_mm"]
         blend = 0.5 * (1.0 + np.cos(np.pi * np.clip(distance / MOTION["taper_mm"], 0.0, 1.0)))
         for f in range(n_frames):
-            if not np.any(shift[f, k]):
+            if not np.any(shift[f, k]) and not turn_deg[f, k]:
                 continue
+            turned = _turned(clean[f, k], np.array([cy, cx]), np.deg2rad(turn_deg[f, k])) if turn_deg[f, k] else \
+                clean[f, k]
             ramp = np.exp(-2j * np.pi * (frequencies[0] * shift[f, k, 0] + frequencies[1] * shift[f, k, 1]))
-            moved = np.fft.ifft2(np.fft.fft2(clean[f, k]) * ramp)
+            moved = np.fft.ifft2(np.fft.fft2(turned) * ramp)
             out[f, k] = blend * moved + (1.0 - blend) * clean[f, k]
-    return out, shift, [float(start), float(end)]
+    return out, shift, [float(start), float(end)], turn_deg
 
 
 def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n_frames=None, dose=None,
@@ -503,7 +520,9 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
         truth stays at the held position; ``truth["motion_shift_px"]`` (n_frames,
         3, 2) is the (row, column) displacement of the heart in every frame,
         ``truth["motion_breath_hold_s"]`` the hold's start and end, s (NaN
-        with ``MOTION["free_breathing"]``: breathing throughout).
+        with ``MOTION["free_breathing"]``: breathing throughout),
+        ``truth["motion_rotation_deg"]`` (n_frames, 3) the heart's turn about
+        the LV's centre, degrees (zeros unless ``MOTION["rotation_deg"]``).
 
     Returns
     -------
@@ -564,9 +583,9 @@ def phantom(seed, field_strength_t=3.0, ischemic="none", variant="base-first", n
     still_magnitude = np.abs(clean)
     motion_truth = {}
     if motion:
-        clean, shift, hold = _moved(clean, lv_mask, pixel, slice_times, np.interp(frame_times, grid, lv),
-                                    frame_times, _stream(seed, 7))
-        motion_truth = {"motion_shift_px": shift, "motion_breath_hold_s": np.array(hold)}
+        clean, shift, hold, turn = _moved(clean, lv_mask, pixel, slice_times, np.interp(frame_times, grid, lv),
+                                          frame_times, _stream(seed, 7))
+        motion_truth = {"motion_shift_px": shift, "motion_breath_hold_s": np.array(hold), "motion_rotation_deg": turn}
     magnitude = np.abs(clean)
     noise_sd = float(np.median(still_magnitude[0][myo_mask]) / snr)
     noise = rng_noise.standard_normal((2,) + clean.shape) * noise_sd
@@ -640,6 +659,7 @@ def apply_variant(study, variant):
     truth["noiseless_frames"] = study.truth["noiseless_frames"][:, ::-1]
     if "motion_shift_px" in study.truth:
         truth["motion_shift_px"] = study.truth["motion_shift_px"][:, ::-1]
+        truth["motion_rotation_deg"] = study.truth["motion_rotation_deg"][:, ::-1]
     voxels = np.argwhere(study.myocardium_mask[::-1])
     shape = study.myocardium_mask.shape
     original = np.ravel_multi_index((n - 1 - voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)
