@@ -93,7 +93,18 @@ its own, and each frame outside the hold comes to lie where the hold's
 frames of the nearest contrast lie, drift and all.  The frames are
 resampled once (cubic spline).
 
-Translation only: respiration moves the heart in plane mostly by translation.
+Translation is applied: respiration moves the heart in plane mostly by
+translation.  It also turns it by a few degrees, and the region around the
+heart is not symmetric about its centre (the RV on one side), so a
+translation fitted alone is pulled towards where the turned structures went.
+Against the held frames' span, whose frames lie at the ROI frame's position
+and orientation, a turn about the heart's centre is therefore fitted
+alongside the translation, as a nuisance (neither applied nor reported), and
+the turned fit is taken only where the turn removes at least
+``HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off the span:
+elsewhere it trades a mismatch of contrast for a false turn.  The low-rank
+and group steps fit no turn: the synthetic references turn with the frames,
+and there a free turn let frames of little contrast slide into false minima.
 Through-plane motion changes the section's size and signal, which a rigid or
 affine step would follow only in part; the benchmark
 (``Testing/benchmarks/motion_correction.py``) measures what translation

@@ -198,7 +198,8 @@ class MotionCorrection(object):
             "roi_frame_rule": self.roi_frame_rule,
             "measured": measured,
             "method": ("translation per frame and slice to progressive low-rank references, then of the frames "
-                       "outside the breath-hold to the span of the held frames"),
+                       "outside the breath-hold to the span of the held frames, with a turn about the heart's "
+                       "centre fitted alongside there and not applied"),
             "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median "
                           "over the slices), or at least {} steps between frames move every slice more than {:g} "
                           "pixel the same way").format(

@@ -41,6 +41,47 @@ def _fit_gain(reference, weight, moved):
     return coefficients, moved - coefficients[:, :1] * reference - coefficients[:, 1:]
 
 
+def solve_3x3(a, b):
+    """Solutions (n, 3) of the systems ``a`` (n, 3, 3) x = ``b`` (n, 3), one per frame, by Cramer's rule in plain
+    numpy (no LAPACK: the same result on every machine); infinite determinants (zero solutions) where singular."""
+    def determinant(m):
+        return (m[:, 0, 0] * (m[:, 1, 1] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 1])
+                - m[:, 0, 1] * (m[:, 1, 0] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 0])
+                + m[:, 0, 2] * (m[:, 1, 0] * m[:, 2, 1] - m[:, 1, 1] * m[:, 2, 0]))
+    whole = determinant(a)
+    scale = np.abs(a[:, 0, 0] * a[:, 1, 1] * a[:, 2, 2])
+    whole = np.where(np.abs(whole) > 1e-12 * scale + 1e-300, whole, np.inf)
+    out = np.empty(b.shape)
+    for column in range(3):
+        replaced = a.copy()
+        replaced[:, :, column] = b
+        out[:, column] = determinant(replaced) / whole
+    return out
+
+
+def pose_gradients(region, images):
+    """The change of each of ``images`` (n, rows, columns) inside the region per unit of a rigid pose (a turn about
+    the heart's centre and a shift): per pixel of an arc at the region's RMS radius (``Region.radius_px``) of the
+    turn, and per pixel along rows and columns; a tuple of three (n, p).  The turn in arc pixels keeps its steps
+    and convergence on the shift's scale."""
+    inside = region.weight > 0
+    gradient_rows, gradient_columns = np.gradient(images, axis=(1, 2))
+    g_r, g_c = gradient_rows[:, inside], gradient_columns[:, inside]
+    u_r, u_c = region.about_centre[0][inside], region.about_centre[1][inside]
+    return (g_c * u_r - g_r * u_c) / region.radius_px, g_r, g_c
+
+
+def normal_matrices(gradients, weight=None):
+    """The Gauss-Newton normal matrices (n, 3, 3) of the pose from ``pose_gradients`` (optionally weighted (p,))."""
+    n = gradients[0].shape[0]
+    out = np.empty((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            product = gradients[i] * gradients[j]
+            out[:, i, j] = out[:, j, i] = (product if weight is None else weight * product).sum(axis=1)
+    return out
+
+
 def gauss_newton(region, stack, references, shift, max_step):
     """Refine each frame's shift (n, 2): frame(x + shift) ~ gain * reference(x) + offset, weighted least squares.
 

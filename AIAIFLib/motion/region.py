@@ -45,11 +45,23 @@ class Region(object):
             padded = np.pad(padded, ((0, 0), (0, max(need[0], 0)), (0, max(need[1], 0))), mode="edge")
         self.frames = padded[:, start[0]:start[0] + extra[0], start[1]:start[1] + extra[1]]
         self.limit = float(self.margin - 1)
+        #: The heart's centre on the region's grid (row, column): the centre of rotation.
+        self.centre = centre - corner
+        rows, columns = np.mgrid[0:self.shape[0], 0:self.shape[1]].astype(float)
+        #: Each grid point's position (row, column) about the heart's centre, pixels.
+        self.about_centre = (rows - self.centre[0], columns - self.centre[1])
+        #: The region's weighted RMS distance from the heart's centre, pixels: a rotation of one radian moves the
+        #: region's pixels this far on average, so rotation steps are measured as arcs at this radius.
+        self.radius_px = float(np.sqrt((self.weight * (self.about_centre[0] ** 2 + self.about_centre[1] ** 2)).sum()
+                                       / self.weight.sum()))
 
-    def sample(self, stack, shift):
+    def sample(self, stack, shift, angle=None):
         """Each frame of ``stack`` (a smoothed ``self.frames``) on the region's grid moved by its shift
-        (n, 2), bilinear: (n, rows, columns)."""
+        (n, 2), and rotated by its angle (n,), radians, about the heart's centre when given, bilinear:
+        (n, rows, columns)."""
         shift = np.clip(shift, -self.limit, self.limit)
+        if angle is not None and np.any(angle):
+            return self._sample_rotated(stack, shift, np.asarray(angle, dtype=float))
         whole = np.floor(shift).astype(int)
         fraction = shift - whole
         height, width = self.shape
@@ -62,3 +74,21 @@ class Region(object):
             bottom = block[1:, :-1] * (1.0 - fc) + block[1:, 1:] * fc
             out[index] = top * (1.0 - fr) + bottom * fr
         return out
+
+    def _sample_rotated(self, stack, shift, angle):
+        """``sample`` with rotation: the grid point x is taken from c + R(angle) (x - c) + shift (c the heart's
+        centre), bilinear, every frame at once."""
+        u_r, u_c = self.about_centre
+        cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+        at_r = self.centre[0] + self.margin + shift[:, :1, None] + cos * u_r[None] - sin * u_c[None]
+        at_c = self.centre[1] + self.margin + shift[:, 1:, None] + sin * u_r[None] + cos * u_c[None]
+        at_r = np.clip(at_r, 0.0, stack.shape[1] - 1.000001)
+        at_c = np.clip(at_c, 0.0, stack.shape[2] - 1.000001)
+        r0, c0 = np.floor(at_r).astype(np.intp), np.floor(at_c).astype(np.intp)
+        fr, fc = at_r - r0, at_c - c0
+        height, width = stack.shape[1:]
+        index = (np.arange(stack.shape[0], dtype=np.intp)[:, None, None] * height + r0) * width + c0
+        flat = np.ascontiguousarray(stack).reshape(-1)
+        top = np.take(flat, index) * (1.0 - fc) + np.take(flat, index + 1) * fc
+        bottom = np.take(flat, index + width) * (1.0 - fc) + np.take(flat, index + width + 1) * fc
+        return top * (1.0 - fr) + bottom * fr

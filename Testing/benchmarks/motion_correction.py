@@ -49,7 +49,11 @@ the held frame of the brightest LV blood (``--roi-frame``).
 throughout, and the heart lies at the still study's position, where the ROIs
 are, only in the frame of the LV's peak concentration, which is then the ROI
 frame (``--roi-frame``; every slice has a displacement of its own in the
-frames around it).
+frames around it).  ``--heldout-rotation-deg DEG`` also turns the heart about
+the LV's centre with the breathing, by up to DEG degrees either way (a rigid
+motion; the registration fits the turn alongside the translation but applies
+the translation alone, so the ideal row, too, moves the frames back by their
+true translation alone).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -221,6 +225,17 @@ def _range(unit, example):
     return parse
 
 
+def _degrees(text):
+    """An argparse type: an angle of 0 degrees or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError("give a number of degrees, 0 or more, e.g. 5")
+    return value
+
+
 def _seconds(text):
     """An argparse type: a duration of 0 s or more."""
     try:
@@ -256,6 +271,11 @@ def main(argv=None):
                         default=heldout.phantoms.MOTION["hold_after_peak_s"],
                         help="the held-out model's breath-hold lasts at least this long after the LV's peak, s "
                              "(default: {:g})".format(heldout.phantoms.MOTION["hold_after_peak_s"]))
+    parser.add_argument("--heldout-rotation-deg", type=_degrees, metavar="DEG",
+                        default=heldout.phantoms.MOTION["rotation_deg"],
+                        help="the held-out model's heart also turns about the LV's centre with the breathing, by up "
+                             "to this many degrees either way (default: {:g}); the ideal row then moves the frames "
+                             "back by the true translation alone".format(heldout.phantoms.MOTION["rotation_deg"]))
     ending = parser.add_mutually_exclusive_group()
     ending.add_argument("--heldout-hold-fails", action="store_true",
                         help="the held-out model's breath-hold ends when its length runs out, even before the LV's "
@@ -270,6 +290,7 @@ def main(argv=None):
     heldout.phantoms.MOTION["hold_after_peak_s"] = (-np.inf if args.heldout_hold_fails
                                                     else args.heldout_hold_after_peak_s)
     heldout.phantoms.MOTION["free_breathing"] = args.heldout_free_breathing
+    heldout.phantoms.MOTION["rotation_deg"] = args.heldout_rotation_deg
     started = time.perf_counter()
     if args.phantoms > 0:
         run("Project phantoms ({} seeds from {}; 60 frames of 3 x 128 x 128)".format(args.phantoms, args.seed),
@@ -280,8 +301,11 @@ def main(argv=None):
             "; it may fail before the peak, ROIs on the brightest held frame" if args.heldout_hold_fails else
             " to {:g} s after the peak or later".format(args.heldout_hold_after_peak_s))
             if not args.heldout_free_breathing else "no breath-hold, ROIs on the frame of peak concentration")
-        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s, "
-            "{})".format(args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s + (hold,))),
+        turning = (", turning by up to {:g} degrees".format(args.heldout_rotation_deg) if args.heldout_rotation_deg
+                   else "")
+        run("Held-out forward model with its own motion ({} studies, breathing {:g}-{:g} mm every {:g}-{:g} s{}, "
+            "{})".format(args.heldout, *(args.heldout_breathing_mm + args.heldout_breathing_period_s
+                                        + (turning, hold))),
             _heldout_cases(args.heldout, args.seed, args.heldout_hold_fails or args.heldout_free_breathing))
     print("\nTotal {:.0f} s.".format(time.perf_counter() - started))
 
