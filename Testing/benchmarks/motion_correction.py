@@ -225,26 +225,17 @@ def _range(unit, example):
     return parse
 
 
-def _degrees(text):
-    """An argparse type: an angle of 0 degrees or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError("give a number of degrees, 0 or more, e.g. 5")
-    return value
-
-
-def _seconds(text):
-    """An argparse type: a duration of 0 s or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError("give a number of seconds, 0 or more, e.g. 0.7")
-    return value
+def _at_least_zero(unit, example):
+    """An argparse type: a number of ``unit``, 0 or more."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 0.0:
+            raise argparse.ArgumentTypeError("give a number of {}, 0 or more, e.g. {}".format(unit, example))
+        return value
+    return parse
 
 
 #: Options that draw one of the held-out motion model's parameters (``heldout.phantoms.MOTION``) from another range:
@@ -267,11 +258,11 @@ def main(argv=None):
         parser.add_argument(option, type=_range(unit, example), default=heldout.phantoms.MOTION[key],
                             metavar="LOW,HIGH", help="the held-out model's {} (default: {:g},{:g})".format(
                                 what, *heldout.phantoms.MOTION[key]))
-    parser.add_argument("--heldout-hold-after-peak-s", type=_seconds, metavar="S",
+    parser.add_argument("--heldout-hold-after-peak-s", type=_at_least_zero("seconds", "0.7"), metavar="S",
                         default=heldout.phantoms.MOTION["hold_after_peak_s"],
                         help="the held-out model's breath-hold lasts at least this long after the LV's peak, s "
                              "(default: {:g})".format(heldout.phantoms.MOTION["hold_after_peak_s"]))
-    parser.add_argument("--heldout-rotation-deg", type=_degrees, metavar="DEG",
+    parser.add_argument("--heldout-rotation-deg", type=_at_least_zero("degrees", "5"), metavar="DEG",
                         default=heldout.phantoms.MOTION["rotation_deg"],
                         help="the held-out model's heart also turns about the LV's centre with the breathing, by up "
                              "to this many degrees either way (default: {:g}); the ideal row then moves the frames "
