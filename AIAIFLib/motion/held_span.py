@@ -133,7 +133,7 @@ HELD_SPAN_MAX_OFF_SPAN = 0.2
 #: still removes a little where the span holds the frame's contrast only in part: before the short hold of held-out
 #: seed 32, the frames with contrast in the RV alone were turned by 1.4-2.3 degrees for 1.5-2.5 % less energy off
 #: the span and carried a quarter of a pixel further off (median 0.31 to 0.53 pixel).  Segments within 5 % of the still
-#: study, turning by up to 5 degrees: ours 91 to 98 % (ideal 100 %), held-out (``--heldout-rotation-deg 5``, seeds
+#: study, turning by up to 5 degrees: ours 91 to 98 % (ideal 100 %), held-out (the model's ``rotation_deg`` of 5, seeds
 #: 31-40) 76 to 85 % (ideal 89 %); without a turn the default holds (20 studies), short holds and ours in and
 #: through plane read as before.
 HELD_SPAN_MIN_TURN_REDUCTION = 0.05
