@@ -368,8 +368,9 @@ def build_parser():
                                                DEFAULT_PROTON_DENSITY_FRAMES))
     phantom.add_argument("--motion", nargs="?", choices=MOTION_KINDS, const=MOTION_KINDS[1], default=MOTION_KINDS[0],
                          help="respiratory motion: free breathing before and after a breath-held first pass, "
-                              "'in-plane' (the default of a bare --motion) or 'through-plane' (in-plane plus a change "
-                              "of the section); the truth stays at the breath-held position and the displacement of "
+                              "'in-plane' (the default of a bare --motion), 'through-plane' (in-plane plus a change "
+                              "of the section) or 'turning' (in-plane plus a turn about the LV axis); the truth stays at "
+                              "the breath-held position and the displacement of "
                               "every frame is in ground_truth.npz (default none)")
 
     demo = commands.add_parser("demo", help="the main job on the built-in phantom",

@@ -23,6 +23,10 @@ against a known displacement:
   along its long axis, so each slice cuts it at another level.  The section
   grows or shrinks about the LV axis (the LV tapers towards the apex) and its
   signal changes a little (partial volume with the neighbouring tissue).
+* **Turning** (optional, ``kind="turning"``): the heart also turns about the
+  LV axis in phase with the breathing, by up to ``turn_deg`` either way from
+  its held orientation (breathing turns the heart by a few degrees; a
+  registration that fits translation alone is pulled by the turned RV).
 
 Only the heart and the tissue around it move; the body outline (air outside)
 stays still, as the chest wall does much more than the heart.  A frame is the
@@ -39,9 +43,10 @@ give plausible breath-holds under stress.
 import numpy as np
 from scipy import ndimage
 
-#: Kinds of motion ``simulate_phantom`` accepts: none, in-plane translation only, or in-plane plus a
-#: through-plane component seen as a change of the section's size and signal.
-MOTION_KINDS = ("none", "in-plane", "through-plane")
+#: Kinds of motion ``simulate_phantom`` accepts: none, in-plane translation only, in-plane plus a
+#: through-plane component seen as a change of the section's size and signal, or in-plane plus a turn about the
+#: LV axis.
+MOTION_KINDS = ("none", "in-plane", "through-plane", "turning")
 
 #: Ranges of the motion model; (low, high) pairs are drawn uniformly (project choices, see the module notes).
 MOTION_RANGES = {
@@ -66,6 +71,8 @@ MOTION_RANGES = {
     "transition_s": (1.0, 2.0),
     # Through-plane over in-plane amplitude (kind "through-plane").
     "through_plane_ratio": (0.6, 1.0),
+    # Largest turn about the LV axis, degrees either way of the held orientation (kind "turning").
+    "turn_deg": (3.0, 5.0),
 }
 #: Time between the acquisitions of neighbouring slices within one heartbeat, s (project choice: a
 #: saturation-recovery slice takes about 130 ms to acquire at TR 2-3 ms).
@@ -147,7 +154,9 @@ def draw_motion(rng, kind, frame_times_s, ijk_to_ras, long_axis_ras, rv_arrival_
         ``shift_px`` (n_frames, n_slices, 2): displacement of the anatomy in
         (row, column) pixels; ``shift_ras_mm`` (n_frames, n_slices, 3): the
         same in RAS mm; ``through_plane_mm`` (n_frames, n_slices): along the
-        long axis towards the apex, mm (0 for "in-plane"); ``breath_hold_s``:
+        long axis towards the apex, mm (0 unless "through-plane");
+        ``turn_deg`` (n_frames, n_slices): the turn about the LV axis,
+        degrees (0 unless "turning"); ``breath_hold_s``:
         start and end of the hold, s; ``parameters``: the drawn values
         (JSON-ready).
     """
@@ -175,10 +184,12 @@ def draw_motion(rng, kind, frame_times_s, ijk_to_ras, long_axis_ras, rv_arrival_
 
     shift_ras = np.zeros((times.size, n_slices, 3))
     through = np.zeros((times.size, n_slices))
+    turn = np.zeros((times.size, n_slices))
     span = max(times[-1] - times[0], 1e-6)
     drift_vector = drift * (np.cos(drift_angle) * columns + np.sin(drift_angle) * rows)
     phase_times = times[:, None] + SLICE_INTERVAL_S * np.arange(n_slices)[None, :]
     phase = _breathing_phase(rng, phase_times.ravel(), period, variation).reshape(phase_times.shape)
+    largest_turn = _draw(rng, "turn_deg") if kind == "turning" else 0.0  # drawn last: the other kinds' draws stay
     for k in range(n_slices):
         t = phase_times[:, k]
         envelope = _hold_envelope(t, start, end, transition)
@@ -189,14 +200,15 @@ def draw_motion(rng, kind, frame_times_s, ijk_to_ras, long_axis_ras, rv_arrival_
                                         + ((t - times[0]) / span - 0.5)[:, None] * drift_vector[None, :])
         shift_ras[:, k] = in_plane
         through[:, k] = envelope * ratio * amplitude * slice_factor[k] * breathing
+        turn[:, k] = envelope * largest_turn * breathing
     shift_px = np.stack([shift_ras @ rows / pixel_mm[1], shift_ras @ columns / pixel_mm[0]], axis=-1)
     parameters = {"kind": kind, "in_plane_amplitude_mm": amplitude, "period_s": period,
                   "period_variation": variation, "direction_deg_from_columns": float(np.degrees(direction)),
                   "hold_level": hold_level, "drift_mm": drift, "slice_amplitude_factor": slice_factor.tolist(),
                   "slice_direction_deg": np.degrees(slice_turn).tolist(), "breath_hold_s": [start, end],
-                  "transition_s": transition, "through_plane_ratio": ratio,
+                  "transition_s": transition, "through_plane_ratio": ratio, "turn_deg": largest_turn,
                   "slice_interval_s": SLICE_INTERVAL_S}
-    return {"shift_px": shift_px, "shift_ras_mm": shift_ras, "through_plane_mm": through,
+    return {"shift_px": shift_px, "shift_ras_mm": shift_ras, "through_plane_mm": through, "turn_deg": turn,
             "breath_hold_s": np.array([start, end]), "parameters": parameters,
             "long_axis_ras": np.asarray(long_axis_ras, dtype=float)}
 
@@ -216,7 +228,7 @@ def move_frames(signal, moving, fill_signal, centres_px, motion):
         outline as the heart moves.
     centres_px : numpy.ndarray, shape (n_slices, 2)
         (row, column) of the LV axis in each slice: the section grows or
-        shrinks about it with through-plane motion.
+        shrinks about it with through-plane motion, and turns about it.
     motion : dict
         From ``draw_motion``.
 
@@ -232,12 +244,17 @@ def move_frames(signal, moving, fill_signal, centres_px, motion):
         for t in range(n_frames):
             shift = motion["shift_px"][t, k]
             z = motion["through_plane_mm"][t, k]
-            if not np.any(shift) and z == 0.0:
+            turn = np.radians(motion["turn_deg"][t, k]) if "turn_deg" in motion else 0.0
+            if not np.any(shift) and z == 0.0 and turn == 0.0:
                 continue
             scale = 1.0 - SECTION_SCALE_PER_MM * z
             image = np.where(body, signal[t, k], fill_signal[t])
             centre = np.asarray(centres_px[k], dtype=float)
-            offset = centre - (centre + shift) / scale
-            moved = ndimage.affine_transform(image, np.full(2, 1.0 / scale), offset=offset, order=1, mode="nearest")
+            # out(x) = image(c + R^T (x - c - shift) / scale): the section scaled and turned about the LV axis, moved.
+            back = np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) / scale
+            if turn == 0.0:
+                back = np.diag(back)  # the diagonal form, as before: the same resampling for the other kinds
+            offset = centre - (back @ (centre + shift) if back.ndim == 2 else (centre + shift) * back)
+            moved = ndimage.affine_transform(image, back, offset=offset, order=1, mode="nearest")
             out[t, k] = np.where(body, moved * (1.0 - SIGNAL_CHANGE_PER_MM * abs(z)), signal[t, k])
     return out

@@ -378,6 +378,22 @@ def test_through_plane_motion_changes_the_section_and_is_recorded():
     assert phantom.acquisition["motion"]["kind"] == "through-plane"
 
 
+def test_a_turning_heart_turns_about_the_lv_axis_with_the_same_breathing():
+    # The turn is drawn after the other parameters: the same seed breathes the same way in plane, and only turns.
+    plain = sim.simulate_phantom(seed=4, motion="in-plane")
+    turning = sim.simulate_phantom(seed=4, motion="turning")
+    np.testing.assert_array_equal(turning.truth["motion_shift_px"], plain.truth["motion_shift_px"])
+    assert np.all(plain.truth["motion_turn_deg"] == 0.0)
+    turn = turning.truth["motion_turn_deg"]
+    held = np.all(turning.truth["motion_shift_px"] == 0.0, axis=(1, 2))
+    assert np.all(turn[held] == 0.0) and 1.0 < np.abs(turn).max() <= sim.phantom_motion.MOTION_RANGES["turn_deg"][1]
+    assert turning.acquisition["motion"]["kind"] == "turning"
+    np.testing.assert_array_equal(turning.frames[held], plain.frames[held])
+    # Outside the hold the turned frames differ from the plain ones, most of all away from the LV axis.
+    moved = np.flatnonzero(np.abs(turn).max(axis=1) > 1.0)
+    assert not np.array_equal(turning.frames[moved], plain.frames[moved])
+
+
 def test_motion_must_be_a_known_kind():
     with pytest.raises(ValueError, match="motion must be one of"):
         sim.simulate_phantom(seed=1, motion="sideways")

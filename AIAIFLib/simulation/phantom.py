@@ -192,14 +192,15 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
         heart's; the RV insertion points move with the geometry (same voxel
         positions).  Unlike ``apex_first`` and ``mirrored``, the geometry no
         longer tells the truth about the anatomy: only the images do.
-    motion : {'none', 'in-plane', 'through-plane'} or bool, optional
+    motion : {'none', 'in-plane', 'through-plane', 'turning'} or bool, optional
         Respiratory motion (``phantom_motion``): free breathing before and
         after a breath-held first pass, in-plane, or in-plane with a
-        through-plane component (``True`` means "in-plane").  The truth
-        (masks, MBF map, RV points) stays at the breath-held position; the
-        displacement of every frame and slice is in ``truth``
-        (``motion_shift_px``, ``motion_shift_ras_mm``,
-        ``motion_through_plane_mm``, ``motion_breath_hold_s``).  The motion
+        through-plane component or with a turn about the LV axis (``True``
+        means "in-plane").  The truth (masks, MBF map, RV points) stays at
+        the breath-held position; the displacement of every frame and slice
+        is in ``truth`` (``motion_shift_px``, ``motion_shift_ras_mm``,
+        ``motion_through_plane_mm``, ``motion_turn_deg``,
+        ``motion_breath_hold_s``).  The motion
         is drawn from the seed's own stream, so the same seed with and
         without motion gives the same study and the same noise, only moved.
 
@@ -380,7 +381,7 @@ def simulate_phantom(seed=0, field_strength_t=3.0, ischemic="none", subendocardi
     truth.update({"tissue_" + key: value for key, value in pix_params.items()})
     if moved is not None:
         truth.update({"motion_" + key: moved[key] for key in ("shift_px", "shift_ras_mm", "through_plane_mm",
-                                                               "breath_hold_s")})
+                                                               "turn_deg", "breath_hold_s")})
     return Phantom(frames=frames, frame_times_s=times, ijk_to_ras=ijk_to_ras, levels=levels, labels=labels,
                    aha_segments=segments, mbf_ml_min_g=mbf_map, rv_insertion_ras=insertion, truth=truth,
                    acquisition=acquisition)

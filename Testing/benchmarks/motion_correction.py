@@ -5,8 +5,9 @@ Run: ``python Testing/benchmarks/motion_correction.py [--phantoms 8] [--seed 31]
 Each validation phantom (3 T / 1.5 T alternating, no / LAD / RCA / LCX
 ischaemia) is simulated still and with respiratory motion
 (``simulate_phantom(motion=...)``: free breathing before and after a
-breath-held first pass; ``in-plane``, and ``through-plane`` with a change of
-the section), from the same seed, so the moving study is the still one moved,
+breath-held first pass; ``in-plane``, ``through-plane`` with a change of
+the section, and ``turning`` with a turn of up to 3-5 degrees about the LV
+axis), from the same seed, so the moving study is the still one moved,
 noise included.  Each is quantified by the full pipeline with the true AIF
 (the phantom's unsaturated reference signal as an external AIF) and the model
 tissue conversion, with ``motion_correction`` "auto" and "off".  Printed side
@@ -75,7 +76,7 @@ import heldout  # noqa: E402
 from AIAIFLib import motion, pipeline, studies  # noqa: E402
 from AIAIFLib.simulation import simulate_phantom  # noqa: E402
 
-KINDS = ("in-plane", "through-plane")
+KINDS = ("in-plane", "through-plane", "turning")
 ISCHAEMIC = ("none", "LAD", "RCA", "LCX")
 
 
