@@ -251,10 +251,12 @@ def move_frames(signal, moving, fill_signal, centres_px, motion):
             image = np.where(body, signal[t, k], fill_signal[t])
             centre = np.asarray(centres_px[k], dtype=float)
             # out(x) = image(c + R^T (x - c - shift) / scale): the section scaled and turned about the LV axis, moved.
-            back = np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) / scale
-            if turn == 0.0:
-                back = np.diag(back)  # the diagonal form, as before: the same resampling for the other kinds
-            offset = centre - (back @ (centre + shift) if back.ndim == 2 else (centre + shift) * back)
+            if turn == 0.0:  # the diagonal form: the other kinds' resampling, exactly
+                back = np.full(2, 1.0 / scale)
+                offset = centre - (centre + shift) / scale
+            else:
+                back = np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) / scale
+                offset = centre - back @ (centre + shift)
             moved = ndimage.affine_transform(image, back, offset=offset, order=1, mode="nearest")
             out[t, k] = np.where(body, moved * (1.0 - SIGNAL_CHANGE_PER_MM * abs(z)), signal[t, k])
     return out

@@ -185,8 +185,11 @@ def _fit_to_span(region, stack, basis, shift, fit_angle=True):
     root = np.sqrt(region.weight[region.weight > 0])
 
     def off_span(images):
-        return (_off_span(_weighted(region, images), basis),) + tuple(
-            _off_span(gradient * root, basis) for gradient in pose_gradients(region, images))
+        turn, *shifts = pose_gradients(region, images)
+        # Without a turn its gradient is left out (zeros: its row and column of the normal equations drop out).
+        turn = _off_span(turn * root, basis) if fit_angle else np.zeros((images.shape[0], root.size))
+        return (_off_span(_weighted(region, images), basis), turn) + tuple(
+            _off_span(gradient * root, basis) for gradient in shifts)
 
     pose = np.concatenate([np.zeros((shift.shape[0], 1)), np.array(shift, dtype=float)], axis=1)
     previous = np.full(pose.shape[0], np.inf)
@@ -200,11 +203,9 @@ def _fit_to_span(region, stack, basis, shift, fit_angle=True):
         pose[active[worse]] -= 0.5 * last_step[active[worse]]
         last_step[active[worse]] *= 0.5
         previous[active[~worse]] = cost[~worse]
-        if not fit_angle:  # the turn's row and column of the normal equations left out: no turn
-            gradients[0] = np.zeros_like(gradients[0])
         normal = normal_matrices(gradients)
         if not fit_angle:
-            normal[:, 0, 0] = 1.0
+            normal[:, 0, 0] = 1.0  # the turn's equation reads "no step"
         step = -solve_3x3(normal, np.stack([(gradient * residual).sum(axis=1) for gradient in gradients], axis=1))
         step = np.where(worse[:, None], 0.0, np.clip(np.nan_to_num(step), -HELD_SPAN_MAX_STEP_PX,
                                                          HELD_SPAN_MAX_STEP_PX))
