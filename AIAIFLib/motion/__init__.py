@@ -91,7 +91,7 @@ alone, with a warning, and so does one whose hold drifted further than
 ``HELD_SPAN_MAX_DRIFT_PX`` (``hold_drift_px``): the span has no position of
 its own, and each frame outside the hold comes to lie where the hold's
 frames of the nearest contrast lie, drift and all.  The frames are
-resampled once (cubic spline).
+resampled once, by a linear phase in the Fourier domain (``resample_frames``).
 
 Translation is applied: respiration moves the heart in plane mostly by
 translation.  It also turns it by a few degrees, and the region around the
