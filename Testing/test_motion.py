@@ -141,6 +141,7 @@ def test_auto_leaves_a_still_series_untouched(still):
 def test_off_measures_nothing_and_on_always_registers(still):
     off = _correct(still, mode="off")
     assert not off.applied and np.all(np.isnan(off.shift_px)) and off.summary()["measured"] is False
+    assert off.summary()["turn_deg"] is None and not off.applied_turn_deg().any()
     assert np.array_equal(off.frames, still.frames)
     on = _correct(still, mode="on")
     assert on.applied and on.summary()["applied"]
@@ -258,6 +259,10 @@ def test_summary_is_strict_json_with_the_displacement_of_every_frame(corrected):
     assert np.array(summary["displacement_px"]).shape == corrected.shift_px.shape
     assert np.array(summary["displacement_mm"]).shape == corrected.shift_px.shape[:2]
     assert summary["max_displacement_mm"] == pytest.approx(corrected.displacement_mm().max(), abs=5e-4)
+    assert np.array(summary["turn_deg"]).shape == corrected.shift_px.shape[:2]
+    assert np.array_equal(corrected.applied_turn_deg(), corrected.turn_deg)
+    assert not corrected.turn_deg[corrected.still].any()  # turns are fitted outside the breath-hold only
+    assert np.array(summary["turn_centre_px"]).shape == (corrected.shift_px.shape[1], 2)
 
 
 def test_the_pre_contrast_ties_spread_is_recorded_per_slice(corrected, still):
@@ -304,6 +309,25 @@ def test_resample_undoes_a_translation_of_the_imaged_object():
     assert error < 0.3  # of a contrast of 300; measured 0.02, where the move itself changed pixels by 130
     spline = ndimage.shift(moved, (-0.4, 0.3), order=3, mode="nearest")
     assert np.abs(spline - still)[centre].max() > 1.0  # what a cubic spline leaves at the disc's edge (4.2)
+
+
+def test_resample_turns_each_frame_about_its_centre():
+    # A smooth scene sampled at c + R (x - c) + shift, as the registration samples a turned frame: the frame
+    # resampled with that turn and shift is the scene so sampled, to the precision of the transforms.
+    rows, columns = np.mgrid[0:64, 0:64].astype(float)
+
+    def scene(r, c):
+        return np.exp(-(((r - 30.0) / 4.0) ** 2 + ((c - 36.0) / 7.0) ** 2))
+
+    centre, turn, shift = np.array([32.0, 31.0]), np.deg2rad(6.0), np.array([0.4, -0.7])
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    at = np.einsum("ij,jrc->irc", rotation, np.stack([rows - centre[0], columns - centre[1]]))
+    expected = scene(at[0] + centre[0] + shift[0], at[1] + centre[1] + shift[1])
+    frame = scene(rows, columns)
+    out = motion.resample_frames(frame[None, None], shift[None, None], np.array([[6.0]]), centre[None])[0, 0]
+    assert np.abs(out - expected)[8:56, 8:56].max() < 1e-6  # the turn moved pixels by up to 0.15
+    unturned = motion.resample_frames(frame[None, None], shift[None, None], np.zeros((1, 1)), centre[None])
+    np.testing.assert_array_equal(unturned, motion.resample_frames(frame[None, None], shift[None, None]))
 
 
 def test_resample_is_the_same_for_a_frame_alone_and_among_others():

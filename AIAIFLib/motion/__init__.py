@@ -91,7 +91,8 @@ alone, with a warning, and so does one whose hold drifted further than
 ``HELD_SPAN_MAX_DRIFT_PX`` (``hold_drift_px``): the span has no position of
 its own, and each frame outside the hold comes to lie where the hold's
 frames of the nearest contrast lie, drift and all.  The frames are
-resampled once, by a linear phase in the Fourier domain (``resample_frames``).
+resampled once, by linear phases in the Fourier domain (``resample_frames``;
+a turn as three shears).
 
 Translation is applied: respiration moves the heart in plane mostly by
 translation.  It also turns it by a few degrees, and the region around the
@@ -99,10 +100,10 @@ heart is not symmetric about its centre (the RV on one side), so a
 translation fitted alone is pulled towards where the turned structures went.
 Against the held frames' span, whose frames lie at the ROI frame's position
 and orientation, a turn about the heart's centre is therefore fitted
-alongside the translation, as a nuisance (neither applied nor reported), and
-the turned fit is taken only where the turn removes at least
-``HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off the span:
-elsewhere it trades a mismatch of contrast for a false turn.  The low-rank
+alongside the translation, and the turned fit is taken (turn and
+translation applied, the turn reported as ``turn_deg``) only where the turn
+removes at least ``HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off
+the span: elsewhere it trades a mismatch of contrast for a false turn.  The low-rank
 and group steps fit no turn: the synthetic references turn with the frames,
 and there a free turn let frames of little contrast slide into false minima.
 Through-plane motion changes the section's size and signal, which a rigid or

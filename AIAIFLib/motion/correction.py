@@ -10,6 +10,7 @@ from .auto import AUTO_MIN_FRAMES, AUTO_MIN_STEPS, AUTO_STEP_PX, AUTO_THRESHOLD_
 from .contrast_phases import (brightest_mean, contrast_settled_frame, first_enhanced_from_pixels, lv_enhanced_frame,
                               near_heart)
 from .gauss_newton import JUMP_PX, neighbour_median
+from .region import heart_centre_px
 from . import held_span
 from .slice_motion import SHIFT_GRID_DECIMALS, estimate_slice_motion
 
@@ -119,6 +120,15 @@ class MotionCorrection(object):
     astray : numpy.ndarray of bool, shape (n_frames, n_slices)
         Slices carried off alone by their registration (``astray_slices``),
         given the median of the frame's slices; all False when not measured.
+    turn_deg : numpy.ndarray, shape (n_frames, n_slices)
+        Turn of each frame about ``turn_centre_px`` relative to the ROI
+        frame, degrees, the frame sampled at ``c + R (x - c) + shift``
+        (``resample_frames``): fitted against the held frames' span, outside
+        the still run, where it removes at least
+        ``held_span.HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off
+        the span; zero elsewhere, NaN when not measured.
+    turn_centre_px : numpy.ndarray, shape (n_slices, 2)
+        (row, column) centre of each slice's turn: the heart's (the ROIs').
     held_span_frames : list of int
         The breath-held frames whose span the frames outside the still run
         were registered to (``held_frames``); empty when the
@@ -174,6 +184,14 @@ class MotionCorrection(object):
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
+    def applied_turn_deg(self):
+        """The turns the frames were resampled by, (n_frames, n_slices) degrees about ``turn_centre_px``: ``turn_deg``
+        (fitted against the held frames' span only, outside the still run); all zeros when the frames were not
+        resampled."""
+        if not self.applied:
+            return np.zeros(self.shift_px.shape[:2])
+        return self.turn_deg
+
     def applied_shift_px(self):
         """The displacements the frames were resampled by, (n_frames, n_slices, 2) pixels: ``shift_px`` without those
         in the still run (``still``), but the run's edge frames' of at least ``MIN_APPLIED_SHIFT_PX``; all zeros
@@ -198,7 +216,8 @@ class MotionCorrection(object):
             "measured": measured,
             "method": ("translation per frame and slice to progressive low-rank references, then of the frames "
                        "outside the breath-hold to the span of the held frames, with a turn about the heart's "
-                       "centre fitted alongside there and not applied"),
+                       "centre fitted alongside there and applied where it explains the frame; resampled by "
+                       "linear phases in the Fourier domain"),
             "auto_rule": ("resample when at least {} frames lie more than {:g} pixel from the ROI frame (median "
                           "over the slices), or at least {} steps between frames move every slice more than {:g} "
                           "pixel the same way").format(
@@ -208,6 +227,8 @@ class MotionCorrection(object):
             "median_displacement_mm": round(float(np.median(length)), 3) if measured else None,
             "displacement_px": (np.round(self.shift_px, 3).tolist() if measured else None),
             "displacement_mm": (np.round(length, 3).tolist() if measured else None),
+            "turn_deg": (np.round(self.turn_deg, 3).tolist() if measured else None),
+            "turn_centre_px": (np.round(self.turn_centre_px, 3).tolist() if measured else None),
             "residual": (np.round(self.residual, 3).tolist() if measured else None),
             "pre_contrast_offset_px": (np.round(self.baseline_offset_px, 3).tolist() if measured else None),
             "late_group_start_frame": (None if self.late_start_frame is None else int(self.late_start_frame)),
@@ -326,8 +347,9 @@ def _report(progress, fraction, message):
         progress(float(fraction), message)
 
 
-def resample_frames(frames, shift_px):
-    """Frames moved back by their displacement, out(x) = frame(x + shift), by a linear phase in the Fourier domain.
+def resample_frames(frames, shift_px, turn_deg=None, centre_px=None):
+    """Frames moved back by their displacement, out(x) = frame(c + R (x - c) + shift), by linear phases in the
+    Fourier domain.
 
     An MR image is reconstructed from k-space, and a translation of the imaged
     object during the acquisition is a linear phase across k-space; the
@@ -340,35 +362,66 @@ def resample_frames(frames, shift_px):
     within 5 % of the still study went from 94 to 99 % after short
     breath-holds, 94 to 98 % after failed ones, 94 to 99 % without one and 98
     to 99 % after the default ones, ours unchanged at 100 %, where a cubic
-    spline was used; see the benchmark).  Each frame is extended by its
-    mirror image before the transform, so that the periodic image the
-    transform assumes has no seam at the frame's edges to ring from, and
-    content moved in across an edge is that edge's mirror.
+    spline was used; see the benchmark).  A turn is made of three shears
+    (rows, columns, rows), each a phase ramp along one axis that differs
+    from line to line, which keeps it as exact (Unser et al., IEEE Trans
+    Image Process 1995).  Each frame is extended by its mirror image before
+    each transform, so that the periodic image the transform assumes has no
+    seam at the frame's edges to ring from, and content moved in across an
+    edge is that edge's mirror.
 
     Parameters
     ----------
     frames : numpy.ndarray, shape (n_frames, n_slices, rows, columns)
     shift_px : numpy.ndarray, shape (n_frames, n_slices, 2)
         (row, column) displacement of each frame and slice, pixels.
+    turn_deg : numpy.ndarray, shape (n_frames, n_slices), optional
+        Turn of each frame and slice about ``centre_px``, degrees: the frame
+        is sampled at ``c + R (x - c) + shift``, R the rotation by the turn
+        in (row, column) coordinates, as ``Region.sample`` samples it.
+    centre_px : numpy.ndarray, shape (n_slices, 2), optional
+        (row, column) centre of each slice's turn (the heart's); needed with
+        ``turn_deg``.
 
     Returns
     -------
     numpy.ndarray
-        Same shape as ``frames``, float64; frames with a zero shift are copied.
+        Same shape as ``frames``, float64; frames with a zero shift and turn are copied.
     """
     out = np.array(frames, dtype=float, copy=True)
     rows, columns = frames.shape[-2:]
-    # The mirrored frame has twice the rows and twice the columns; rfft2 keeps its non-negative column frequencies.
-    row_frequency = np.fft.fftfreq(2 * rows)[:, None]
-    column_frequency = np.fft.rfftfreq(2 * columns)[None, :]
+    turn = np.zeros(frames.shape[:2]) if turn_deg is None else np.radians(np.asarray(turn_deg, dtype=float))
     for t in range(frames.shape[0]):
         for k in range(frames.shape[1]):
             shift = np.asarray(shift_px[t, k], dtype=float)
             if np.any(shift != 0.0):
-                mirrored = np.pad(out[t, k], ((0, rows), (0, columns)), mode="symmetric")
-                ramp = np.exp(2j * np.pi * row_frequency * shift[0]) * np.exp(2j * np.pi * column_frequency * shift[1])
-                out[t, k] = np.fft.irfft2(np.fft.rfft2(mirrored) * ramp, s=mirrored.shape)[:rows, :columns]
+                out[t, k] = _phase_shift(_phase_shift(out[t, k], np.full(columns, shift[0]), axis=0),
+                                         np.full(rows, shift[1]), axis=1)
+            if turn[t, k] != 0.0:
+                # R = [[1, a], [0, 1]] [[1, 0], [b, 1]] [[1, a], [0, 1]]: sampled at c + R u, the frame takes each
+                # shear's sampling in turn, the rightmost last.
+                a, b = -np.tan(0.5 * turn[t, k]), np.sin(turn[t, k])
+                about_row = np.arange(rows) - centre_px[k][0]
+                about_column = np.arange(columns) - centre_px[k][1]
+                image = _phase_shift(out[t, k], a * about_column, axis=0)
+                image = _phase_shift(image, b * about_row, axis=1)
+                out[t, k] = _phase_shift(image, a * about_column, axis=0)
     return out
+
+
+def _phase_shift(image, shift, axis):
+    """``image`` (rows, columns) sampled at x + shift along ``axis``, each line across it by its own shift
+    (pixels; shape: the other axis's length), by a linear phase along ``axis`` of its mirror-extended lines."""
+    size = image.shape[axis]
+    if not np.any(shift):
+        return image
+    mirrored = np.concatenate([image, np.flip(image, axis=axis)], axis=axis)
+    frequency = np.fft.rfftfreq(2 * size)
+    ramp = np.exp(2j * np.pi * np.multiply.outer(frequency, shift))  # (frequencies, lines)
+    if axis == 1:
+        ramp = ramp.T
+    moved = np.fft.irfft(np.fft.rfft(mirrored, axis=axis) * ramp, n=2 * size, axis=axis)
+    return moved[:size] if axis == 0 else moved[:, :size]
 
 
 def astray_slices(shift_px, pixel_mm):
@@ -492,7 +545,8 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
                                 phase_offset_px=np.full((n_frames, n_slices, 2), np.nan),
                                 baseline_spread_px=np.full(n_slices, np.nan), still=np.zeros(n_frames, dtype=bool),
                                 astray=np.zeros((n_frames, n_slices), dtype=bool), held_span_frames=[],
-                                hold_drift_px=float("nan"),
+                                hold_drift_px=float("nan"), turn_deg=np.full((n_frames, n_slices), np.nan),
+                                turn_centre_px=np.full((n_slices, 2), np.nan),
                                 seconds=time.perf_counter() - started, **record)
     heart = np.asarray(blood_pool_mask, dtype=bool) | np.asarray(myocardium_mask, dtype=bool)
     shift = np.zeros((n_frames, n_slices, 2))
@@ -573,17 +627,23 @@ def correct_motion(frames, frame_times_s, blood_pool_mask, myocardium_mask, pixe
         warnings.append(without_span + ", so the frames were registered to the series' own low-rank references only, "
                         "which can leave frames of one contrast a fraction of a pixel off together; check the "
                         "registered series.")
+    turn = np.zeros((n_frames, n_slices))
+    centre = np.array([heart_centre_px(heart[k]) if heart[k].any() else np.zeros(2) for k in range(n_slices)])
     if len(held):
         # The held frames lie at the ROI frame's position, and no moving frame shaped them: the frames outside the
-        # run are refined against their span, which the groups' common offsets do not reach.
+        # run are refined against their span, which the groups' common offsets do not reach, and turned where the
+        # span shows a turn.
         for k in np.flatnonzero(measured):
-            shift[:, k] = held_span.register_to_held_span(frames[:, k], heart[k], pixel_mm, shift[:, k], still, held,
-                                                          one_contrast=np.arange(first_enhanced))
+            shift[:, k], turn_rad = held_span.register_to_held_span(
+                frames[:, k], heart[k], pixel_mm, shift[:, k], still, held, one_contrast=np.arange(first_enhanced),
+                return_turn=True)
+            turn[:, k] = np.degrees(turn_rad)
         shift = np.round(shift, SHIFT_GRID_DECIMALS)
-    registered = resample_frames(frames, _applied_shift(shift, still)) if applied else frames
+        turn = np.round(turn, SHIFT_GRID_DECIMALS)  # degrees, to the same grid
+    registered = resample_frames(frames, _applied_shift(shift, still), turn, centre) if applied else frames
     return MotionCorrection(frames=registered, shift_px=shift, residual=residual, excluded_frames=excluded,
                             baseline_offset_px=baseline_offset, late_start_frame=settled,
                             late_offset_px=late_offset, lv_enhanced_frame=lv_enhanced, phase_offset_px=phase_offset,
                             baseline_spread_px=baseline_spread, applied=applied, still=still, astray=astray,
-                            held_span_frames=[int(f) for f in held], hold_drift_px=drift,
-                            seconds=time.perf_counter() - started, **record)
+                            held_span_frames=[int(f) for f in held], hold_drift_px=drift, turn_deg=turn,
+                            turn_centre_px=centre, seconds=time.perf_counter() - started, **record)

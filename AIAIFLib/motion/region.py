@@ -12,10 +12,16 @@ REGION_TAPER_MM = 10.0
 SEARCH_RADIUS_MM = 15.0
 
 
+def heart_centre_px(heart_mask):
+    """Centre (row, column) of the heart ROI, pixels: the registration region's centre, and the centre of its turn."""
+    rows, columns = np.nonzero(heart_mask)
+    return np.array([rows.mean(), columns.mean()])
+
+
 def _heart_region(heart_mask, pixel_mm):
     """Centre (row, column) of the heart ROI and its radius, mm."""
     rows, columns = np.nonzero(heart_mask)
-    centre = np.array([rows.mean(), columns.mean()])
+    centre = heart_centre_px(heart_mask)
     radius = np.sqrt(((rows - centre[0]) * pixel_mm[0]) ** 2 + ((columns - centre[1]) * pixel_mm[1]) ** 2).max()
     return centre, radius
 
