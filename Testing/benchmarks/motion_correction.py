@@ -16,8 +16,8 @@ by side per kind of motion:
 * segment MBF against the same phantom without motion (``off`` on the still
   phantom): median and largest relative difference, share within +-5 %;
   beside "corrected" (``auto``) and "uncorrected" (``off``), "ideal": the
-  moving frames resampled with their true displacements from the ROI frame,
-  the ceiling of a translation registration;
+  moving frames resampled with their true displacements (and turns about the
+  LV's centre) from the ROI frame, the ceiling of a rigid registration;
 * AIF NMSE: the blood-pool AIF measured on the frames the fit used, against
   the still phantom's on the same frames;
 * residual displacement, pixels: what is left in the registered frames of the
@@ -52,9 +52,8 @@ are, only in the frame of the LV's peak concentration, which is then the ROI
 frame (``--roi-frame``; every slice has a displacement of its own in the
 frames around it).  ``--heldout-rotation-deg DEG`` also turns the heart about
 the LV's centre with the breathing, by up to DEG degrees either way (a rigid
-motion; the registration fits the turn alongside the translation but applies
-the translation alone, so the ideal row, too, moves the frames back by their
-true translation alone).
+motion; the registration fits the turn against the held frames' span, and
+the ideal row turns the frames back by their true turn).
 
 Targets [issue 15]: moving phantoms within +-5 % of the still ones, AIF NMSE
 below 1 %, residual displacement below 0.5 pixel (median) and 1 pixel (95th
@@ -100,9 +99,11 @@ def _residual_px(result, true_shift_px):
             np.linalg.norm(truth - correction.shift_px, axis=-1)[kept].ravel())
 
 
-def _case(still_study, moving_study, reference_signal, field, true_shift_px, still_off, roi_frame=None):
+def _case(still_study, moving_study, reference_signal, field, true_shift_px, still_off, roi_frame=None,
+          true_turn_deg=None):
     """Measurements of one moving study against its still twin (ROIs drawn on ``roi_frame``, by default the
-    pipeline's)."""
+    pipeline's; ``true_turn_deg`` (n_frames, n_slices) the heart's turn about the LV's centre in
+    ``motion.resample_frames``'s sense, if it turns)."""
     row = {}
     for mode in ("auto", "off"):
         result = _quantify(moving_study, reference_signal, field, mode, roi_frame)
@@ -119,9 +120,13 @@ def _case(still_study, moving_study, reference_signal, field, true_shift_px, sti
             row["fit_s"] = result.summary["timings_s"]["fit_s"]
             row["applied"] = result.motion.correction.applied
             roi_frame = result.motion.correction.roi_frame
-    # The ceiling of translation registration: every frame moved back by its true displacement from the ROI frame.
+    # The ceiling of rigid registration: every frame moved back by its true displacement (and turn) from the ROI
+    # frame.
     truth = true_shift_px - true_shift_px[roi_frame]
-    ideal = dataclasses.replace(moving_study, frames=motion.resample_frames(moving_study.frames, truth))
+    turn = None if true_turn_deg is None else true_turn_deg - true_turn_deg[roi_frame]
+    lv_centre = np.array([np.argwhere(mask).mean(axis=0) if mask.any() else np.zeros(2)
+                          for mask in moving_study.blood_pool_mask])
+    ideal = dataclasses.replace(moving_study, frames=motion.resample_frames(moving_study.frames, truth, turn, lv_centre))
     result = _quantify(ideal, reference_signal, field, "off")
     row["true_relative"] = (np.asarray(result.segments["mbf_mean"], dtype=float)
                             / np.asarray(still_off.segments["mbf_mean"], dtype=float) - 1.0)
@@ -136,7 +141,8 @@ def _our_cases(n_phantoms, seed):
         still = simulate_phantom(**options)
         moving = {kind: simulate_phantom(motion=kind, **options) for kind in KINDS}
         yield (options, studies.phantom_study(still), still.truth["lv_blood_reference_signal"],
-               {kind: (studies.phantom_study(phantom), phantom.truth["motion_shift_px"], None)
+               {kind: (studies.phantom_study(phantom), phantom.truth["motion_shift_px"], None,
+                       phantom.truth["motion_turn_deg"])  # the section turned by the angle about the LV axis
                 for kind, phantom in moving.items()})
 
 
@@ -155,8 +161,9 @@ def _heldout_cases(n_studies, seed, roi_on_held_frame=False):
         moving = heldout.phantom(seed + index, motion=True, **options)
         study, shift = moving.perfusion_study(), moving.truth["motion_shift_px"]
         roi_frame = _brightest_held_frame(study, shift) if roi_on_held_frame else None
+        # The model turns the image content the other way round from ``motion.resample_frames``'s angle.
         yield (dict(options, seed=seed + index), still.perfusion_study(), still.truth["aif_reference_signal"],
-               {"held-out motion": (study, shift, roi_frame)})
+               {"held-out motion": (study, shift, roi_frame, -moving.truth["motion_rotation_deg"])})
 
 
 def run(title, cases):
@@ -173,8 +180,8 @@ def run(title, cases):
         line = "  seed {:>3} {:>3} T {:<4}  still: auto changes <= {:.2f} %, measured max {:.2f} px".format(
             options["seed"], field, options["ischemic"], 100 * change,
             float(np.max(np.linalg.norm(still_auto.motion.correction.shift_px, axis=-1))))
-        for kind, (study, shift, roi_frame) in moving.items():
-            row = _case(still_study, study, reference, field, shift, still_off, roi_frame)
+        for kind, (study, shift, roi_frame, turn) in moving.items():
+            row = _case(still_study, study, reference, field, shift, still_off, roi_frame, turn)
             rows.setdefault(kind, []).append(row)
             times.append((row["motion_s"], row["fit_s"]))
             line += " | {}: worst segment {:+.1f} % (uncorrected {:+.1f} %), excluded {}".format(
@@ -266,8 +273,8 @@ def main(argv=None):
     parser.add_argument("--heldout-rotation-deg", type=_at_least_zero("degrees", "5"), metavar="DEG",
                         default=heldout.phantoms.MOTION["rotation_deg"],
                         help="the held-out model's heart also turns about the LV's centre with the breathing, by up "
-                             "to this many degrees either way (default: {:g}); the ideal row then moves the frames "
-                             "back by the true translation alone".format(heldout.phantoms.MOTION["rotation_deg"]))
+                             "to this many degrees either way (default: {:g}); the ideal row then turns the frames "
+                             "back by the true turn too".format(heldout.phantoms.MOTION["rotation_deg"]))
     ending = parser.add_mutually_exclusive_group()
     ending.add_argument("--heldout-hold-fails", action="store_true",
                         help="the held-out model's breath-hold ends when its length runs out, even before the LV's "
