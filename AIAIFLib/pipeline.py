@@ -941,8 +941,8 @@ def _report_motion(result):
     if correction is None or not np.all(np.isfinite(correction.shift_px)):
         return None
     return {"times_s": correction.frame_times_s, "displacement_mm": correction.displacement_mm(),
-            "excluded_frames": correction.excluded_frames, "roi_frame": correction.roi_frame,
-            "applied": correction.applied}
+            "turn_deg": correction.applied_turn_deg(), "excluded_frames": correction.excluded_frames,
+            "roi_frame": correction.roi_frame, "applied": correction.applied}
 
 
 def report_subtitle(summary):

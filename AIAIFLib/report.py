@@ -507,12 +507,19 @@ def _validate_report_inputs(aif_times_s, aif_curves, mbf_map, myocardium_mask, s
 
 
 def _plot_displacement(ax, motion, levels):
-    """Each slice's in-plane displacement from the ROI frame against time, excluded frames marked."""
+    """Each slice's in-plane displacement from the ROI frame against time, excluded frames marked; the turns the
+    frames were turned back by, if any (``turn_deg``, degrees), dashed on a second axis."""
     times = np.asarray(motion["times_s"], dtype=float)
     length = np.asarray(motion["displacement_mm"], dtype=float)
-    for k in range(length.shape[1]):
-        ax.plot(times, length[:, k], marker=".", label="{} (slice {})".format(levels[k] if k < len(levels) else "",
-                                                                             k))
+    lines = [ax.plot(times, length[:, k], marker=".", label="{} (slice {})".format(
+        levels[k] if k < len(levels) else "", k))[0] for k in range(length.shape[1])]
+    turn = motion.get("turn_deg")
+    if turn is not None and np.any(np.asarray(turn, dtype=float)):
+        right = ax.twinx()
+        for k, line in enumerate(lines):
+            right.plot(times, np.asarray(turn, dtype=float)[:, k], linestyle="--", linewidth=0.8,
+                       color=line.get_color())
+        right.set_ylabel("Turn (degrees, dashed)")
     excluded = [int(f) for f in motion.get("excluded_frames", [])]
     if excluded:
         ax.plot(times[excluded], np.nanmax(length[excluded], axis=1), "x", color="black", markersize=9,

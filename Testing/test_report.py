@@ -214,3 +214,24 @@ def test_bland_altman_legend_leaves_the_limits_of_agreement_visible(n_patients):
     assert legend.y1 <= axes_box.y0  # below the plot: it covers no line and no point
     limits = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_ydata())]
     assert len(limits) == 2
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_the_motion_panel_draws_the_turns_on_a_second_axis_only_when_there_are_any(turned):
+    from matplotlib.figure import Figure
+
+    times = np.arange(10.0)
+    turn = np.zeros((10, 3))
+    if turned:
+        turn[6:, 1] = [2.0, -1.5, 3.0, 0.5]
+    figure = Figure()
+    ax = figure.add_subplot(111)
+    report._plot_displacement(ax, {"times_s": times, "displacement_mm": np.ones((10, 3)), "turn_deg": turn,
+                                   "excluded_frames": [], "roi_frame": 2, "applied": True}, ["basal", "mid", "apical"])
+    assert len(figure.axes) == (2 if turned else 1)
+    if turned:
+        right = figure.axes[1]
+        assert right.get_ylabel().startswith("Turn (degrees")
+        np.testing.assert_array_equal(right.lines[1].get_ydata(), turn[:, 1])
+        assert right.lines[1].get_color() == ax.lines[1].get_color()  # the slice's colour
+
