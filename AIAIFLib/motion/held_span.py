@@ -280,8 +280,8 @@ def register_to_held_span(frames, heart_mask, pixel_mm, shift_px, still, held, o
         ``shift_px`` with the frames outside the run moved to their
         position nearest the held frames' span (with a turn about the
         heart's centre fitted alongside where the turn removes at least
-        ``HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off the span,
-        and not applied), where that is within
+        ``HELD_SPAN_MIN_TURN_REDUCTION`` of the frame's energy off the span),
+        where that is within
         ``HELD_SPAN_MAX_CORRECTION_PX`` (``HELD_SPAN_MAX_HELD_CORRECTION_PX``
         where at most ``HELD_SPAN_MAX_OFF_SPAN`` of the frame's energy lies
         off the span there) and, after the hold, removes at least

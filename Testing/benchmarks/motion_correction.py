@@ -124,7 +124,7 @@ def _case(still_study, moving_study, reference_signal, field, true_shift_px, sti
     # frame.
     truth = true_shift_px - true_shift_px[roi_frame]
     turn = None if true_turn_deg is None else true_turn_deg - true_turn_deg[roi_frame]
-    lv_centre = np.array([np.argwhere(mask).mean(axis=0) if mask.any() else np.zeros(2)
+    lv_centre = np.array([motion.region.heart_centre_px(mask) if mask.any() else np.zeros(2)
                           for mask in moving_study.blood_pool_mask])
     ideal = dataclasses.replace(moving_study, frames=motion.resample_frames(moving_study.frames, truth, turn, lv_centre))
     result = _quantify(ideal, reference_signal, field, "off")
