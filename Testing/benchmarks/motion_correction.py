@@ -115,10 +115,10 @@ def _case(still_study, moving_study, reference_signal, field, true_shift_px, sti
     pipeline's; ``true_turn_deg`` (n_frames, n_slices) the heart's turn about the LV's centre in
     ``motion.resample_frames``'s sense, if it turns)."""
     row = {}
+    reference = np.asarray(still_off.segments["mbf_mean"], dtype=float)
     for mode in ("auto", "off"):
         result = _quantify(moving_study, reference_signal, field, mode, roi_frame)
         mbf = np.asarray(result.segments["mbf_mean"], dtype=float)
-        reference = np.asarray(still_off.segments["mbf_mean"], dtype=float)
         row[mode + "_relative"] = mbf / reference - 1.0
         row[mode + "_same_call"] = _same_call(mbf, reference)
         used = result.motion.frames_used
@@ -140,8 +140,8 @@ def _case(still_study, moving_study, reference_signal, field, true_shift_px, sti
     ideal = dataclasses.replace(moving_study, frames=motion.resample_frames(moving_study.frames, truth, turn, lv_centre))
     result = _quantify(ideal, reference_signal, field, "off")
     true_mbf = np.asarray(result.segments["mbf_mean"], dtype=float)
-    row["true_relative"] = true_mbf / np.asarray(still_off.segments["mbf_mean"], dtype=float) - 1.0
-    row["true_same_call"] = _same_call(true_mbf, np.asarray(still_off.segments["mbf_mean"], dtype=float))
+    row["true_relative"] = true_mbf / reference - 1.0
+    row["true_same_call"] = _same_call(true_mbf, reference)
     row["true_nmse"] = _nmse(result.aif["saturated"], still_off.aif["saturated"])
     return row
 
